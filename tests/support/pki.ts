@@ -1,0 +1,139 @@
+/**
+ * Test PKI made with the openssl command line: a cluster CA, serving certificates and client
+ * certificates (CN = user, O = groups). Everything is written to a fresh temporary directory.
+ */
+export interface CertPair {
+  cert: string;
+  key: string;
+  /** cert and key concatenated in one file, as kubelet's kubelet-client-current.pem. */
+  combined: string;
+  certPem: string;
+  keyPem: string;
+  serial: string;
+}
+
+export interface Pki {
+  dir: string;
+  caCert: string;
+  caKey: string;
+  caPem: string;
+  /** Issues a serving certificate for 127.0.0.1, ::1 and localhost (plus extra SANs). */
+  server(name: string, sans?: string[]): Promise<CertPair>;
+  /** Issues a client certificate. */
+  client(cn: string, groups?: string[], opts?: { name?: string; days?: number }): Promise<CertPair>;
+  /** A self-signed certificate from an unrelated CA: what a rogue client would present. */
+  rogue(cn: string, groups?: string[]): Promise<CertPair>;
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`openssl ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+let counter = 0;
+
+function subject(cn: string, groups: string[]): string {
+  return groups.map((g) => `/O=${g}`).join("") + `/CN=${cn}`;
+}
+
+async function pair(dir: string, file: string, serial: string): Promise<CertPair> {
+  const cert = `${dir}/${file}.crt`;
+  const key = `${dir}/${file}.key`;
+  const combined = `${dir}/${file}.pem`;
+  const certPem = await Deno.readTextFile(cert);
+  const keyPem = await Deno.readTextFile(key);
+  await Deno.writeTextFile(combined, certPem + keyPem, { mode: 0o600 });
+  return { cert, key, combined, certPem, keyPem, serial };
+}
+
+async function issue(
+  dir: string,
+  file: string,
+  subj: string,
+  ext: string,
+  signer: { cert: string; key: string } | null,
+  days = 365,
+): Promise<CertPair> {
+  const serial = (BigInt(Date.now()) * 1000n + BigInt(++counter)).toString(16).toUpperCase();
+  await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${file}.key`], dir);
+  await Deno.writeTextFile(`${dir}/${file}.ext`, ext);
+  if (signer) {
+    await openssl(["req", "-new", "-key", `${file}.key`, "-subj", subj, "-out", `${file}.csr`], dir);
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      `${file}.csr`,
+      "-CA",
+      signer.cert,
+      "-CAkey",
+      signer.key,
+      "-set_serial",
+      `0x${serial}`,
+      "-days",
+      String(days),
+      "-extfile",
+      `${file}.ext`,
+      "-out",
+      `${file}.crt`,
+    ], dir);
+  } else {
+    await openssl([
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      `${file}.key`,
+      "-subj",
+      subj,
+      "-set_serial",
+      `0x${serial}`,
+      "-days",
+      String(days),
+      "-addext",
+      ext.split("\n")[0],
+      "-out",
+      `${file}.crt`,
+    ], dir);
+  }
+  return pair(dir, file, serial);
+}
+
+/** Creates a CA in a new temporary directory. */
+export async function createPki(): Promise<Pki> {
+  const dir = await Deno.makeTempDir({ prefix: "lite-apiserver-pki-" });
+  const ca = await issue(dir, "ca", "/CN=test-cluster-ca", "basicConstraints=critical,CA:TRUE", null, 3650);
+  const signer = { cert: ca.cert, key: ca.key };
+  let n = 0;
+  return {
+    dir,
+    caCert: ca.cert,
+    caKey: ca.key,
+    caPem: ca.certPem,
+    server: (name, sans = []) =>
+      issue(
+        dir,
+        `server-${name}-${++n}`,
+        `/CN=${name}`,
+        `subjectAltName=${["IP:127.0.0.1", "IP:::1", "DNS:localhost", ...sans].join(",")}\n` +
+          "extendedKeyUsage=serverAuth\n",
+        signer,
+      ),
+    client: (cn, groups = [], opts = {}) =>
+      issue(
+        dir,
+        opts.name ?? `client-${cn.replace(/[^A-Za-z0-9]/g, "_")}-${++n}`,
+        subject(cn, groups),
+        "extendedKeyUsage=clientAuth\n",
+        signer,
+        opts.days ?? 365,
+      ),
+    rogue: async (cn, groups = []) => {
+      const rogueDir = `${dir}/rogue-${++n}`;
+      await Deno.mkdir(rogueDir);
+      return issue(rogueDir, "rogue", subject(cn, groups), "extendedKeyUsage=clientAuth", null);
+    },
+  };
+}
