@@ -35,8 +35,10 @@ export interface ListMeta {
 
 export interface StoredList {
   meta: ListMeta;
-  /** Item bodies ordered by item key (`namespace/name`), ascending. */
+  /** Item bodies ordered by item key (`namespace/name`), ascending (plain string order). */
   items: Uint8Array[];
+  /** The item keys, parallel to `items` (added for paging without parsing items). */
+  itemKeys: string[];
 }
 
 /** One write; a batch of them is applied in order. */

@@ -20,7 +20,11 @@ export interface Pki {
   /** Issues a serving certificate for 127.0.0.1, ::1 and localhost (plus extra SANs). */
   server(name: string, sans?: string[]): Promise<CertPair>;
   /** Issues a client certificate. */
-  client(cn: string, groups?: string[], opts?: { name?: string; days?: number }): Promise<CertPair>;
+  client(
+    cn: string,
+    groups?: string[],
+    opts?: { name?: string; days?: number; notBefore?: Date; notAfter?: Date },
+  ): Promise<CertPair>;
   /** A self-signed certificate from an unrelated CA: what a rogue client would present. */
   rogue(cn: string, groups?: string[]): Promise<CertPair>;
 }
@@ -55,11 +59,16 @@ async function issue(
   ext: string,
   signer: { cert: string; key: string } | null,
   days = 365,
+  dates?: { notBefore?: Date; notAfter?: Date },
 ): Promise<CertPair> {
   const serial = (BigInt(Date.now()) * 1000n + BigInt(++counter)).toString(16).toUpperCase();
   await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${file}.key`], dir);
   await Deno.writeTextFile(`${dir}/${file}.ext`, ext);
-  if (signer) {
+  if (signer && (dates?.notBefore || dates?.notAfter)) {
+    // Explicit validity window (e.g. not yet valid): only `openssl ca` takes start/end dates in 3.0.
+    await openssl(["req", "-new", "-key", `${file}.key`, "-subj", subj, "-out", `${file}.csr`], dir);
+    await signWithDates(dir, file, serial, signer, dates.notBefore ?? new Date(), dates.notAfter);
+  } else if (signer) {
     await openssl(["req", "-new", "-key", `${file}.key`, "-subj", subj, "-out", `${file}.csr`], dir);
     await openssl([
       "x509",
@@ -101,6 +110,51 @@ async function issue(
   return pair(dir, file, serial);
 }
 
+function asn1Time(d: Date): string {
+  return d.toISOString().replace(/[-:T]/g, "").replace(/\.\d+Z$/, "Z");
+}
+
+async function signWithDates(
+  dir: string,
+  file: string,
+  serial: string,
+  signer: { cert: string; key: string },
+  notBefore: Date,
+  notAfter = new Date(notBefore.getTime() + 365 * 86_400_000),
+): Promise<void> {
+  const db = `${file}.cadb`;
+  await Deno.mkdir(`${dir}/${db}`);
+  await Deno.writeTextFile(`${dir}/${db}/index.txt`, "");
+  await Deno.writeTextFile(`${dir}/${db}/serial`, (serial.length % 2 ? "0" : "") + serial + "\n");
+  await Deno.writeTextFile(
+    `${dir}/${db}/ca.cnf`,
+    `[ca]\ndefault_ca = d\n[d]\ndatabase = ${db}/index.txt\nnew_certs_dir = ${db}\nserial = ${db}/serial\n` +
+      `default_md = sha256\npolicy = p\nunique_subject = no\n[p]\n`,
+  );
+  await openssl([
+    "ca",
+    "-batch",
+    "-notext",
+    "-preserveDN",
+    "-config",
+    `${db}/ca.cnf`,
+    "-cert",
+    signer.cert,
+    "-keyfile",
+    signer.key,
+    "-in",
+    `${file}.csr`,
+    "-extfile",
+    `${file}.ext`,
+    "-startdate",
+    asn1Time(notBefore),
+    "-enddate",
+    asn1Time(notAfter),
+    "-out",
+    `${file}.crt`,
+  ], dir);
+}
+
 /** Creates a CA in a new temporary directory. */
 export async function createPki(): Promise<Pki> {
   const dir = await Deno.makeTempDir({ prefix: "lite-apiserver-pki-" });
@@ -129,6 +183,7 @@ export async function createPki(): Promise<Pki> {
         "extendedKeyUsage=clientAuth\n",
         signer,
         opts.days ?? 365,
+        opts,
       ),
     rogue: async (cn, groups = []) => {
       const rogueDir = `${dir}/rogue-${++n}`;

@@ -1,0 +1,140 @@
+/**
+ * Answers a request from the cache while the upstream is unreachable. Reads get the cached answer
+ * (or one derived from a broader cached list); a miss is an honest 503, never a 404; writes get a
+ * 503 at once, except a kubelet registering a Node the cache holds (409 AlreadyExists, as the
+ * apiserver would say, so kubelet carries on with the cached Node).
+ */
+import type { Cache } from "../cache/cache.ts";
+import type { RequestContext } from "../proxy/context.ts";
+import { cacheKeyFor } from "../cache/cache_key.ts";
+import { assembleList } from "../cache/list_codec.ts";
+import { paginate, PagingError } from "../cache/paging.ts";
+import { SelectorError } from "../request/selectors.ts";
+import { sendStatus } from "../proxy/status.ts";
+import { sendCached } from "./send.ts";
+import { findInLists, findList } from "./cached_lists.ts";
+import type { HeldWatches } from "./held_watches.ts";
+import { objectName } from "./object_name.ts";
+import { parseRequestInfo } from "../request/request_info.ts";
+
+export interface OfflineDeps {
+  cache: Cache;
+  watches: HeldWatches;
+  observe(ctx: RequestContext, status: number): void;
+}
+
+function hit(ctx: RequestContext, deps: OfflineDeps) {
+  ctx.source = "cache";
+  deps.observe(ctx, 200);
+}
+
+function unreachable(reason: string): string {
+  return `the cloud kube-apiserver is unreachable (${reason})`;
+}
+
+function miss(ctx: RequestContext, deps: OfflineDeps, reason: string) {
+  deps.observe(ctx, 503);
+  sendStatus(ctx.res, 503, `${unreachable(reason)} and nothing is cached for this request`, { retryAfter: 1 });
+}
+
+export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
+  try {
+    const method = ctx.req.method ?? "GET";
+    if (method !== "GET" && method !== "HEAD") return await offlineWrite(ctx, deps, reason);
+    if (!ctx.plan) {
+      deps.observe(ctx, 503);
+      return sendStatus(
+        ctx.res,
+        503,
+        `${unreachable(reason)}; this kind of request (${ctx.info.verb} ${ctx.info.path}) is not served from the cache`,
+        { retryAfter: 1 },
+      );
+    }
+    const { verb } = ctx.info;
+    if (ctx.info.isResourceRequest && (verb === "list" || verb === "watch") && ctx.rep === "json") {
+      const list = await findList(deps.cache, ctx);
+      if (!list) return miss(ctx, deps, reason);
+      if (verb === "watch") {
+        hit(ctx, deps);
+        return deps.watches.hold(ctx, list);
+      }
+      const q = ctx.info.query;
+      const page = paginate(list.items.map((b, i) => [list.itemKeys[i], b] as const), (t) => t[0], {
+        limit: Number(q.get("limit") ?? "") || undefined,
+        continue: q.get("continue") ?? undefined,
+        listKeyId: list.id,
+        resourceVersion: list.meta.resourceVersion,
+      });
+      const body = assembleList(list.meta.envelope, page.items.map((t) => t[1]), {
+        resourceVersion: list.meta.resourceVersion,
+        continue: page.continue,
+        remainingItemCount: page.remainingItemCount,
+      });
+      hit(ctx, deps);
+      return await sendCached(ctx, body, list.meta.contentType);
+    }
+    if (verb === "watch") {
+      // Tables and other shapes of watches: held open with no events until the cloud is back.
+      const key = cacheKeyFor(ctx.identity.cacheId, { ...ctx.info, verb: "list" }, ctx.rep);
+      const cached = await deps.cache.getObject(key);
+      if (!cached) return miss(ctx, deps, reason);
+      hit(ctx, deps);
+      return deps.watches.hold(ctx, {
+        meta: { envelope: "{}", resourceVersion: "", contentType: cached.contentType, storedAt: cached.storedAt },
+        items: [],
+        itemKeys: [],
+        id: "",
+        derived: false,
+      });
+    }
+    const cached = await deps.cache.getObject(ctx.plan.key);
+    if (cached) {
+      hit(ctx, deps);
+      return await sendCached(ctx, cached.body, cached.contentType);
+    }
+    if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
+      const body = await findInLists(deps.cache, ctx);
+      if (body) {
+        hit(ctx, deps);
+        return await sendCached(ctx, body, "application/json");
+      }
+    }
+    return miss(ctx, deps, reason);
+  } catch (err) {
+    if (err instanceof PagingError) {
+      deps.observe(ctx, err.status);
+      return sendStatus(ctx.res, err.status, err.message, { reason: err.reason });
+    }
+    if (err instanceof SelectorError) {
+      deps.observe(ctx, 400);
+      return sendStatus(ctx.res, 400, err.message);
+    }
+    throw err;
+  }
+}
+
+async function offlineWrite(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
+  const { info } = ctx;
+  // kubelet re-registers its Node at start-up; after an offline reboot the cached Node answers.
+  if (
+    info.isResourceRequest && info.verb === "create" && info.group === "" && info.resource === "nodes" &&
+    !info.subresource && ctx.body
+  ) {
+    const name = objectName(String(ctx.req.headers["content-type"] ?? ""), ctx.body);
+    if (name) {
+      const getInfo = parseRequestInfo("GET", `/api/v1/nodes/${encodeURIComponent(name)}`);
+      const probe: RequestContext = { ...ctx, info: getInfo, rep: "json" };
+      const known = await deps.cache.getObject(cacheKeyFor(ctx.identity.cacheId, getInfo, "json")) ??
+        await findInLists(deps.cache, probe);
+      if (known) {
+        deps.observe(ctx, 409);
+        return sendStatus(ctx.res, 409, `nodes "${name}" already exists`, {
+          reason: "AlreadyExists",
+          details: { name, kind: "nodes" },
+        });
+      }
+    }
+  }
+  deps.observe(ctx, 503);
+  sendStatus(ctx.res, 503, `${unreachable(reason)}; writes cannot be applied while offline`, { retryAfter: 1 });
+}

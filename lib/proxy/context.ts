@@ -1,0 +1,23 @@
+/** Everything known about one client request as it moves through the proxy. */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Identity } from "../identity/identity.ts";
+import type { Peer } from "../listener/https_listener.ts";
+import type { RequestInfo } from "../request/request_info.ts";
+import type { Representation } from "../request/representation.ts";
+import type { CachePlan } from "../cache/response_tap.ts";
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  peer: Peer;
+  identity: Identity;
+  info: RequestInfo;
+  rep: Representation;
+  /** Set when the answer may be cached (and so may be served from the cache). */
+  plan?: CachePlan;
+  startedAt: number;
+  /** Where the answer came from, for logs and metrics. */
+  source: "upstream" | "cache" | "local";
+  /** A request body read up front (small bodies), so it can be retried or inspected offline. */
+  body?: Uint8Array;
+}

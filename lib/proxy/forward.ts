@@ -1,0 +1,190 @@
+/**
+ * Online path: forwards a request to the upstream with the caller's own credentials, streams the
+ * answer back (status and end-to-end headers preserved), and taps cacheable answers.
+ * A connection failure moves to the next endpoint; a read that gets no answer in time is handed
+ * to `unreachable` (served from the cache).
+ */
+import https from "node:https";
+import type { ClientRequest, IncomingMessage } from "node:http";
+import type { RequestContext } from "./context.ts";
+import type { UpstreamAgents } from "../upstream/agents.ts";
+import type { UpstreamHealth } from "../upstream/health.ts";
+import type { Cache } from "../cache/cache.ts";
+import { tapResponse } from "../cache/response_tap.ts";
+import { endToEnd, preferJson } from "./headers.ts";
+import { sendStatus } from "./status.ts";
+import { log } from "../log.ts";
+
+export interface InFlight {
+  ctx: RequestContext;
+  upstream: ClientRequest;
+  /** Response headers were sent to the client. */
+  responding: boolean;
+  /** The upstream became unreachable. */
+  abort(): void;
+}
+
+export interface ForwardDeps {
+  agents: UpstreamAgents;
+  health: UpstreamHealth;
+  cache: Cache;
+  backendTimeoutMs: number;
+  inflight: Set<InFlight>;
+  /** Called when no endpoint answered: serve from the cache, or say so. */
+  unreachable(ctx: RequestContext, reason: string): void;
+  observe(ctx: RequestContext, status: number, upstreamMs?: number): void;
+}
+
+const MAX_BUFFERED_BODY = 1 << 20;
+
+/** Reads a small request body up front so that it can be sent again to another endpoint. */
+export function readSmallBody(ctx: RequestContext): Promise<void> {
+  const len = Number(ctx.req.headers["content-length"] ?? "NaN");
+  const method = ctx.req.method ?? "GET";
+  if (!(len > 0 && len <= MAX_BUFFERED_BODY) || method === "GET" || method === "HEAD") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    ctx.req.on("data", (c: Uint8Array) => chunks.push(c));
+    ctx.req.on("end", () => {
+      ctx.body = Buffer.concat(chunks);
+      resolve();
+    });
+    ctx.req.on("error", reject);
+  });
+}
+
+function isConnectError(err: NodeJS.ErrnoException): boolean {
+  return ["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN"]
+    .includes(err.code ?? "") || /timeout|socket hang up|offline/i.test(err.message);
+}
+
+export function forward(ctx: RequestContext, deps: ForwardDeps): void {
+  const endpoints = deps.health.order();
+  const isRead = ctx.req.method === "GET" || ctx.req.method === "HEAD";
+  const replayable = ctx.body !== undefined || !ctx.req.headers["content-length"] && !ctx.req.headers["transfer-encoding"];
+  let clientGone = false;
+  ctx.res.on("close", () => {
+    clientGone = true;
+  });
+
+  const attempt = (i: number) => {
+    const ep = endpoints[i];
+    const base = new URL(ep.url);
+    const headers = endToEnd(ctx.req.headers);
+    headers.host = base.host;
+    if (ctx.plan) headers.accept = preferJson(ctx.req.headers.accept);
+    if (ctx.body) headers["content-length"] = ctx.body.byteLength;
+    const started = performance.now();
+    const upstream = https.request({
+      protocol: "https:",
+      hostname: base.hostname.replace(/^\[|\]$/g, ""),
+      port: base.port || 443,
+      path: base.pathname.replace(/\/$/, "") + ctx.req.url,
+      method: ctx.req.method,
+      headers,
+      agent: deps.agents.agentFor(ctx.identity),
+      servername: /^[\d.]+$|:/.test(base.hostname) ? undefined : base.hostname,
+    });
+    // Deno's node:http client neither reports an error for a destroyed request on a reused
+    // keep-alive socket nor stops retrying it, so failures are settled here, once, by us.
+    let answered = false;
+    let failedOnce = false;
+    const fail = (err: NodeJS.ErrnoException, destroy: boolean) => {
+      if (answered || failedOnce) return;
+      failedOnce = true;
+      clearTimeout(timer);
+      deps.inflight.delete(entry);
+      if (destroy) {
+        upstream.socket?.destroy();
+        upstream.destroy();
+      }
+      if (clientGone) return;
+      const offline = err.message === "offline";
+      if (!offline) deps.health.reportFailure(ep.url, err.message);
+      log.debug("upstream attempt failed", { endpoint: ep.url, error: err.message });
+      if (!offline && i + 1 < endpoints.length && replayable && isConnectError(err)) return attempt(i + 1);
+      if (isRead || offline) return deps.unreachable(ctx, err.message);
+      deps.observe(ctx, 503);
+      sendStatus(ctx.res, 503, `the cloud kube-apiserver is unreachable (${err.message}); the request was not applied`, {
+        retryAfter: 1,
+      });
+    };
+    const entry: InFlight = {
+      ctx,
+      upstream,
+      responding: false,
+      abort: () => {
+        if (!answered) {
+          // Reads are answered from the cache; a write in flight keeps its chance to complete.
+          if (isRead) fail(Object.assign(new Error("offline"), { code: "EOFFLINE" }), true);
+          return;
+        }
+        // Mid-answer: a watch ends cleanly so the client relists (from the cache).
+        if (ctx.info.verb === "watch") {
+          if (!ctx.res.writableEnded) ctx.res.end();
+          upstream.socket?.destroy();
+          upstream.destroy();
+        }
+      },
+    };
+    deps.inflight.add(entry);
+    // A read must start answering within the backend timeout, else the cache answers it.
+    const timer = isRead
+      ? setTimeout(() => {
+        fail(Object.assign(new Error(`no answer within ${deps.backendTimeoutMs}ms`), { code: "ETIMEDOUT" }), true);
+      }, deps.backendTimeoutMs)
+      : undefined;
+
+    upstream.on("response", (ures: IncomingMessage) => {
+      if (failedOnce) {
+        ures.resume();
+        return;
+      }
+      answered = true;
+      clearTimeout(timer);
+      entry.responding = true;
+      const status = ures.statusCode ?? 502;
+      if (clientGone) {
+        ures.resume();
+        upstream.destroy();
+        return;
+      }
+      ctx.source = "upstream";
+      deps.observe(ctx, status, performance.now() - started);
+      ctx.res.writeHead(status, ures.statusMessage, endToEnd(ures.headers));
+      if (ctx.info.verb === "watch") ctx.res.flushHeaders();
+      if (ctx.plan) tapResponse(deps.cache, ctx.plan, ures);
+      ures.pipe(ctx.res);
+      ures.on("aborted", () => ctx.res.destroy());
+      ures.on("error", () => {
+        if (ctx.info.verb === "watch" && !ctx.res.writableEnded) ctx.res.end();
+        else ctx.res.destroy();
+      });
+      ures.on("close", () => deps.inflight.delete(entry));
+      ctx.res.on("close", () => deps.inflight.delete(entry));
+    });
+
+    upstream.on("error", (err: NodeJS.ErrnoException) => {
+      if (answered) {
+        if (ctx.info.verb === "watch" && !ctx.res.writableEnded) ctx.res.end();
+        else if (!ctx.res.writableFinished) ctx.res.destroy();
+        return;
+      }
+      fail(err, false);
+    });
+
+    ctx.res.on("close", () => {
+      if (!ctx.res.writableFinished) upstream.destroy();
+    });
+
+    if (ctx.body) upstream.end(ctx.body);
+    else if (isRead && !ctx.req.headers["content-length"]) upstream.end();
+    else ctx.req.pipe(upstream);
+  };
+  attempt(0);
+}
+
+/** Going offline: requests still waiting on the upstream are answered from the cache, watches end. */
+export function abandonInFlight(inflight: Set<InFlight>): void {
+  for (const entry of [...inflight]) entry.abort();
+}

@@ -1,0 +1,88 @@
+/**
+ * Keep-alive connection pools to the upstream, one per credential: one for each configured client
+ * pair (by CN) and one with no client certificate for token and anonymous callers.
+ */
+import https from "node:https";
+import type { Identity } from "../identity/identity.ts";
+import { proxyAgentOptions } from "./https_proxy.ts";
+
+export interface PairMaterial {
+  cn: string;
+  certPem: string;
+  keyPem: string;
+  serial: string;
+}
+
+const AGENT_OPTIONS = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 256, maxFreeSockets: 32, scheduling: "lifo" as const };
+
+export class UpstreamAgents {
+  #ca: string;
+  #pairs = new Map<string, PairMaterial>();
+  #agents = new Map<string, https.Agent>();
+  #anonymous: https.Agent;
+
+  constructor(caPem: string, pairs: PairMaterial[] = []) {
+    this.#ca = caPem;
+    this.#anonymous = this.#make();
+    for (const p of pairs) this.setPair(p.cn, p);
+  }
+
+  #make(pair?: PairMaterial): https.Agent {
+    return new https.Agent({
+      ...AGENT_OPTIONS,
+      ca: this.#ca,
+      cert: pair?.certPem,
+      key: pair?.keyPem,
+      ...proxyAgentOptions(),
+    });
+  }
+
+  hasPair(cn: string): boolean {
+    return this.#pairs.has(cn);
+  }
+
+  pair(cn: string): PairMaterial | undefined {
+    return this.#pairs.get(cn);
+  }
+
+  cns(): string[] {
+    return [...this.#pairs.keys()];
+  }
+
+  /** Installs, replaces or (with undefined) removes a pair; the old pool's connections are closed. */
+  setPair(cn: string, pair: PairMaterial | undefined): void {
+    const old = this.#agents.get(cn);
+    if (pair) {
+      this.#pairs.set(cn, pair);
+      this.#agents.set(cn, this.#make(pair));
+    } else {
+      this.#pairs.delete(cn);
+      this.#agents.delete(cn);
+    }
+    old?.destroy();
+  }
+
+  /** A new cluster CA: every pool is rebuilt. */
+  setCa(caPem: string): void {
+    this.#ca = caPem;
+    const old = [this.#anonymous, ...this.#agents.values()];
+    this.#anonymous = this.#make();
+    for (const [cn, pair] of this.#pairs) this.#agents.set(cn, this.#make(pair));
+    for (const a of old) a.destroy();
+  }
+
+  agentFor(id: Identity): https.Agent {
+    if (id.kind === "cert") return this.#agents.get(id.cn) ?? this.#anonymous;
+    return this.#anonymous;
+  }
+
+  /** The pool used by probes: no client certificate. */
+  anonymous(): https.Agent {
+    return this.#anonymous;
+  }
+
+  destroy(): void {
+    this.#anonymous.destroy();
+    for (const a of this.#agents.values()) a.destroy();
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * A faithful simulated kube-apiserver for tests, the demo and benchmarks: TLS with client-cert and
+ * token authentication, an RBAC-like authorizer, legacy discovery, CRUD with one global
+ * resourceVersion, selectors, paging, server-side Tables, watches with bookmarks, a tiny
+ * deployment controller, and a fault relay (blackhole / refuse) in front of it.
+ */
+import type { IncomingMessage } from "node:http";
+import * as https from "node:https";
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { AddressInfo } from "node:net";
+import { type ConnCert, readConnCert } from "./auth.ts";
+import { startDeploymentController } from "./controller.ts";
+import { createHandler, type RequestRecord } from "./handler.ts";
+import { type FaultMode, FaultRelay } from "./relay.ts";
+import { findByKind } from "./resources.ts";
+import { seed as seedStore } from "./seed.ts";
+import { type Obj, ObjectStore } from "./store.ts";
+
+export type { RequestRecord } from "./handler.ts";
+export type { FaultMode } from "./relay.ts";
+
+/** Options for {@link startFakeApiServer}. */
+export interface FakeApiServerOptions {
+  /** PEM file: the CA client certificates must chain to. */
+  caCert: string;
+  caKey?: string;
+  /** PEM files: the serving pair. */
+  certFile: string;
+  keyFile: string;
+  /** Public (relay) port; 0 = random (default). */
+  port?: number;
+  /** Bearer tokens it accepts. */
+  tokens?: Record<string, { user: string; groups?: string[] }>;
+  /** Default true: a small realistic cluster. */
+  seed?: boolean;
+  /** Interval of BOOKMARK events on watches with allowWatchBookmarks=true (default 1000 ms). */
+  bookmarkIntervalMs?: number;
+}
+
+/** A running fake apiserver. */
+export interface FakeApiServer {
+  /** https://127.0.0.1:<port>, through the fault relay. */
+  url: string;
+  port: number;
+  /** The TLS server itself, bypassing the relay (for benchmarks). */
+  directUrl: string;
+  /** Every request, in arrival order (status is 0 until the response head is sent). */
+  requests: RequestRecord[];
+  waitForRequest(pred: (r: RequestRecord) => boolean, timeoutMs?: number): Promise<RequestRecord>;
+  create(obj: Record<string, unknown>): Record<string, unknown>;
+  update(obj: Record<string, unknown>): Record<string, unknown>;
+  remove(apiVersion: string, kind: string, namespace: string | undefined, name: string): void;
+  get(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+  ): Record<string, unknown> | undefined;
+  /** Forgets history: older resourceVersions now give 410 Gone on watch and continue. */
+  compact(): void;
+  setFault(mode: FaultMode): Promise<void>;
+  close(): Promise<void>;
+}
+
+function defOf(apiVersion: string, kind: string) {
+  const def = findByKind(apiVersion, kind);
+  if (!def) throw new Error(`fake apiserver: unknown kind ${apiVersion} ${kind}`);
+  return def;
+}
+
+/** Starts the fake apiserver on 127.0.0.1. */
+export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<FakeApiServer> {
+  const store = new ObjectStore();
+  if (opts.seed ?? true) seedStore(store);
+  const stopController = startDeploymentController(store);
+  const requests: RequestRecord[] = [];
+  const waiters = new Set<(r: RequestRecord) => void>();
+  const watches = new Set<() => void>();
+  const conns = new WeakMap<object, ConnCert>();
+  const sockets = new Set<Socket>();
+  let publicPort = 0;
+
+  const notify = (r: RequestRecord) => {
+    for (const w of [...waiters]) w(r);
+  };
+  const handler = createHandler({
+    store,
+    tokens: opts.tokens ?? {},
+    bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000,
+    serverAddress: () => `127.0.0.1:${publicPort}`,
+    connCert: (req: IncomingMessage) => {
+      const s = req.socket as TLSSocket;
+      let c = conns.get(s);
+      if (!c) conns.set(s, c = readConnCert(s));
+      return c;
+    },
+    record: (r) => {
+      requests.push(r);
+      notify(r);
+    },
+    updated: notify,
+    watches,
+  });
+
+  const server = https.createServer({
+    ca: await Deno.readTextFile(opts.caCert),
+    cert: await Deno.readTextFile(opts.certFile),
+    key: await Deno.readTextFile(opts.keyFile),
+    requestCert: true,
+    rejectUnauthorized: false,
+  }, handler);
+  server.on("connection", (s: Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  server.on("secureConnection", (s: TLSSocket) => conns.set(s, readConnCert(s)));
+  server.on("tlsClientError", () => {});
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const directPort = (server.address() as AddressInfo).port;
+  const relay = new FaultRelay(directPort);
+  try {
+    await relay.start(opts.port ?? 0);
+  } catch (e) {
+    stopController();
+    await new Promise((r) => server.close(r));
+    throw e;
+  }
+  const port = relay.port;
+  publicPort = port;
+
+  return {
+    url: `https://127.0.0.1:${port}`,
+    port,
+    directUrl: `https://127.0.0.1:${directPort}`,
+    requests,
+    waitForRequest(pred, timeoutMs = 10_000) {
+      const found = requests.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`fake apiserver: no matching request within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const check = (r: RequestRecord) => {
+          if (!pred(r)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(r);
+        };
+        waiters.add(check);
+      });
+    },
+    create: (obj) => store.create(defOf(String(obj.apiVersion), String(obj.kind)), obj as Obj),
+    update: (obj) => store.update(defOf(String(obj.apiVersion), String(obj.kind)), obj as Obj),
+    remove: (apiVersion, kind, namespace, name) =>
+      void store.delete(defOf(apiVersion, kind), namespace, name),
+    get: (apiVersion, kind, namespace, name) => store.get(defOf(apiVersion, kind), namespace, name),
+    compact: () => store.compact(),
+    setFault: (mode) => relay.setMode(mode),
+    async close() {
+      stopController();
+      for (const cancel of [...watches]) cancel();
+      await relay.close();
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}

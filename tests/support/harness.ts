@@ -1,0 +1,299 @@
+/**
+ * End-to-end helpers: a test cluster (PKI + simulated apiserver), the real lite-apiserver process
+ * started from main.ts, kubeconfigs, kubectl, and an HTTPS client with client certificates.
+ * Everything waits on conditions (log lines, ports, events), never on fixed sleeps.
+ */
+import { type CertPair, createPki, type Pki } from "./pki.ts";
+import { type FakeApiServer, startFakeApiServer } from "./apiserver/mod.ts";
+
+export const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+export const KUBECTL_DIR = "/usr/lib/google-cloud-sdk/bin";
+export const TOKENS = {
+  "reader-token": { user: "reader", groups: ["readers"] },
+  "admin-token": { user: "admin", groups: ["system:masters"] },
+};
+
+export interface Cluster {
+  pki: Pki;
+  apiserver: FakeApiServer;
+  /** lite-apiserver's serving pair. */
+  serving: CertPair;
+  /** kubelet's client pair (CN system:node:edge-1), registered in tls-config. */
+  kubelet: CertPair;
+  dir: string;
+  tlsConfigFile: string;
+  close(): Promise<void>;
+}
+
+export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): Promise<Cluster> {
+  const pki = await createPki();
+  const apiserverPair = await pki.server("apiserver");
+  const apiserver = await startFakeApiServer({
+    caCert: pki.caCert,
+    caKey: pki.caKey,
+    certFile: apiserverPair.cert,
+    keyFile: apiserverPair.key,
+    tokens: TOKENS,
+    bookmarkIntervalMs: opts.bookmarkIntervalMs,
+  });
+  const serving = await pki.server("lite-apiserver");
+  const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });
+  const tlsConfigFile = `${pki.dir}/tls-config.json`;
+  await Deno.writeTextFile(tlsConfigFile, JSON.stringify([{ cert: kubelet.combined, key: kubelet.combined }]));
+  return {
+    pki,
+    apiserver,
+    serving,
+    kubelet,
+    dir: pki.dir,
+    tlsConfigFile,
+    async close() {
+      await apiserver.close();
+      await Deno.remove(pki.dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+export interface LiteProcess {
+  url: string;
+  port: number;
+  adminUrl?: string;
+  lines: string[];
+  waitForLine(re: RegExp, timeoutMs?: number, from?: number): Promise<string>;
+  kill(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+  status: Promise<Deno.CommandStatus>;
+}
+
+/** Runs `deno run -A main.ts <args>` and collects its output (stdout and stderr) line by line. */
+export function runLite(args: string[], env: Record<string, string> = {}) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", `${ROOT}/main.ts`, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).spawn();
+  const lines: string[] = [];
+  const waiters = new Set<() => void>();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        for (const w of waiters) w();
+      }
+    }
+    if (buf) lines.push(buf);
+    for (const w of waiters) w();
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const status = pumps.then(() => child.status);
+  let exited = false;
+  status.then(() => {
+    exited = true;
+    for (const w of waiters) w();
+  });
+  const waitForLine = (re: RegExp, timeoutMs = 30_000, from = 0): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = lines.slice(from).find((l) => re.test(l));
+        if (hit !== undefined) {
+          cleanup();
+          resolve(hit);
+        } else if (exited) {
+          cleanup();
+          reject(new Error(`process exited before a line matching ${re}:\n${lines.join("\n")}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no line matching ${re} within ${timeoutMs}ms:\n${lines.slice(-30).join("\n")}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+  return {
+    child,
+    lines,
+    status,
+    waitForLine,
+    async kill(signal: Deno.Signal = "SIGTERM") {
+      if (!exited) {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+      }
+      return await status;
+    },
+  };
+}
+
+export interface LiteOptions {
+  cacheDir?: string;
+  backend?: "sqlite" | "file";
+  extra?: string[];
+  upstream?: string;
+  env?: Record<string, string>;
+}
+
+/** Starts lite-apiserver against the cluster on a random port and waits until it serves. */
+export async function startLite(cluster: Cluster, opts: LiteOptions = {}): Promise<LiteProcess & { cacheDir: string }> {
+  const cacheDir = opts.cacheDir ?? await Deno.makeTempDir({ prefix: "lite-cache-" });
+  const args = [
+    "serve",
+    "--kube-apiserver-url",
+    opts.upstream ?? cluster.apiserver.url,
+    "--ca-file",
+    cluster.pki.caCert,
+    "--tls-cert-file",
+    cluster.serving.cert,
+    "--tls-private-key-file",
+    cluster.serving.key,
+    "--tls-config-file",
+    cluster.tlsConfigFile,
+    "--port",
+    "0",
+    "--admin-port",
+    "0",
+    "--cache-backend",
+    opts.backend ?? "sqlite",
+    "--cache-dir",
+    cacheDir,
+    "--backend-timeout",
+    "1s",
+    "--health-check-interval",
+    "500ms",
+    "--health-check-failures",
+    "1",
+    ...(opts.extra ?? []),
+  ];
+  const p = runLite(args, opts.env);
+  const line = await p.waitForLine(/listening on https:\/\/\S+:(\d+)/);
+  const port = Number(/listening on https:\/\/\S+?:(\d+)/.exec(line)![1]);
+  const admin = await p.waitForLine(/admin listening on (http:\/\/\S+)|configuration/);
+  const adminUrl = /admin listening on (http:\/\/\S+)/.exec(admin)?.[1];
+  return { ...p, url: `https://127.0.0.1:${port}`, port, adminUrl, cacheDir };
+}
+
+/** A kubeconfig for `server` with either a client pair or a token. */
+export async function writeKubeconfig(
+  dir: string,
+  name: string,
+  server: string,
+  ca: string,
+  user: { cert: string; key: string } | { token: string },
+): Promise<string> {
+  const path = `${dir}/${name}.kubeconfig`;
+  const u = "token" in user
+    ? `    token: ${user.token}`
+    : `    client-certificate: ${user.cert}\n    client-key: ${user.key}`;
+  await Deno.writeTextFile(
+    path,
+    `apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: ${server}
+    certificate-authority: ${ca}
+users:
+- name: u
+  user:
+${u}
+contexts:
+- name: ctx
+  context:
+    cluster: c
+    user: u
+    namespace: default
+current-context: ctx
+`,
+  );
+  return path;
+}
+
+export interface KubectlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function kubectl(version: string, kubeconfig: string, args: string[]): Promise<KubectlResult> {
+  const out = await new Deno.Command(`${KUBECTL_DIR}/kubectl.${version}`, {
+    args: ["--kubeconfig", kubeconfig, "--request-timeout=20s", ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { HOME: Deno.env.get("HOME") ?? "/root", KUBECACHEDIR: `${Deno.env.get("TMPDIR") ?? "/tmp"}/kubectl-cache-${crypto.randomUUID()}` },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Spawns a long-running kubectl (e.g. `get -w`) whose output lines can be awaited. */
+export function kubectlStream(version: string, kubeconfig: string, args: string[]) {
+  const child = new Deno.Command(`${KUBECTL_DIR}/kubectl.${version}`, {
+    args: ["--kubeconfig", kubeconfig, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { HOME: Deno.env.get("HOME") ?? "/root", KUBECACHEDIR: `/tmp/kubectl-cache-${crypto.randomUUID()}` },
+  }).spawn();
+  return child;
+}
+
+export interface HttpsClient {
+  request(path: string, init?: RequestInit): Promise<Response>;
+  json(path: string, init?: RequestInit): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }>;
+  close(): void;
+}
+
+/** An HTTPS client for `base` trusting the test CA, optionally with a client pair or a token. */
+export function httpsClient(base: string, caPem: string, who: { pair?: CertPair; token?: string } = {}): HttpsClient {
+  const client = Deno.createHttpClient({
+    caCerts: [caPem],
+    ...(who.pair ? { cert: who.pair.certPem, key: who.pair.keyPem } : {}),
+    http2: false,
+  });
+  const request = (path: string, init: RequestInit = {}) => {
+    const headers = new Headers(init.headers);
+    if (who.token) headers.set("authorization", `Bearer ${who.token}`);
+    return fetch(`${base}${path}`, { ...init, headers, client });
+  };
+  return {
+    request,
+    async json(path, init) {
+      const res = await request(path, init);
+      const text = await res.text();
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = { raw: text };
+      }
+      return { status: res.status, body, headers: res.headers };
+    },
+    close: () => client.close(),
+  };
+}
+
+/** Polls `fn` until it returns a truthy value (a condition, not a sleep), failing after timeoutMs. */
+export async function eventually<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
