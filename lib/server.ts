@@ -28,6 +28,7 @@ import { sendStatus } from "./proxy/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { serveOffline } from "./offline/serve_offline.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
+import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
 import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
 import type { Identity } from "./identity/identity.ts";
 import type { RequestInfo } from "./request/request_info.ts";
@@ -43,6 +44,8 @@ export interface RunningServer {
   watches: HeldWatches;
   metrics: ProxyMetrics;
   pairs?: ClientPairWatcher;
+  /** The admin listener (/healthz, /readyz, /metrics, /status), unless --admin-port 0. */
+  admin?: AdminServer;
   serving: ServingWatcher;
   /** Re-reads certificates (SIGHUP). */
   reload(): Promise<void>;
@@ -152,7 +155,6 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
   };
 
-  await health.start();
   let listener: Listener;
   try {
     listener = await startListener({
@@ -171,6 +173,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     throw e;
   }
 
+  health.start();
   health.onChange((online) => {
     metrics.transitions.inc({ state: online ? "online" : "offline" });
     if (online) {
@@ -212,6 +215,33 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     }
   }, evictEvery);
 
+  // Admin listener (observability): after the main listener, so /readyz never precedes serving.
+  let admin: AdminServer | undefined;
+  if (config.adminPort !== 0) {
+    try {
+      admin = await startAdminServer({
+        address: config.adminAddress,
+        port: config.adminPort,
+        health,
+        store,
+        queue,
+        watches,
+        metrics,
+        pairs: pairWatcher,
+      });
+    } catch (e) {
+      clearInterval(evictTimer);
+      health.close();
+      pairWatcher?.close();
+      servingWatcher.close();
+      await listener.close();
+      agents.destroy();
+      await store.close();
+      throw e;
+    }
+    log.info(`admin listening on ${admin.url}`);
+  }
+
   log.info(`lite-apiserver listening on ${listener.addresses.map((a) => `https://${a}`).join(", ")}`, {
     state: health.online ? "online" : "offline",
   });
@@ -227,12 +257,14 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     watches,
     metrics,
     pairs: pairWatcher,
+    admin,
     serving: servingWatcher,
     async reload() {
       await servingWatcher.reloadNow();
       await pairWatcher?.reloadNow();
     },
     async close() {
+      await admin?.close();
       clearInterval(evictTimer);
       health.close();
       pairWatcher?.close();

@@ -55,15 +55,19 @@ export class Histogram {
   }
 }
 
-/** A gauge whose samples are computed when scraped. */
+/**
+ * A gauge whose samples are computed when scraped. With `type` "counter" it exposes a monotonic
+ * value kept elsewhere (e.g. the write queue's totals) without copying it on every change.
+ */
 export class Gauge {
   constructor(
     readonly name: string,
     readonly help: string,
     readonly sample: () => Array<[Labels, number]> | number,
+    readonly type: "gauge" | "counter" = "gauge",
   ) {}
   render(): string {
-    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge\n`;
+    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} ${this.type}\n`;
     const s = this.sample();
     if (typeof s === "number") return out + `${this.name} ${s}\n`;
     for (const [labels, v] of s) out += `${this.name}${labelText(labels)} ${v}\n`;
@@ -98,4 +102,73 @@ export class ProxyMetrics {
   readonly transitions = this.registry.add(
     new Counter("lite_apiserver_online_transitions_total", "Switches between online and offline, by the state entered."),
   );
+}
+
+/** What the runtime metrics read at scrape time (all cheap: the cache walk is done beforehand). */
+export interface RuntimeSource {
+  online(): boolean;
+  endpoints(): Array<{ url: string; healthy: boolean }>;
+  backend: string;
+  /** The last cache usage computed (undefined before the first walk). */
+  cacheUsage(): { entries: number; bytes: number; items: number } | undefined;
+  queue(): { depth: number; bytes: number; dropped: number; written: number; failed: number };
+  heldWatches(): number;
+  /** Client identities with their certificate's notAfter. */
+  certs(): Array<{ cn: string; notAfter?: Date }>;
+  rss(): number;
+  version: string;
+  startedAtMs: number;
+}
+
+/** Gauges for state that lives in other components: health, cache, queue, certificates, process. */
+export function runtimeRegistry(src: RuntimeSource): Registry {
+  const r = new Registry();
+  r.add(new Gauge("lite_apiserver_online", "1 while any upstream endpoint is healthy (online), 0 offline.", () => src.online() ? 1 : 0));
+  r.add(
+    new Gauge(
+      "lite_apiserver_upstream_endpoint_healthy",
+      "1 when the upstream endpoint passes its health checks.",
+      () => src.endpoints().map((e) => [{ endpoint: e.url }, e.healthy ? 1 : 0]),
+    ),
+  );
+  const usage = (f: (u: { entries: number; bytes: number; items: number }) => number) => (): Array<[Labels, number]> => {
+    const u = src.cacheUsage();
+    return u ? [[{ backend: src.backend }, f(u)]] : [];
+  };
+  r.add(new Gauge("lite_apiserver_cache_entries", "Cached objects and lists, per store backend.", usage((u) => u.entries)));
+  r.add(new Gauge("lite_apiserver_cache_items", "Cached objects plus list items, per store backend.", usage((u) => u.items)));
+  r.add(new Gauge("lite_apiserver_cache_bytes", "Bytes of cached bodies, per store backend.", usage((u) => u.bytes)));
+  r.add(new Gauge("lite_apiserver_write_queue_depth", "Cache writes waiting for the store.", () => src.queue().depth));
+  r.add(new Gauge("lite_apiserver_write_queue_bytes", "Bytes of cache writes waiting for the store.", () => src.queue().bytes));
+  r.add(
+    new Gauge(
+      "lite_apiserver_write_queue_dropped_total",
+      "Cache writes dropped because the queue was full.",
+      () => src.queue().dropped,
+      "counter",
+    ),
+  );
+  r.add(new Gauge("lite_apiserver_write_queue_written_total", "Cache writes applied to the store.", () => src.queue().written, "counter"));
+  r.add(new Gauge("lite_apiserver_write_queue_failed_total", "Cache writes the store rejected.", () => src.queue().failed, "counter"));
+  r.add(new Gauge("lite_apiserver_offline_watches_held", "Watches held open from the cache while offline.", () => src.heldWatches()));
+  r.add(
+    new Gauge(
+      "lite_apiserver_client_cert_expiry_seconds",
+      "Seconds until each client identity's certificate expires (negative once expired).",
+      () => {
+        const now = Date.now();
+        return src.certs().filter((c) => c.cn && c.notAfter).map((c) => [{ cn: c.cn }, Math.round((c.notAfter!.getTime() - now) / 1000)]);
+      },
+    ),
+  );
+  r.add(new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", () => src.rss()));
+  r.add(new Gauge("process_start_time_seconds", "Start time of the process since the epoch, in seconds.", () => Math.floor(src.startedAtMs / 1000)));
+  r.add(
+    new Gauge("lite_apiserver_build_info", "Build information; the value is always 1.", () => [[{
+      version: src.version,
+      deno: Deno.version.deno,
+      v8: Deno.version.v8,
+    }, 1]]),
+  );
+  return r;
 }

@@ -72,7 +72,7 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     const base = new URL(ep.url);
     const headers = endToEnd(ctx.req.headers);
     headers.host = base.host;
-    if (ctx.plan) headers.accept = preferJson(ctx.req.headers.accept);
+    if (ctx.plan && ctx.req.headers.accept) headers.accept = preferJson(ctx.req.headers.accept);
     if (ctx.body) headers["content-length"] = ctx.body.byteLength;
     const started = performance.now();
     const upstream = https.request({

@@ -386,8 +386,6 @@ class FileStore implements Store {
     const gen = newGeneration();
     const genDir = join(listDir, gen);
     await Deno.mkdir(genDir, { mode: 0o700 });
-    await writeNewFile(join(genDir, META), encodeRecord({}, enc.encode(JSON.stringify(meta))));
-    await writeAtomic(listDir, CURRENT, enc.encode(gen + "\n"));
     const byFile = new Map<string, [string, Uint8Array]>();
     for (const [k, body] of items) byFile.set(itemFileName(k), [k, body]); // Last one wins, as in SQL.
     await mapLimit(
@@ -396,7 +394,7 @@ class FileStore implements Store {
       ([file, [k, body]]) => writeNewFile(join(genDir, file), encodeRecord({ k }, body)),
     );
     const m: ListMeta = { ...meta };
-
+    await writeNewFile(join(genDir, META), encodeRecord({}, enc.encode(JSON.stringify(m))));
     await syncDir(genDir);
     await syncDir(listDir);
     await writeAtomic(listDir, CURRENT, enc.encode(gen + "\n"));

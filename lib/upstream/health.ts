@@ -55,10 +55,13 @@ export class UpstreamHealth {
     return healthy.length ? [...healthy, ...this.endpoints.filter((e) => !e.healthy)] : [...this.endpoints];
   }
 
-  /** Probes once now, then on the interval. Resolves after the first round. */
-  async start(): Promise<void> {
-    await this.probeAll();
-    this.#schedule();
+  /**
+   * Probes now and then on the interval. Does not wait for the first round: after an offline
+   * reboot the cache must answer at once, and a request that finds the upstream gone is served
+   * from the cache anyway.
+   */
+  start(): void {
+    this.probeAll().finally(() => this.#schedule());
   }
 
   #schedule() {

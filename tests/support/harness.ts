@@ -39,7 +39,10 @@ export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): 
   const serving = await pki.server("lite-apiserver");
   const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });
   const tlsConfigFile = `${pki.dir}/tls-config.json`;
-  await Deno.writeTextFile(tlsConfigFile, JSON.stringify([{ cert: kubelet.combined, key: kubelet.combined }]));
+  await Deno.writeTextFile(
+    tlsConfigFile,
+    JSON.stringify([{ cert: kubelet.combined, key: kubelet.combined }]),
+  );
   return {
     pki,
     apiserver,
@@ -64,10 +67,19 @@ export interface LiteProcess {
   status: Promise<Deno.CommandStatus>;
 }
 
-/** Runs `deno run -A main.ts <args>` and collects its output (stdout and stderr) line by line. */
-export function runLite(args: string[], env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", `${ROOT}/main.ts`, ...args],
+/** How to start main.ts: a command and the arguments before `main.ts` (e.g. an emulated arm64 Deno). */
+export interface LiteLauncher {
+  cmd: string;
+  args: string[];
+}
+
+/**
+ * Runs `deno run -A main.ts <args>` (or `<launcher.cmd> <launcher.args> main.ts <args>`) and collects its
+ * output (stdout and stderr) line by line.
+ */
+export function runLite(args: string[], env: Record<string, string> = {}, launcher?: LiteLauncher) {
+  const child = new Deno.Command(launcher?.cmd ?? Deno.execPath(), {
+    args: [...(launcher?.args ?? ["run", "-A", "--quiet"]), `${ROOT}/main.ts`, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -141,11 +153,42 @@ export interface LiteOptions {
   extra?: string[];
   upstream?: string;
   env?: Record<string, string>;
+  /** Start the admin listener on a free port (default true); false passes `--admin-port 0` (disabled). */
+  admin?: boolean;
+}
+
+/** A free TCP port on 127.0.0.1 (bound, read, released), for flags where 0 does not mean random. */
+export async function freePort(): Promise<number> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }
 
 /** Starts lite-apiserver against the cluster on a random port and waits until it serves. */
-export async function startLite(cluster: Cluster, opts: LiteOptions = {}): Promise<LiteProcess & { cacheDir: string }> {
+export async function startLite(
+  cluster: Cluster,
+  opts: LiteOptions = {},
+): Promise<LiteProcess & { cacheDir: string }> {
   const cacheDir = opts.cacheDir ?? await Deno.makeTempDir({ prefix: "lite-cache-" });
+  const admin = opts.admin ?? true;
+  // The admin port is picked here (0 disables it): another test may take it in between, so retry.
+  for (let attempt = 1;; attempt++) {
+    const adminPort = admin ? await freePort() : 0;
+    try {
+      return await spawnLite(cluster, opts, cacheDir, adminPort);
+    } catch (e) {
+      if (attempt >= 3 || !/admin-port \d+: .* already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function spawnLite(
+  cluster: Cluster,
+  opts: LiteOptions,
+  cacheDir: string,
+  adminPort: number,
+): Promise<LiteProcess & { cacheDir: string }> {
   const args = [
     "serve",
     "--kube-apiserver-url",
@@ -161,7 +204,7 @@ export async function startLite(cluster: Cluster, opts: LiteOptions = {}): Promi
     "--port",
     "0",
     "--admin-port",
-    "0",
+    String(adminPort),
     "--cache-backend",
     opts.backend ?? "sqlite",
     "--cache-dir",
@@ -177,8 +220,9 @@ export async function startLite(cluster: Cluster, opts: LiteOptions = {}): Promi
   const p = runLite(args, opts.env);
   const line = await p.waitForLine(/listening on https:\/\/\S+:(\d+)/);
   const port = Number(/listening on https:\/\/\S+?:(\d+)/.exec(line)![1]);
-  const admin = await p.waitForLine(/admin listening on (http:\/\/\S+)|configuration/);
-  const adminUrl = /admin listening on (http:\/\/\S+)/.exec(admin)?.[1];
+  // --admin-port 0 disables the admin listener; otherwise wait for it (logged before "configuration").
+  const adminLine = adminPort ? await p.waitForLine(/admin listening on (http:\/\/\S+)/) : undefined;
+  const adminUrl = adminLine ? /admin listening on (http:\/\/\S+)/.exec(adminLine)?.[1] : undefined;
   return { ...p, url: `https://127.0.0.1:${port}`, port, adminUrl, cacheDir };
 }
 
@@ -230,7 +274,10 @@ export async function kubectl(version: string, kubeconfig: string, args: string[
     args: ["--kubeconfig", kubeconfig, "--request-timeout=20s", ...args],
     stdout: "piped",
     stderr: "piped",
-    env: { HOME: Deno.env.get("HOME") ?? "/root", KUBECACHEDIR: `${Deno.env.get("TMPDIR") ?? "/tmp"}/kubectl-cache-${crypto.randomUUID()}` },
+    env: {
+      HOME: Deno.env.get("HOME") ?? "/root",
+      KUBECACHEDIR: `${Deno.env.get("TMPDIR") ?? "/tmp"}/kubectl-cache-${crypto.randomUUID()}`,
+    },
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
@@ -249,12 +296,19 @@ export function kubectlStream(version: string, kubeconfig: string, args: string[
 
 export interface HttpsClient {
   request(path: string, init?: RequestInit): Promise<Response>;
-  json(path: string, init?: RequestInit): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }>;
+  json(
+    path: string,
+    init?: RequestInit,
+  ): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }>;
   close(): void;
 }
 
 /** An HTTPS client for `base` trusting the test CA, optionally with a client pair or a token. */
-export function httpsClient(base: string, caPem: string, who: { pair?: CertPair; token?: string } = {}): HttpsClient {
+export function httpsClient(
+  base: string,
+  caPem: string,
+  who: { pair?: CertPair; token?: string } = {},
+): HttpsClient {
   const client = Deno.createHttpClient({
     caCerts: [caPem],
     ...(who.pair ? { cert: who.pair.certPem, key: who.pair.keyPem } : {}),
@@ -283,7 +337,12 @@ export function httpsClient(base: string, caPem: string, who: { pair?: CertPair;
 }
 
 /** Polls `fn` until it returns a truthy value (a condition, not a sleep), failing after timeoutMs. */
-export async function eventually<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+export async function eventually<T>(
+  fn: () => Promise<T> | T,
+  what: string,
+  timeoutMs = 15_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

@@ -9,7 +9,7 @@ import * as https from "node:https";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
-import { type ConnCert, readConnCert } from "./auth.ts";
+import { authenticate, type ConnCert, readConnCert } from "./auth.ts";
 import { startDeploymentController } from "./controller.ts";
 import { createHandler, type RequestRecord } from "./handler.ts";
 import { type FaultMode, FaultRelay } from "./relay.ts";
@@ -115,6 +115,44 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     s.on("close", () => sockets.delete(s));
   });
   server.on("secureConnection", (s: TLSSocket) => conns.set(s, readConnCert(s)));
+  // exec / attach / portforward: a 101 upgrade, then the stream echoes every byte back, so a
+  // proxy's tunnel can be checked byte for byte (no SPDY framing is simulated).
+  server.on("upgrade", (req: IncomingMessage, socket: Socket) => {
+    const tls = socket as unknown as TLSSocket;
+    let conn = conns.get(tls);
+    if (!conn) conns.set(tls, conn = readConnCert(tls));
+    const id = authenticate(conn, req.headers.authorization, opts.tokens ?? {});
+    const url = new URL(req.url ?? "/", "https://x");
+    const allowed = id.authn !== "anonymous" && id.authn !== "invalid" &&
+      /\/(exec|attach|portforward)$/.test(url.pathname);
+    const status = allowed ? 101 : id.authn === "invalid" ? 401 : 403;
+    const rec: RequestRecord = {
+      time: Date.now(),
+      method: req.method ?? "GET",
+      path: url.pathname,
+      query: url.search.replace(/^\?/, ""),
+      user: id.user,
+      groups: id.groups,
+      authn: id.authn,
+      certSerial: id.certSerial,
+      userAgent: String(req.headers["user-agent"] ?? ""),
+      accept: String(req.headers.accept ?? ""),
+      contentType: String(req.headers["content-type"] ?? ""),
+      status,
+    };
+    requests.push(rec);
+    notify(rec);
+    if (!allowed) {
+      const body = JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code: status, reason: status === 401 ? "Unauthorized" : "Forbidden", message: "upgrade refused" });
+      socket.end(`HTTP/1.1 ${status} ${status === 401 ? "Unauthorized" : "Forbidden"}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade}\r\nConnection: Upgrade\r\n` +
+        `X-Stream-Protocol-Version: ${String(req.headers["x-stream-protocol-version"] ?? "").split(",")[0].trim()}\r\n\r\n`,
+    );
+    socket.pipe(socket);
+  });
   server.on("tlsClientError", () => {});
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -1,0 +1,186 @@
+/**
+ * The admin view of a running proxy: cache usage (walked from the store, cached for a few
+ * seconds) and the `/status` snapshot the `status` command prints. Never exposes a token: token
+ * identities are shown by the first 8 hex digits of their hash.
+ */
+import type { EntryInfo, Store } from "../store/store.ts";
+import type { EndpointState } from "../upstream/health.ts";
+import type { PairStatus } from "../certs/client_watcher.ts";
+
+/** Cache usage of one identity (or of the whole store). */
+export interface UsageRow {
+  /** The identity as shown: `cn~…`, `token~<8 hex>`, `anonymous` (+ `~imp=…` when impersonating). */
+  identity: string;
+  entries: number;
+  /** Objects plus list items. */
+  items: number;
+  bytes: number;
+}
+
+export interface CacheUsage {
+  backend: string;
+  entries: number;
+  items: number;
+  bytes: number;
+  identities: UsageRow[];
+  computedAtMs: number;
+}
+
+/** Shortens a cacheId's token hash to 8 hex digits; other identities are shown as they are. */
+export function displayIdentity(cacheId: string): string {
+  return cacheId.replace(/^token~([0-9a-f]{8})[0-9a-f]*/i, "token~$1");
+}
+
+/** Sums store entries per identity. */
+export function summariseEntries(backend: string, entries: EntryInfo[], now = Date.now()): CacheUsage {
+  const rows = new Map<string, UsageRow>();
+  let bytes = 0, items = 0;
+  for (const e of entries) {
+    const id = displayIdentity(e.key.identity);
+    let row = rows.get(id);
+    if (!row) rows.set(id, row = { identity: id, entries: 0, items: 0, bytes: 0 });
+    row.entries++;
+    row.items += e.count;
+    row.bytes += e.bytes;
+    bytes += e.bytes;
+    items += e.count;
+  }
+  const identities = [...rows.values()].sort((a, b) => a.identity.localeCompare(b.identity));
+  return { backend, entries: entries.length, items, bytes, identities, computedAtMs: now };
+}
+
+/**
+ * Walks the store at most once per `ttlMs`: scrapes and status calls in between get the last
+ * result, and concurrent callers share one walk.
+ */
+export class UsageCache {
+  #store: Pick<Store, "backend" | "entries">;
+  #ttlMs: number;
+  #last?: CacheUsage;
+  #running?: Promise<CacheUsage>;
+  /** The last walk's error, if it failed (the store is closed or broken). */
+  error?: string;
+
+  constructor(store: Pick<Store, "backend" | "entries">, ttlMs = 5000) {
+    this.#store = store;
+    this.#ttlMs = ttlMs;
+  }
+
+  get last(): CacheUsage | undefined {
+    return this.#last;
+  }
+
+  get(): Promise<CacheUsage | undefined> {
+    if (this.#last && Date.now() - this.#last.computedAtMs < this.#ttlMs) return Promise.resolve(this.#last);
+    this.#running ??= this.#store.entries()
+      .then((entries) => {
+        this.error = undefined;
+        return this.#last = summariseEntries(this.#store.backend, entries);
+      })
+      .finally(() => this.#running = undefined);
+    return this.#running.catch((e) => {
+      this.error = (e as Error).message;
+      return this.#last;
+    });
+  }
+}
+
+export interface EndpointStatus {
+  url: string;
+  healthy: boolean;
+  consecutiveFailures: number;
+  lastError?: string;
+  latencyMs?: number;
+  lastProbe?: string;
+}
+
+export interface CertStatus {
+  cn: string;
+  certFile: string;
+  notAfter?: string;
+  expiresInSeconds?: number;
+  problem?: string;
+}
+
+export interface QueueStats {
+  depth: number;
+  bytes: number;
+  dropped: number;
+  written: number;
+  failed: number;
+}
+
+/** The JSON answer of `/status`. */
+export interface StatusReport {
+  version: string;
+  uptimeSeconds: number;
+  online: boolean;
+  /** Online, every endpoint healthy and no certificate problem. */
+  healthy: boolean;
+  /** Why `healthy` is false, one line each. */
+  problems: string[];
+  stateSince: string;
+  transitions: number;
+  endpoints: EndpointStatus[];
+  cache?: CacheUsage;
+  cacheError?: string;
+  certs: CertStatus[];
+  queue: QueueStats;
+  heldWatches: number;
+  rssBytes: number;
+}
+
+export interface StatusSource {
+  version: string;
+  startedAtMs: number;
+  health: { online: boolean; endpoints: EndpointState[]; changedAt: number; transitions: number };
+  usage: UsageCache;
+  queue: QueueStats;
+  heldWatches: number;
+  pairs?: { status(): PairStatus[] };
+}
+
+/** Builds the `/status` report (walks the store if the last walk is older than the cache TTL). */
+export async function buildStatus(src: StatusSource): Promise<StatusReport> {
+  const now = Date.now();
+  const cache = await src.usage.get();
+  const endpoints = src.health.endpoints.map((e): EndpointStatus => ({
+    url: e.url,
+    healthy: e.healthy,
+    consecutiveFailures: e.consecutiveFailures,
+    lastError: e.lastError,
+    latencyMs: e.lastLatencyMs === undefined ? undefined : Math.round(e.lastLatencyMs * 10) / 10,
+    lastProbe: e.lastProbeMs ? new Date(e.lastProbeMs).toISOString() : undefined,
+  }));
+  const certs = (src.pairs?.status() ?? []).map((p): CertStatus => ({
+    cn: p.cn,
+    certFile: p.certFile,
+    notAfter: p.notAfter?.toISOString(),
+    expiresInSeconds: p.notAfter ? Math.round((p.notAfter.getTime() - now) / 1000) : undefined,
+    problem: p.problem,
+  }));
+  const problems: string[] = [];
+  if (!src.health.online) problems.push("offline: no upstream endpoint is healthy (serving reads from the cache)");
+  for (const e of endpoints) if (!e.healthy) problems.push(`endpoint ${e.url} unhealthy: ${e.lastError ?? "failing"}`);
+  for (const c of certs) {
+    if (c.problem) problems.push(`client certificate ${c.cn || c.certFile}: ${c.problem}`);
+    else if (c.expiresInSeconds !== undefined && c.expiresInSeconds <= 0) problems.push(`client certificate ${c.cn} expired at ${c.notAfter}`);
+  }
+  if (src.usage.error) problems.push(`cache store unreadable: ${src.usage.error}`);
+  return {
+    version: src.version,
+    uptimeSeconds: Math.round((now - src.startedAtMs) / 1000),
+    online: src.health.online,
+    healthy: problems.length === 0,
+    problems,
+    stateSince: new Date(src.health.changedAt).toISOString(),
+    transitions: src.health.transitions,
+    endpoints,
+    cache,
+    cacheError: src.usage.error,
+    certs,
+    queue: src.queue,
+    heldWatches: src.heldWatches,
+    rssBytes: Deno.memoryUsage().rss,
+  };
+}

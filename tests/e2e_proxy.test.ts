@@ -1,0 +1,220 @@
+/**
+ * End to end, online: the real lite-apiserver process between kubectl/curl-like clients and the
+ * simulated apiserver. Identity pass-through, watches, upgrades, failover.
+ */
+import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
+import tls from "node:tls";
+import {
+  type Cluster,
+  eventually,
+  httpsClient,
+  kubectl,
+  kubectlStream,
+  startCluster,
+  startLite,
+  writeKubeconfig,
+} from "./support/harness.ts";
+
+const strip0 = (s?: string) => (s ?? "").toUpperCase().replace(/^0+(?=.)/, "");
+
+Deno.test("online proxying with the caller's own identity", async (t) => {
+  const cluster: Cluster = await startCluster();
+  const lite = await startLite(cluster);
+  const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+  try {
+    await t.step("kubectl with a client certificate lists pods; the apiserver saw the node and its cert", async () => {
+      const kc = await writeKubeconfig(cluster.dir, "kubelet", lite.url, cluster.pki.caCert, cluster.kubelet);
+      for (const v of ["1.27", "1.33"]) {
+        const from = cluster.apiserver.requests.length;
+        const r = await kubectl(v, kc, ["get", "pods", "-A", "-o", "name"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertMatch(r.stdout, /pod\/nginx-1/);
+        const seen = cluster.apiserver.requests.slice(from).filter((x) => x.path === "/api/v1/pods");
+        assert(seen.length > 0, "apiserver saw the list");
+        for (const x of seen) {
+          assertEquals(x.user, "system:node:edge-1");
+          assertEquals(x.authn, "cert");
+          assertEquals(strip0(x.certSerial), strip0(cluster.kubelet.serial));
+        }
+      }
+    });
+
+    await t.step("a bearer token passes through unchanged and without a client certificate", async () => {
+      const reader = httpsClient(lite.url, cluster.pki.caPem, { token: "reader-token" });
+      try {
+        const pods = await reader.json("/api/v1/namespaces/default/pods");
+        assertEquals(pods.status, 200);
+        const rec = cluster.apiserver.requests.findLast((x) => x.path === "/api/v1/namespaces/default/pods")!;
+        assertEquals(rec.user, "reader");
+        assertEquals(rec.authn, "token");
+        assertEquals(rec.certSerial, undefined);
+        const secret = await reader.json("/api/v1/namespaces/default/secrets/db-password");
+        assertEquals(secret.status, 403, "the upstream's own authorizer answers");
+        assertEquals(secret.body.reason, "Forbidden");
+      } finally {
+        reader.close();
+      }
+    });
+
+    await t.step("a rogue self-signed certificate with CN=admin is never forwarded as admin", async () => {
+      const rogue = await cluster.pki.rogue("admin", ["system:masters"]);
+      const c = httpsClient(lite.url, cluster.pki.caPem, { pair: rogue });
+      try {
+        const r = await c.json("/api/v1/namespaces/default/secrets");
+        assertEquals(r.status, 403);
+        const rec = cluster.apiserver.requests.findLast((x) => x.path === "/api/v1/namespaces/default/secrets")!;
+        assertEquals(rec.user, "system:anonymous");
+        assertEquals(rec.certSerial, undefined);
+        await lite.waitForLine(/client certificate did not verify.*cn=admin/);
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step("a verified certificate with no configured pair goes upstream without credentials", async () => {
+      const other = await cluster.pki.client("someone", ["devs"]);
+      const c = httpsClient(lite.url, cluster.pki.caPem, { pair: other });
+      try {
+        const r = await c.json("/api/v1/namespaces/default/configmaps");
+        assertEquals(r.status, 403);
+        const rec = cluster.apiserver.requests.findLast((x) => x.path === "/api/v1/namespaces/default/configmaps")!;
+        assertEquals(rec.user, "system:anonymous");
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step("kubectl get -w through the proxy sees an object created afterwards", async () => {
+      const kc = await writeKubeconfig(cluster.dir, "kubelet-w", lite.url, cluster.pki.caCert, cluster.kubelet);
+      const child = kubectlStream("1.33", kc, ["get", "configmaps", "-w", "-o", "name"]);
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      const until = async (re: RegExp) => {
+        while (!re.test(seen)) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`kubectl ended: ${seen}`);
+          seen += value;
+        }
+      };
+      try {
+        await until(/configmap\//); // the initial list arrived, so the watch is open
+        cluster.apiserver.create({
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: "created-later", namespace: "default" },
+          data: { a: "b" },
+        });
+        await until(/configmap\/created-later/);
+      } finally {
+        child.kill();
+        await reader.cancel().catch(() => {});
+        await child.stderr.cancel().catch(() => {});
+        await child.status;
+      }
+    });
+
+    await t.step("a JSON watch is streamed event by event", async () => {
+      const res = await node.request("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0");
+      assertEquals(res.status, 200);
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      while (!buf.includes("created-later")) buf += (await reader.read()).value ?? "";
+      cluster.apiserver.create({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "streamed", namespace: "default" } });
+      while (!/"ADDED".*"streamed"/.test(buf)) buf += (await reader.read()).value ?? "";
+      await reader.cancel();
+    });
+
+    await t.step("a request without an Accept header works", async () => {
+      const res = await node.request("/api/v1/nodes/edge-1", { headers: { accept: "" } });
+      assertEquals(res.status, 200);
+      assertEquals((await res.json()).metadata.name, "edge-1");
+    });
+
+    await t.step("writes pass through with status and body preserved", async () => {
+      const admin = httpsClient(lite.url, cluster.pki.caPem, { token: "admin-token" });
+      try {
+        const body = JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "w1", namespace: "default" } });
+        const created = await admin.json("/api/v1/namespaces/default/configmaps", {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/json" },
+        });
+        assertEquals(created.status, 201);
+        const again = await admin.json("/api/v1/namespaces/default/configmaps", {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/json" },
+        });
+        assertEquals(again.status, 409);
+        assertEquals(again.body.reason, "AlreadyExists");
+      } finally {
+        admin.close();
+      }
+    });
+
+    await t.step("exec-style upgrades are tunnelled byte for byte with the caller's identity", async () => {
+      const sock = tls.connect({
+        host: "127.0.0.1",
+        port: lite.port,
+        ca: cluster.pki.caPem,
+        cert: cluster.kubelet.certPem,
+        key: cluster.kubelet.keyPem,
+        servername: "localhost",
+      });
+      await new Promise<void>((r, j) => sock.once("secureConnect", () => r()).once("error", j));
+      sock.write(
+        "POST /api/v1/namespaces/default/pods/nginx-1/exec?command=sh&stdin=true HTTP/1.1\r\nHost: x\r\n" +
+          "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+      );
+      let got = "";
+      const dataArrived = (re: RegExp) =>
+        new Promise<void>((resolve, reject) => {
+          const on = (d: Uint8Array) => {
+            got += new TextDecoder().decode(d);
+            if (re.test(got)) {
+              sock.off("data", on);
+              resolve();
+            }
+          };
+          sock.on("data", on);
+          sock.once("close", () => reject(new Error(`closed: ${got}`)));
+        });
+      await dataArrived(/\r\n\r\n/);
+      assertMatch(got, /^HTTP\/1\.1 101/);
+      const payload = "\x00\x01binary\xffpayload";
+      sock.write(payload);
+      await dataArrived(/payload$/);
+      assert(got.endsWith("\x00\x01binary\xffpayload"), "echoed byte for byte");
+      const rec = cluster.apiserver.requests.findLast((x) => x.path.endsWith("/exec"))!;
+      assertEquals(rec.user, "system:node:edge-1");
+      assertEquals(rec.status, 101);
+      sock.destroy();
+    });
+  } finally {
+    node.close();
+    await lite.kill();
+    await cluster.close();
+  }
+});
+
+Deno.test("with several upstream URLs, a connection failure moves to the next", async () => {
+  const cluster = await startCluster();
+  // A port that refuses: bind and close a listener to find one.
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = `https://127.0.0.1:${(l.addr as Deno.NetAddr).port}`;
+  l.close();
+  const lite = await startLite(cluster, { upstream: `${dead},${cluster.apiserver.url}` });
+  const c = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+  try {
+    const r = await eventually(async () => {
+      const x = await c.json("/api/v1/nodes/edge-1");
+      return x.status === 200 ? x : undefined;
+    }, "an answer through the second endpoint");
+    assertEquals((r!.body.metadata as { name: string }).name, "edge-1");
+    assertEquals(lite.lines.some((x) => /upstream unreachable: offline/.test(x)), false, "stayed online");
+  } finally {
+    c.close();
+    await lite.kill();
+    await cluster.close();
+  }
+});
