@@ -85,10 +85,13 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
       "sqlite",
       "--cache-dir",
       cacheDir,
+      // startLite uses 1s and 500ms, but the first TLS handshakes under emulation can take longer, and
+      // a probe times out after min(backend timeout, interval): give both 10s. A cut is still noticed
+      // at the next probe, a refused connection fails at once.
       "--backend-timeout",
-      "1s",
+      "10s",
       "--health-check-interval",
-      "500ms",
+      "10s",
       "--health-check-failures",
       "1",
     ];
@@ -164,6 +167,9 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
     timings["kubectl get pods (offline)"] = kOfflineMs;
 
     console.log(`aarch64 timings (ms): ${JSON.stringify(timings)}`);
+  } catch (e) {
+    if (lite) console.error(`lite-apiserver (aarch64) output:\n${lite.lines.join("\n")}`);
+    throw e;
   } finally {
     // 5. Clean up: the emulated process, the client, the cluster, the cache.
     client.close();

@@ -322,21 +322,24 @@ for (const backend of BACKENDS) {
       await store.apply([{ op: "replaceList", key: lk, meta: meta("0"), items: gen(0) }]);
       let writing = true;
       const writer = (async () => {
-        for (let g = 1; g <= 15; g++) {
+        for (let g = 1; g <= 15 && writing; g++) {
           await store.apply([{ op: "replaceList", key: lk, meta: meta(String(g)), items: gen(g) }]);
         }
+      })().finally(() => writing = false);
+      try {
+        let reads = 0;
+        while (writing || reads === 0) {
+          const list = (await store.getList(lk))!;
+          const seen = new Set(texts(list.items));
+          assertEquals(list.items.length, 40);
+          assertEquals(seen.size, 1, `one generation per read, got ${[...seen]}`);
+          assertEquals([...seen][0], `g${list.meta.resourceVersion}`);
+          reads++;
+        }
+      } finally {
         writing = false;
-      })();
-      let reads = 0;
-      while (writing || reads === 0) {
-        const list = (await store.getList(lk))!;
-        const seen = new Set(texts(list.items));
-        assertEquals(list.items.length, 40);
-        assertEquals(seen.size, 1, `one generation per read, got ${[...seen]}`);
-        assertEquals([...seen][0], `g${list.meta.resourceVersion}`);
-        reads++;
+        await writer;
       }
-      await writer;
     }));
 
   Deno.test(`${backend}: openStore refuses an unusable directory`, async () => {

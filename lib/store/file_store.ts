@@ -286,26 +286,18 @@ class FileStore implements Store {
 
   async getList(key: CacheKey): Promise<StoredList | undefined> {
     const listDir = keyPath(this.#root, key);
-    // A concurrent replaceList may delete the generation we are reading: start again on the new one.
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // A concurrent replaceList switches #current and only then deletes the old generation, so if the
+    // generation is still current once every item is read, nothing was deleted under us; else retry.
+    for (let attempt = 0; attempt < 10; attempt++) {
       const state = await this.#readState(listDir);
       if (!state) return undefined;
       const genDir = join(listDir, state.gen);
-      const names = await ignoreAbsent(readDirNames(genDir));
-      if (!names) {
-        this.#lists.delete(listDir);
-        continue;
-      }
+      const names = (await ignoreAbsent(readDirNames(genDir))) ?? [];
       const files = names.filter((e) => !e.name.startsWith("#")).map((e) => e.name);
-      let vanished = false;
       const items = await mapLimit(files, PARALLEL, async (name) => {
         const path = join(genDir, name);
         const data = await ignoreAbsent(Deno.readFile(path));
-        if (!data) {
-          // Deleted by a concurrent deleteItem (fine) or the whole generation went away (retry).
-          if (!(await ignoreAbsent(Deno.stat(genDir)))) vanished = true;
-          return undefined;
-        }
+        if (!data) return undefined; // Removed by a concurrent deleteItem or replaceList.
         const rec = decodeRecord(data);
         if (typeof rec === "string" || typeof rec.header.k !== "string") {
           this.#warnOnce(path, typeof rec === "string" ? rec : "not a list item record");
@@ -313,10 +305,7 @@ class FileStore implements Store {
         }
         return { k: rec.header.k, body: rec.body };
       });
-      if (vanished) {
-        this.#lists.delete(listDir);
-        continue;
-      }
+      if ((await this.#readState(listDir))?.gen !== state.gen) continue;
       const present = items.filter((i) => i !== undefined);
       present.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
       return {

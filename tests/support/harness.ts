@@ -338,17 +338,17 @@ export function httpsClient(
 
 /** Polls `fn` until it returns a truthy value (a condition, not a sleep), failing after timeoutMs. */
 export async function eventually<T>(
-  fn: () => Promise<T> | T,
+  fn: () => T,
   what: string,
   timeoutMs = 15_000,
   everyMs = 50,
-): Promise<T> {
+): Promise<NonNullable<Awaited<T>>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
     try {
       const v = await fn();
-      if (v) return v;
+      if (v) return v as NonNullable<Awaited<T>>;
     } catch (e) {
       last = e;
     }

@@ -1,0 +1,11 @@
+import { startCluster, startLite, httpsClient } from "/work/main/tests/support/harness.ts";
+const c = await startCluster(); const l = await startLite(c);
+const h = httpsClient(l.url, await Deno.readTextFile(c.pki.caCert), { token: "admin-token" });
+await (await h.request("/api/v1/pods")).text();
+const k = httpsClient(l.url, await Deno.readTextFile(c.pki.caCert), { pair: c.kubelet });
+await (await k.request("/api/v1/nodes")).text();
+await new Promise(r=>setTimeout(r,300));
+const o = await new Deno.Command(Deno.execPath(), {args:["run","-A","--quiet","/work/main/main.ts","status","--admin-url",l.adminUrl!]}).output();
+console.log(new TextDecoder().decode(o.stdout), o.code);
+console.log((await (await fetch(l.adminUrl+"/metrics")).text()).split("\n").filter(x=>!x.includes("_bucket")).join("\n"));
+h.close(); k.close(); await l.kill(); await c.close();

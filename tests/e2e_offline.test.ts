@@ -1,0 +1,295 @@
+/**
+ * Edge autonomy, end to end, for each cache backend: prime through the real process with kubectl
+ * and an HTTPS client, cut the simulated cloud (blackhole and refuse), read back from the cache,
+ * kill -9 and restart while offline, check isolation between identities, and recover.
+ */
+import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
+import {
+  eventually,
+  httpsClient,
+  kubectl,
+  type LiteProcess,
+  startCluster,
+  startLite,
+  writeKubeconfig,
+} from "./support/harness.ts";
+
+type Obj = Record<string, unknown> & { metadata: { name: string; resourceVersion: string; labels?: Record<string, string> } };
+const names = (body: Record<string, unknown>) => (body.items as Obj[]).map((i) => i.metadata.name).sort();
+
+async function readLines(res: Response, until: (events: Array<{ type: string; object: Obj }>) => boolean) {
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const events: Array<{ type: string; object: Obj }> = [];
+  let buf = "";
+  while (!until(events)) {
+    const { value, done } = await reader.read();
+    if (done) return { events, ended: true, reader };
+    buf += value;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) events.push(JSON.parse(line));
+    }
+  }
+  return { events, ended: false, reader };
+}
+
+async function waitEnd(reader: ReadableStreamDefaultReader<string>): Promise<void> {
+  while (!(await reader.read()).done) { /* drain until the proxy ends the stream */ }
+}
+
+for (const backend of ["sqlite", "file"] as const) {
+  Deno.test(`edge autonomy with the ${backend} cache`, async (t) => {
+    const cluster = await startCluster();
+    let lite: LiteProcess & { cacheDir: string } = await startLite(cluster, { backend });
+    const cacheDir = lite.cacheDir;
+    const node = () => httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+    let kc = await writeKubeconfig(cluster.dir, `kubelet-${backend}`, lite.url, cluster.pki.caCert, cluster.kubelet);
+    const clients: Array<{ close(): void }> = [];
+    const client = (who: Parameters<typeof httpsClient>[2]) => {
+      const c = httpsClient(lite.url, cluster.pki.caPem, who);
+      clients.push(c);
+      return c;
+    };
+    const offlineSince = (proc: LiteProcess, from = 0) => proc.waitForLine(/upstream unreachable: offline/, 30_000, from);
+    try {
+      let n = client({ pair: cluster.kubelet });
+      const reader = client({ token: "reader-token" });
+      let podsRv = "";
+
+      await t.step("prime the cache online", async () => {
+        for (
+          const args of [
+            ["get", "pods", "-A"],
+            ["get", "pods", "-n", "default", "-l", "app=nginx"],
+            ["get", "pods", "-A", "--field-selector", "spec.nodeName=edge-1"],
+            ["get", "widgets", "-n", "default"],
+            ["api-resources"],
+          ]
+        ) {
+          const r = await kubectl("1.33", kc, args);
+          assertEquals(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+        }
+        const list = await n.json("/api/v1/namespaces/default/pods");
+        assertEquals(list.status, 200);
+        podsRv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
+        assertEquals((await n.json("/api/v1/nodes/edge-1")).status, 200);
+        assertEquals((await n.json("/api/v1/namespaces/default/secrets/db-password")).status, 200);
+        assertEquals((await n.json("/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1")).status, 200);
+        assertEquals((await reader.json("/api/v1/namespaces/default/pods")).status, 200);
+      });
+
+      await t.step("a change delivered by a watch before the cut is in the cache", async () => {
+        const res = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${podsRv}`);
+        assertEquals(res.status, 200);
+        const pod = cluster.apiserver.get("v1", "Pod", "default", "nginx-1")! as Obj;
+        pod.metadata.labels = { ...pod.metadata.labels, changed: "by-watch" };
+        cluster.apiserver.update(pod);
+        const { reader: r } = await readLines(res, (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"));
+        await r.cancel();
+      });
+
+      for (const mode of ["blackhole", "refuse"] as const) {
+        await t.step(`cut (${mode}): cached reads answer within the backend timeout`, async () => {
+          const from = lite.lines.length;
+          const cutAt = performance.now();
+          await cluster.apiserver.setFault(mode);
+          // A client looping over reads: the first cached answer must come within backend-timeout (1s) + 1s.
+          const first = await eventually(async () => {
+            const r = await n.json("/api/v1/namespaces/default/pods");
+            return r.status === 200 && r.headers.get("x-lite-apiserver-source") === "cache" ? r : undefined;
+          }, "a cached answer", 10_000, 20);
+          const ms = performance.now() - cutAt;
+          console.log(`[${backend}/${mode}] cut → first cached answer: ${ms.toFixed(0)} ms`);
+          assert(ms <= 2000, `first cached answer after ${ms} ms`);
+          assertEquals(names(first.body), ["nginx-1", "nginx-2", "redis-0"]);
+          await offlineSince(lite, from);
+          if (mode === "blackhole") {
+            await cluster.apiserver.setFault("none");
+            await lite.waitForLine(/upstream reachable again/, 15_000, from);
+          }
+        });
+      }
+
+      await t.step("offline: every primed read is served from the cache", async () => {
+        const list = await n.json("/api/v1/namespaces/default/pods");
+        const changed = (list.body.items as Obj[]).find((p) => p.metadata.name === "nginx-1")!;
+        assertEquals(changed.metadata.labels?.changed, "by-watch", "the watch-delivered change shows offline");
+        const nodeObj = await n.json("/api/v1/nodes/edge-1");
+        assertEquals([nodeObj.status, (nodeObj.body.metadata as Obj["metadata"]).name], [200, "edge-1"]);
+        const secret = await n.json("/api/v1/namespaces/default/secrets/db-password");
+        assertEquals(secret.status, 200);
+        const mine = await n.json("/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1");
+        assert((mine.body.items as Obj[]).length >= 5);
+
+        for (
+          const [args, re] of [
+            [["get", "pods", "-A"], /kube-proxy-edge-1/],
+            [["get", "pods", "-n", "default", "-l", "app=nginx"], /nginx-2/],
+            [["get", "pods", "-A", "--field-selector", "spec.nodeName=edge-1"], /coredns/],
+            [["get", "widgets", "-n", "default"], /w1/],
+            [["api-resources"], /widgets/],
+          ] as Array<[string[], RegExp]>
+        ) {
+          const r = await kubectl("1.33", kc, args);
+          assertEquals(r.code, 0, `${args.join(" ")} offline: ${r.stderr}`);
+          assertMatch(r.stdout, re);
+        }
+      });
+
+      await t.step("offline: selectors and paging are applied to a broader cached list", async () => {
+        const redis = await n.json("/api/v1/namespaces/default/pods?labelSelector=app%3Dredis");
+        assertEquals(redis.status, 200);
+        assertEquals(names(redis.body), ["redis-0"]);
+        const notNginx = await n.json("/api/v1/namespaces/default/pods?labelSelector=app+notin+(nginx)");
+        assertEquals(names(notNginx.body), ["redis-0"]);
+        const byName = await n.json("/api/v1/namespaces/default/pods?fieldSelector=metadata.name%3Dnginx-2");
+        assertEquals(names(byName.body), ["nginx-2"]);
+        const seen: string[] = [];
+        let cont = "";
+        do {
+          const page = await n.json(`/api/v1/namespaces/default/pods?limit=1${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`);
+          assertEquals(page.status, 200);
+          seen.push(...names(page.body));
+          cont = String((page.body.metadata as { continue?: string }).continue ?? "");
+        } while (cont);
+        assertEquals(seen, ["nginx-1", "nginx-2", "redis-0"]);
+        const bad = await n.json("/api/v1/namespaces/default/pods?labelSelector=a+in+(");
+        assertEquals(bad.status, 400);
+      });
+
+      await t.step("offline: a miss is an honest 503, and writes fail fast with a Status", async () => {
+        const missing = await n.json("/api/v1/namespaces/kube-system/configmaps");
+        assertEquals([missing.status, missing.body.kind, missing.body.reason], [503, "Status", "ServiceUnavailable"]);
+        assertMatch(String(missing.body.message), /unreachable.*nothing is cached/);
+        const started = performance.now();
+        const write = await n.json("/api/v1/namespaces/default/configmaps", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }),
+        });
+        assertEquals([write.status, write.body.kind], [503, "Status"]);
+        assert(performance.now() - started < 1000, "fails fast");
+        // kubelet re-registering its Node after an offline reboot gets AlreadyExists, as from the cloud.
+        const reg = await n.json("/api/v1/nodes", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "edge-1" } }),
+        });
+        assertEquals([reg.status, reg.body.reason], [409, "AlreadyExists"]);
+        const unknown = await n.json("/api/v1/nodes", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "edge-9" } }),
+        });
+        assertEquals(unknown.status, 503);
+      });
+
+      await t.step("offline: one identity never reads another's cache", async () => {
+        const own = await reader.json("/api/v1/namespaces/default/pods");
+        assertEquals(own.status, 200, "the token user's own cached list");
+        const secret = await reader.json("/api/v1/namespaces/default/secrets/db-password");
+        assertEquals(secret.status, 503, "the node's cached secret is not served to the token user");
+        assertEquals(secret.body.kind, "Status");
+        const real = cluster.apiserver.get("v1", "Secret", "default", "db-password") as { data: Record<string, string> };
+        for (const v of Object.values(real.data)) assert(!JSON.stringify(secret.body).includes(v), "no secret bytes");
+        const rogue = client({ pair: await cluster.pki.rogue("system:node:edge-1", ["system:nodes"]) });
+        const stolen = await rogue.json("/api/v1/namespaces/default/secrets/db-password");
+        assertEquals(stolen.status, 503, "a rogue certificate claiming the node's CN gets nothing");
+        const anon = await rogue.json("/api/v1/namespaces/default/pods");
+        assertEquals(anon.status, 503);
+      });
+
+      await t.step("offline: watches are held open, with bookmarks and initial events", async () => {
+        const list = await n.json("/api/v1/namespaces/default/pods");
+        const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
+        const res = await n.request(`/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${rv}`);
+        assertEquals(res.status, 200);
+        const held = await readLines(res, (evs) => evs.some((e) => e.type === "BOOKMARK"));
+        assertEquals(held.ended, false);
+        assertEquals(held.events.filter((e) => e.type !== "BOOKMARK"), []);
+        await held.reader.cancel();
+
+        const init = await n.request(
+          "/api/v1/namespaces/default/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+        );
+        const got = await readLines(init, (evs) => evs.some((e) => e.type === "BOOKMARK"));
+        assertEquals(got.events.filter((e) => e.type === "ADDED").map((e) => e.object.metadata.name).sort(), [
+          "nginx-1",
+          "nginx-2",
+          "redis-0",
+        ]);
+        const bm = got.events.find((e) => e.type === "BOOKMARK")!;
+        assertEquals((bm.object.metadata as unknown as { annotations: Record<string, string> }).annotations["k8s.io/initial-events-end"], "true");
+        await got.reader.cancel();
+
+        const timed = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}&timeoutSeconds=1`);
+        await waitEnd(timed.body!.pipeThrough(new TextDecoderStream()).getReader());
+      });
+
+      await t.step("kill -9 while offline, restart on the same cache, read again", async () => {
+        for (const c of clients.splice(0)) c.close();
+        await lite.kill("SIGKILL");
+        lite = await startLite(cluster, { backend, cacheDir });
+        kc = await writeKubeconfig(cluster.dir, `kubelet-${backend}-2`, lite.url, cluster.pki.caCert, cluster.kubelet);
+        n = client({ pair: cluster.kubelet });
+        const list = await eventually(async () => {
+          const r = await n.json("/api/v1/namespaces/default/pods");
+          return r.status === 200 ? r : undefined;
+        }, "a cached list after the restart");
+        assertEquals(names(list.body), ["nginx-1", "nginx-2", "redis-0"]);
+        assertEquals((await n.json("/api/v1/nodes/edge-1")).status, 200);
+        const r = await kubectl("1.27", kc, ["get", "pods", "-A"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertMatch(r.stdout, /sensor-reader/);
+      });
+
+      await t.step("cache files are private (0600 files, 0700 directories)", async () => {
+        const walk = async (dir: string) => {
+          for await (const e of Deno.readDir(dir)) {
+            const p = `${dir}/${e.name}`;
+            const mode = (await Deno.lstat(p)).mode! & 0o777;
+            if (e.isDirectory) {
+              assertEquals(mode.toString(8), "700", p);
+              await walk(p);
+            } else if (e.isFile) assertEquals(mode.toString(8), "600", p);
+          }
+        };
+        await walk(cacheDir);
+      });
+
+      await t.step("recovery: held watches end and a change made during the outage is seen", async () => {
+        await offlineSince(lite);
+        const list = await n.json("/api/v1/namespaces/default/pods");
+        const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
+        const res = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}`);
+        assertEquals(res.headers.get("x-lite-apiserver-source"), "cache");
+        const watchReader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+        cluster.apiserver.create({
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name: "made-in-outage", namespace: "default", labels: { app: "new" } },
+          spec: { nodeName: "edge-1", containers: [{ name: "c", image: "busybox" }] },
+        });
+        const restoredAt = performance.now();
+        await cluster.apiserver.setFault("none");
+        await waitEnd(watchReader);
+        const endedMs = performance.now() - restoredAt;
+        const fresh = await eventually(async () => {
+          const r = await n.json("/api/v1/namespaces/default/pods");
+          return names(r.body).includes("made-in-outage") ? r : undefined;
+        }, "the cloud's new pod through the proxy", 10_000, 20);
+        const convergedMs = performance.now() - restoredAt;
+        console.log(`[${backend}] restore → held watch ended: ${endedMs.toFixed(0)} ms; → fresh data: ${convergedMs.toFixed(0)} ms`);
+        assertEquals(fresh.headers.get("x-lite-apiserver-source"), null, "answered by the cloud");
+        assert(convergedMs < 3000, `converged after ${convergedMs} ms`);
+      });
+    } finally {
+      for (const c of clients) c.close();
+      await lite.kill();
+      await cluster.close();
+      await Deno.remove(cacheDir, { recursive: true }).catch(() => {});
+    }
+  });
+}
