@@ -22,7 +22,7 @@ import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
 import type { RequestContext } from "./proxy/context.ts";
-import { abandonInFlight, forward, type InFlight, readSmallBody } from "./proxy/forward.ts";
+import { abandonInFlight, forward, type InFlight, readSmallBody, retireAgent } from "./proxy/forward.ts";
 import { tunnelUpgrade } from "./proxy/upgrade.ts";
 import { sendStatus } from "./proxy/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
@@ -84,7 +84,9 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
 
   const serving = await loadServingMaterial(config.tlsCertFile, config.tlsKeyFile, config.caFile);
   const upstreamCa = config.apiserverCaFile === config.caFile ? serving.caPem : await readCa(config.apiserverCaFile);
-  const pairs = config.tlsConfigFile ? await loadTlsConfig(config.tlsConfigFile, serving.caPem) : [];
+  const pairs = config.tlsConfigFile
+    ? await loadTlsConfig(config.tlsConfigFile, serving.caPem, { allowMissing: true })
+    : [];
 
   const store = await openStore({ backend: config.cacheBackend, dir: config.cacheDir });
   const queue = new WriteQueue(store, config.writeQueueBytes);
@@ -187,7 +189,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   if (config.tlsConfigFile) {
     pairWatcher = new ClientPairWatcher({ tlsConfigFile: config.tlsConfigFile, caPem: () => servingNow.caPem });
     pairWatcher.onChange((cn, pair) => {
-      agents.setPair(cn, pair);
+      const old = agents.setPair(cn, pair, true);
+      if (old) retireAgent(old, inflight);
       log.info(pair ? "client identity loaded" : "client identity removed", { cn, serial: pair?.serial });
     });
     await pairWatcher.start(pairs);
@@ -199,6 +202,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     servingNow = m;
     listener.setSecureContext(m);
     if (caChanged && config.apiserverCaFile === config.caFile) agents.setCa(m.caPem);
+    // Client pairs are re-checked against a new CA.
+    if (caChanged) pairWatcher?.reloadNow();
     log.info("serving certificate reloaded", { caChanged });
   });
   await servingWatcher.start(serving);
@@ -232,8 +237,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     } catch (e) {
       clearInterval(evictTimer);
       health.close();
-      pairWatcher?.close();
-      servingWatcher.close();
+      await pairWatcher?.close();
+      await servingWatcher.close();
       await listener.close();
       agents.destroy();
       await store.close();
@@ -267,8 +272,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
       await admin?.close();
       clearInterval(evictTimer);
       health.close();
-      pairWatcher?.close();
-      servingWatcher.close();
+      await pairWatcher?.close();
+      await servingWatcher.close();
       watches.endAll();
       abandonInFlight(inflight);
       await listener.close();

@@ -3,7 +3,15 @@
  * /status), the `status` command's exit codes, JSON logs, and that no bearer token is ever logged.
  */
 import assert from "node:assert/strict";
-import { type Cluster, eventually, freePort, httpsClient, ROOT, startCluster, startLite } from "./support/harness.ts";
+import {
+  type Cluster,
+  eventually,
+  freePort,
+  httpsClient,
+  ROOT,
+  startCluster,
+  startLite,
+} from "./support/harness.ts";
 
 async function get(url: string): Promise<{ status: number; text: string; type: string }> {
   const res = await fetch(url);
@@ -37,7 +45,9 @@ function sum(text: string, name: string, labels: Record<string, string>): number
   let total = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith(name + "{")) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.split(" ").pop());
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) {
+      total += Number(line.split(" ").pop());
+    }
   }
   return total;
 }
@@ -76,21 +86,40 @@ Deno.test("admin listener: healthz, readyz online/offline, metrics, status comma
       assert.equal((await kubelet.json("/api/v1/nodes/edge-1")).status, 200);
 
       // Metrics: the families and sensible values. The cache walk is reused for ~5 s, so wait for it.
-      const metrics = await eventually(async () => {
-        const m = await get(`${admin}/metrics`);
-        return sample(m.text, "lite_apiserver_cache_entries", { backend: "sqlite" })! >= 3 ? m : undefined;
-      }, "cache entries in /metrics", 20_000, 250);
+      const metrics = await eventually(
+        async () => {
+          const m = await get(`${admin}/metrics`);
+          return sample(m.text, "lite_apiserver_cache_entries", { backend: "sqlite" })! >= 3 ? m : undefined;
+        },
+        "cache entries in /metrics",
+        20_000,
+        250,
+      );
       assert.equal(metrics.status, 200);
       assert.match(metrics.type, /^text\/plain; version=0\.0\.4/);
       const m = metrics.text;
       assert.ok(
-        sum(m, "lite_apiserver_requests_total", { verb: "get", resource: "configmaps", code: "200", source: "upstream" }) >= 3,
+        sum(m, "lite_apiserver_requests_total", {
+          verb: "get",
+          resource: "configmaps",
+          code: "200",
+          source: "upstream",
+        }) >= 3,
         m,
       );
-      assert.ok(sum(m, "lite_apiserver_requests_total", { verb: "list", resource: "configmaps", source: "upstream" }) >= 1);
+      assert.ok(
+        sum(m, "lite_apiserver_requests_total", {
+          verb: "list",
+          resource: "configmaps",
+          source: "upstream",
+        }) >= 1,
+      );
       assert.ok(sample(m, "lite_apiserver_upstream_response_seconds_count")! >= 5);
       assert.equal(sample(m, "lite_apiserver_online"), 1);
-      assert.equal(sample(m, "lite_apiserver_upstream_endpoint_healthy", { endpoint: cluster.apiserver.url }), 1);
+      assert.equal(
+        sample(m, "lite_apiserver_upstream_endpoint_healthy", { endpoint: cluster.apiserver.url }),
+        1,
+      );
       assert.ok(sample(m, "lite_apiserver_cache_bytes", { backend: "sqlite" })! > 100);
       assert.ok(sample(m, "lite_apiserver_cache_items", { backend: "sqlite" })! >= 3);
       assert.ok(sample(m, "lite_apiserver_write_queue_written_total")! >= 3);
@@ -129,17 +158,27 @@ Deno.test("admin listener: healthz, readyz online/offline, metrics, status comma
 
       // Offline: readyz says so (still 200: reads are served from the cache).
       await cluster.apiserver.setFault("refuse");
-      await eventually(async () => (await get(`${admin}/readyz`)).text.trim() === "offline", "readyz offline");
+      await eventually(
+        async () => (await get(`${admin}/readyz`)).text.trim() === "offline",
+        "readyz offline",
+      );
       assert.equal((await get(`${admin}/readyz`)).status, 200);
       const cached = await token.request(cmPath);
       assert.equal(cached.status, 200);
       assert.equal(cached.headers.get("x-lite-apiserver-source"), "cache");
       await cached.body?.cancel();
       const off = (await get(`${admin}/metrics`)).text;
-      assert.ok(sum(off, "lite_apiserver_requests_total", { verb: "get", resource: "configmaps", source: "cache" }) >= 1, off);
+      assert.ok(
+        sum(off, "lite_apiserver_requests_total", { verb: "get", resource: "configmaps", source: "cache" }) >=
+          1,
+        off,
+      );
       assert.equal(sample(off, "lite_apiserver_online"), 0);
       assert.equal(sample(off, "lite_apiserver_online_transitions_total", { state: "offline" }), 1);
-      assert.equal(sample(off, "lite_apiserver_upstream_endpoint_healthy", { endpoint: cluster.apiserver.url }), 0);
+      assert.equal(
+        sample(off, "lite_apiserver_upstream_endpoint_healthy", { endpoint: cluster.apiserver.url }),
+        0,
+      );
       const offline = await statusCmd(["--admin-url", admin]);
       assert.equal(offline.code, 1, offline.stdout + offline.stderr);
       assert.match(offline.stdout, /: OFFLINE \(unhealthy\)/);
@@ -148,7 +187,10 @@ Deno.test("admin listener: healthz, readyz online/offline, metrics, status comma
 
       // Back online.
       await cluster.apiserver.setFault("none");
-      await eventually(async () => (await get(`${admin}/readyz`)).text.trim() === "online", "readyz online again");
+      await eventually(
+        async () => (await get(`${admin}/readyz`)).text.trim() === "online",
+        "readyz online again",
+      );
       const back = (await get(`${admin}/metrics`)).text;
       assert.equal(sample(back, "lite_apiserver_online_transitions_total", { state: "online" }), 1);
       assert.equal((await statusCmd(["--admin-url", admin])).code, 0);
@@ -162,13 +204,18 @@ Deno.test("admin listener: healthz, readyz online/offline, metrics, status comma
 });
 
 Deno.test("status command: exit 2 with one clear line when the admin listener is unreachable", async () => {
-  const port = await freePort();
+  const port = freePort();
   const r = await statusCmd(["--admin-port", String(port), "--timeout", "3"]);
   assert.equal(r.code, 2);
   assert.equal(r.stdout, "");
   const lines = r.stderr.trim().split("\n");
   assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], new RegExp(`^lite-apiserver status: cannot reach the admin listener at http://127\\.0\\.0\\.1:${port}: connection refused`));
+  assert.match(
+    lines[0],
+    new RegExp(
+      `^lite-apiserver status: cannot reach the admin listener at http://127\\.0\\.0\\.1:${port}: connection refused`,
+    ),
+  );
   const bad = await statusCmd(["--bogus"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^lite-apiserver: status: unknown flag "--bogus"/);
@@ -176,7 +223,10 @@ Deno.test("status command: exit 2 with one clear line when the admin listener is
 
 Deno.test("json logs at debug level: one JSON object per line, never a bearer token; admin disabled by --admin-port 0", async () => {
   await withCluster(async (cluster) => {
-    const lite = await startLite(cluster, { admin: false, extra: ["--log-format", "json", "--log-level", "debug"] });
+    const lite = await startLite(cluster, {
+      admin: false,
+      extra: ["--log-format", "json", "--log-level", "debug"],
+    });
     const caPem = await Deno.readTextFile(cluster.pki.caCert);
     const tokens = ["admin-token", "reader-token", "not-a-known-token-7f3a9c"];
     try {
@@ -184,7 +234,13 @@ Deno.test("json logs at debug level: one JSON object per line, never a bearer to
       for (const t of tokens) {
         const c = httpsClient(lite.url, caPem, { token: t });
         try {
-          for (const p of ["/api/v1/namespaces/default/configmaps/app-config", "/api/v1/namespaces/default/pods?limit=5", "/version"]) {
+          for (
+            const p of [
+              "/api/v1/namespaces/default/configmaps/app-config",
+              "/api/v1/namespaces/default/pods?limit=5",
+              "/version",
+            ]
+          ) {
             await (await c.request(p)).body?.cancel();
           }
           // A watch that ends by itself: its request line is logged when it ends.
@@ -225,11 +281,17 @@ Deno.test("admin port in use: one-line error, exit before serving", async () => 
     const port = (blocker.addr as Deno.NetAddr).port;
     const cacheDir = await Deno.makeTempDir({ prefix: "lite-cache-" });
     try {
-      const err = await startLite(cluster, { cacheDir, admin: false, extra: ["--admin-port", String(port)] }).then(
-        async (lite) => (await lite.kill(), new Error("lite-apiserver started although its admin port was taken")),
-        (e: Error) => e,
+      const err = await startLite(cluster, { cacheDir, admin: false, extra: ["--admin-port", String(port)] })
+        .then(
+          async (
+            lite,
+          ) => (await lite.kill(), new Error("lite-apiserver started although its admin port was taken")),
+          (e: Error) => e,
+        );
+      assert.match(
+        err.message,
+        new RegExp(`lite-apiserver: --admin-port ${port}: 127\\.0\\.0\\.1:${port} is already in use`),
       );
-      assert.match(err.message, new RegExp(`lite-apiserver: --admin-port ${port}: 127\\.0\\.0\\.1:${port} is already in use`));
       assert.doesNotMatch(err.message, /^\s+at /m);
     } finally {
       blocker.close();

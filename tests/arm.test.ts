@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import {
   type Cluster,
+  type HttpsClient,
   httpsClient,
   kubectl,
   ROOT,
@@ -43,6 +44,11 @@ function names(body: Record<string, unknown>): string[] {
   return Array.isArray(body.items) ? body.items.map(meta).sort() : [meta(body)];
 }
 
+/** Pod names from `kubectl get pods -o name`. */
+function podNames(stdout: string): string[] {
+  return stdout.trim().split("\n").map((l) => l.replace(/^pod\//, "")).sort();
+}
+
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
   const v = await fn();
@@ -60,7 +66,7 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
   let cluster: Cluster | undefined;
   let lite: ReturnType<typeof runLite> | undefined;
   const cacheDir = await Deno.makeTempDir({ prefix: "lite-cache-arm-" });
-  const client = { close: () => {} } as ReturnType<typeof httpsClient>;
+  let client: HttpsClient | undefined;
   try {
     cluster = await startCluster();
     const c = cluster;
@@ -115,10 +121,10 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
     );
 
     // 2. Online: proxied with the kubelet's own identity, and cached.
-    Object.assign(client, httpsClient(url, c.pki.caPem, { pair: c.kubelet }));
+    const http = client = httpsClient(url, c.pki.caPem, { pair: c.kubelet });
     const online: Record<string, string[]> = {};
     for (const path of PATHS) {
-      const [res, ms] = await timed(() => client.json(path));
+      const [res, ms] = await timed(() => http.json(path));
       assert.equal(res.status, 200, `online GET ${path}: ${JSON.stringify(res.body)}`);
       assert.equal(res.headers.get("x-lite-apiserver-source"), null);
       online[path] = names(res.body);
@@ -140,8 +146,7 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
     const [kOnline, kOnlineMs] = await timed(() => kubectl("1.33", kc, ["get", "pods", "-o", "name"]));
     assert.equal(kOnline.code, 0, kOnline.stderr);
     timings["kubectl get pods (online)"] = kOnlineMs;
-    const kubectlPods = kOnline.stdout.trim().split("\n").map((l) => l.replace(/^pod\//, "")).sort();
-    assert.deepEqual(kubectlPods, online[PATHS[0]]);
+    assert.deepEqual(podNames(kOnline.stdout), online[PATHS[0]]);
 
     // 3. Cut the cloud: lite notices, then serves the same answers from its SQLite cache.
     const from = p.lines.length;
@@ -150,7 +155,7 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
     await p.waitForLine(/offline/, 60_000, from);
     timings["detect offline"] = Math.round(performance.now() - tCut);
     for (const path of PATHS) {
-      const [res, ms] = await timed(() => client.json(path));
+      const [res, ms] = await timed(() => http.json(path));
       assert.equal(res.status, 200, `offline GET ${path}: ${JSON.stringify(res.body)}`);
       assert.equal(res.headers.get("x-lite-apiserver-source"), "cache");
       assert.deepEqual(names(res.body), online[path]);
@@ -160,10 +165,7 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
     // 4. kubectl 1.33 reads pods offline through the arm64 lite-apiserver.
     const [kOffline, kOfflineMs] = await timed(() => kubectl("1.33", kc, ["get", "pods", "-o", "name"]));
     assert.equal(kOffline.code, 0, kOffline.stderr);
-    assert.equal(
-      kOffline.stdout.trim().split("\n").map((l) => l.replace(/^pod\//, "")).sort(),
-      online[PATHS[0]],
-    );
+    assert.deepEqual(podNames(kOffline.stdout), online[PATHS[0]]);
     timings["kubectl get pods (offline)"] = kOfflineMs;
 
     console.log(`aarch64 timings (ms): ${JSON.stringify(timings)}`);
@@ -172,7 +174,7 @@ Deno.test("lite-apiserver runs as an aarch64 process: proxies, caches in SQLite,
     throw e;
   } finally {
     // 5. Clean up: the emulated process, the client, the cluster, the cache.
-    client.close();
+    client?.close();
     if (lite) {
       const status = await lite.kill("SIGTERM");
       if (!status.success && status.signal !== "SIGTERM") console.error(lite.lines.slice(-20).join("\n"));

@@ -64,15 +64,22 @@ export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
     version: VERSION,
     startedAtMs,
   });
-  const notReady = () => deps.notReady?.() ?? (usage.error ? `cache store unreadable: ${usage.error}` : undefined);
+  const notReady = () =>
+    deps.notReady?.() ?? (usage.error ? `cache store unreadable: ${usage.error}` : undefined);
 
   const send = (res: http.ServerResponse, code: number, type: string, body: string) => {
-    res.writeHead(code, { "content-type": type, "cache-control": "no-store", "content-length": Buffer.byteLength(body) });
+    res.writeHead(code, {
+      "content-type": type,
+      "cache-control": "no-store",
+      "content-length": Buffer.byteLength(body),
+    });
     res.end(res.req.method === "HEAD" ? undefined : body);
   };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "text/plain", "method not allowed\n");
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return send(res, 405, "text/plain", "method not allowed\n");
+    }
     const path = (req.url ?? "/").split("?")[0];
     switch (path) {
       case "/healthz":
@@ -120,8 +127,9 @@ export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off("listening", onListening);
       const where = `${deps.address}:${deps.port}`;
-      if (err.code === "EADDRINUSE") reject(new ConfigError(`--admin-port ${deps.port}: ${where} is already in use`));
-      else if (err.code === "EADDRNOTAVAIL") {
+      if (err.code === "EADDRINUSE") {
+        reject(new ConfigError(`--admin-port ${deps.port}: ${where} is already in use`));
+      } else if (err.code === "EADDRNOTAVAIL") {
         reject(new ConfigError(`--admin-address ${deps.address}: not an address of this host`));
       } else reject(new ConfigError(`admin listener ${where}: ${err.message}`));
     };

@@ -5,7 +5,9 @@
 type Labels = Record<string, string>;
 
 function labelText(labels: Labels): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`);
+  const parts = Object.entries(labels).map(([k, v]) =>
+    `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
+  );
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
@@ -23,7 +25,9 @@ export class Counter {
   }
   render(): string {
     let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`;
-    for (const { labels, value } of this.#values.values()) out += `${this.name}${labelText(labels)} ${value}\n`;
+    for (const { labels, value } of this.#values.values()) {
+      out += `${this.name}${labelText(labels)} ${value}\n`;
+    }
     return out;
   }
 }
@@ -49,7 +53,9 @@ export class Histogram {
         out += `${this.name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}\n`;
       });
       out += `${this.name}_bucket${labelText({ ...s.labels, le: "+Inf" })} ${s.count}\n`;
-      out += `${this.name}_sum${labelText(s.labels)} ${s.sum}\n${this.name}_count${labelText(s.labels)} ${s.count}\n`;
+      out += `${this.name}_sum${labelText(s.labels)} ${s.sum}\n${this.name}_count${
+        labelText(s.labels)
+      } ${s.count}\n`;
     }
     return out;
   }
@@ -90,7 +96,10 @@ export class Registry {
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly requests = this.registry.add(
-    new Counter("lite_apiserver_requests_total", "Requests answered, by verb, resource, code and source (upstream, cache or local)."),
+    new Counter(
+      "lite_apiserver_requests_total",
+      "Requests answered, by verb, resource, code and source (upstream, cache or local).",
+    ),
   );
   readonly upstreamLatency = this.registry.add(
     new Histogram(
@@ -100,7 +109,10 @@ export class ProxyMetrics {
     ),
   );
   readonly transitions = this.registry.add(
-    new Counter("lite_apiserver_online_transitions_total", "Switches between online and offline, by the state entered."),
+    new Counter(
+      "lite_apiserver_online_transitions_total",
+      "Switches between online and offline, by the state entered.",
+    ),
   );
 }
 
@@ -123,7 +135,13 @@ export interface RuntimeSource {
 /** Gauges for state that lives in other components: health, cache, queue, certificates, process. */
 export function runtimeRegistry(src: RuntimeSource): Registry {
   const r = new Registry();
-  r.add(new Gauge("lite_apiserver_online", "1 while any upstream endpoint is healthy (online), 0 offline.", () => src.online() ? 1 : 0));
+  r.add(
+    new Gauge(
+      "lite_apiserver_online",
+      "1 while any upstream endpoint is healthy (online), 0 offline.",
+      () => src.online() ? 1 : 0,
+    ),
+  );
   r.add(
     new Gauge(
       "lite_apiserver_upstream_endpoint_healthy",
@@ -131,15 +149,46 @@ export function runtimeRegistry(src: RuntimeSource): Registry {
       () => src.endpoints().map((e) => [{ endpoint: e.url }, e.healthy ? 1 : 0]),
     ),
   );
-  const usage = (f: (u: { entries: number; bytes: number; items: number }) => number) => (): Array<[Labels, number]> => {
-    const u = src.cacheUsage();
-    return u ? [[{ backend: src.backend }, f(u)]] : [];
-  };
-  r.add(new Gauge("lite_apiserver_cache_entries", "Cached objects and lists, per store backend.", usage((u) => u.entries)));
-  r.add(new Gauge("lite_apiserver_cache_items", "Cached objects plus list items, per store backend.", usage((u) => u.items)));
-  r.add(new Gauge("lite_apiserver_cache_bytes", "Bytes of cached bodies, per store backend.", usage((u) => u.bytes)));
-  r.add(new Gauge("lite_apiserver_write_queue_depth", "Cache writes waiting for the store.", () => src.queue().depth));
-  r.add(new Gauge("lite_apiserver_write_queue_bytes", "Bytes of cache writes waiting for the store.", () => src.queue().bytes));
+  const usage =
+    (f: (u: { entries: number; bytes: number; items: number }) => number) => (): Array<[Labels, number]> => {
+      const u = src.cacheUsage();
+      return u ? [[{ backend: src.backend }, f(u)]] : [];
+    };
+  r.add(
+    new Gauge(
+      "lite_apiserver_cache_entries",
+      "Cached objects and lists, per store backend.",
+      usage((u) => u.entries),
+    ),
+  );
+  r.add(
+    new Gauge(
+      "lite_apiserver_cache_items",
+      "Cached objects plus list items, per store backend.",
+      usage((u) => u.items),
+    ),
+  );
+  r.add(
+    new Gauge(
+      "lite_apiserver_cache_bytes",
+      "Bytes of cached bodies, per store backend.",
+      usage((u) => u.bytes),
+    ),
+  );
+  r.add(
+    new Gauge(
+      "lite_apiserver_write_queue_depth",
+      "Cache writes waiting for the store.",
+      () => src.queue().depth,
+    ),
+  );
+  r.add(
+    new Gauge(
+      "lite_apiserver_write_queue_bytes",
+      "Bytes of cache writes waiting for the store.",
+      () => src.queue().bytes,
+    ),
+  );
   r.add(
     new Gauge(
       "lite_apiserver_write_queue_dropped_total",
@@ -148,21 +197,49 @@ export function runtimeRegistry(src: RuntimeSource): Registry {
       "counter",
     ),
   );
-  r.add(new Gauge("lite_apiserver_write_queue_written_total", "Cache writes applied to the store.", () => src.queue().written, "counter"));
-  r.add(new Gauge("lite_apiserver_write_queue_failed_total", "Cache writes the store rejected.", () => src.queue().failed, "counter"));
-  r.add(new Gauge("lite_apiserver_offline_watches_held", "Watches held open from the cache while offline.", () => src.heldWatches()));
+  r.add(
+    new Gauge(
+      "lite_apiserver_write_queue_written_total",
+      "Cache writes applied to the store.",
+      () => src.queue().written,
+      "counter",
+    ),
+  );
+  r.add(
+    new Gauge(
+      "lite_apiserver_write_queue_failed_total",
+      "Cache writes the store rejected.",
+      () => src.queue().failed,
+      "counter",
+    ),
+  );
+  r.add(
+    new Gauge(
+      "lite_apiserver_offline_watches_held",
+      "Watches held open from the cache while offline.",
+      () => src.heldWatches(),
+    ),
+  );
   r.add(
     new Gauge(
       "lite_apiserver_client_cert_expiry_seconds",
       "Seconds until each client identity's certificate expires (negative once expired).",
       () => {
         const now = Date.now();
-        return src.certs().filter((c) => c.cn && c.notAfter).map((c) => [{ cn: c.cn }, Math.round((c.notAfter!.getTime() - now) / 1000)]);
+        return src.certs().filter((c) => c.cn && c.notAfter).map((
+          c,
+        ) => [{ cn: c.cn }, Math.round((c.notAfter!.getTime() - now) / 1000)]);
       },
     ),
   );
   r.add(new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", () => src.rss()));
-  r.add(new Gauge("process_start_time_seconds", "Start time of the process since the epoch, in seconds.", () => Math.floor(src.startedAtMs / 1000)));
+  r.add(
+    new Gauge(
+      "process_start_time_seconds",
+      "Start time of the process since the epoch, in seconds.",
+      () => Math.floor(src.startedAtMs / 1000),
+    ),
+  );
   r.add(
     new Gauge("lite_apiserver_build_info", "Build information; the value is always 1.", () => [[{
       version: src.version,

@@ -160,11 +160,17 @@ export async function buildStatus(src: StatusSource): Promise<StatusReport> {
     problem: p.problem,
   }));
   const problems: string[] = [];
-  if (!src.health.online) problems.push("offline: no upstream endpoint is healthy (serving reads from the cache)");
-  for (const e of endpoints) if (!e.healthy) problems.push(`endpoint ${e.url} unhealthy: ${e.lastError ?? "failing"}`);
+  if (!src.health.online) {
+    problems.push("offline: no upstream endpoint is healthy (serving reads from the cache)");
+  }
+  for (const e of endpoints) {
+    if (!e.healthy) problems.push(`endpoint ${e.url} unhealthy: ${e.lastError ?? "failing"}`);
+  }
   for (const c of certs) {
     if (c.problem) problems.push(`client certificate ${c.cn || c.certFile}: ${c.problem}`);
-    else if (c.expiresInSeconds !== undefined && c.expiresInSeconds <= 0) problems.push(`client certificate ${c.cn} expired at ${c.notAfter}`);
+    else if (c.expiresInSeconds !== undefined && c.expiresInSeconds <= 0) {
+      problems.push(`client certificate ${c.cn} expired at ${c.notAfter}`);
+    }
   }
   if (src.usage.error) problems.push(`cache store unreadable: ${src.usage.error}`);
   return {

@@ -4,6 +4,7 @@
  * (kubelet-client-current.pem), blocks in either order.
  */
 import { dirname, resolve } from "node:path";
+import { log } from "../log.ts";
 import { ConfigError } from "../config/errors.ts";
 import { daysUntil, readText } from "./files.ts";
 import {
@@ -179,11 +180,23 @@ export async function loadPair(entry: PairEntry, caPem?: string, now = new Date(
  * given) and be valid now; CNs must be unique. Throws ConfigError with one clear line.
  * Pairs expiring within EXPIRY_WARNING_DAYS load fine (the watcher warns about them).
  */
-export async function loadTlsConfig(path: string, caPem?: string): Promise<ClientPair[]> {
+export async function loadTlsConfig(
+  path: string,
+  caPem?: string,
+  opts: { allowMissing?: boolean } = {},
+): Promise<ClientPair[]> {
   const entries = parseTlsConfig(await readText(path, "tls config file"), path);
   const pairs: ClientPair[] = [];
   const byCn = new Map<string, ClientPair>();
   for (const entry of entries) {
+    // A bootstrapping kubelet has not written its first certificate yet: wait for it.
+    const missing = [entry.cert, entry.key].find((f) => !exists(f));
+    if (opts.allowMissing && missing) {
+      log.warn("client certificate file does not exist yet; re-reading every second until it does", {
+        file: missing,
+      });
+      continue;
+    }
     const pair = await loadPair(entry, caPem);
     const other = byCn.get(pair.cn);
     if (other) throw new ConfigError(duplicateMessage(pair.cn, other, pair));
@@ -191,4 +204,13 @@ export async function loadTlsConfig(path: string, caPem?: string): Promise<Clien
     pairs.push(pair);
   }
   return pairs;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

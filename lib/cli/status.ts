@@ -60,8 +60,12 @@ function parseArgs(args: string[]): StatusArgs | null {
         throw new ConfigError(`status: unknown flag "${args[i]}" (see lite-apiserver status --help)`);
     }
   }
-  if (!/^\d+$/.test(port) || Number(port) > 65535) throw new ConfigError(`--admin-port: "${port}" is not a port`);
-  if (port === "0") throw new ConfigError("--admin-port 0 means the admin listener is disabled: nothing to ask");
+  if (!/^\d+$/.test(port) || Number(port) > 65535) {
+    throw new ConfigError(`--admin-port: "${port}" is not a port`);
+  }
+  if (port === "0") {
+    throw new ConfigError("--admin-port 0 means the admin listener is disabled: nothing to ask");
+  }
   const timeoutMs = Number(timeout) * 1000;
   if (!(timeoutMs > 0)) throw new ConfigError(`--timeout: "${timeout}" is not a number of seconds`);
   url ??= `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
@@ -95,7 +99,11 @@ export function formatSeconds(s: number): string {
 export function formatStatus(r: StatusReport, url: string): string {
   const out: string[] = [];
   const state = r.online ? "ONLINE" : "OFFLINE";
-  out.push(`lite-apiserver ${r.version} at ${url}: ${state}${r.healthy ? "" : " (unhealthy)"}, up ${formatSeconds(r.uptimeSeconds)}`);
+  out.push(
+    `lite-apiserver ${r.version} at ${url}: ${state}${r.healthy ? "" : " (unhealthy)"}, up ${
+      formatSeconds(r.uptimeSeconds)
+    }`,
+  );
   out.push(`  state since ${r.stateSince}, ${r.transitions} transition(s)`);
   out.push("Upstream endpoints:");
   for (const e of r.endpoints) {
@@ -107,19 +115,27 @@ export function formatStatus(r: StatusReport, url: string): string {
     const c = r.cache;
     out.push(`Cache (${c.backend}): ${c.entries} entries, ${c.items} items, ${formatBytes(c.bytes)}`);
     for (const i of c.identities) {
-      out.push(`  ${i.identity.padEnd(32)} ${String(i.entries).padStart(6)} entries ${String(i.items).padStart(7)} items ${formatBytes(i.bytes).padStart(10)}`);
+      out.push(
+        `  ${i.identity.padEnd(32)} ${String(i.entries).padStart(6)} entries ${
+          String(i.items).padStart(7)
+        } items ${formatBytes(i.bytes).padStart(10)}`,
+      );
     }
   } else out.push(`Cache: unknown${r.cacheError ? ` (${r.cacheError})` : ""}`);
   if (r.certs.length) {
     out.push("Client certificates:");
     for (const c of r.certs) {
-      const exp = c.expiresInSeconds === undefined ? "" : ` expires ${c.notAfter} (${formatSeconds(c.expiresInSeconds)})`;
+      const exp = c.expiresInSeconds === undefined
+        ? ""
+        : ` expires ${c.notAfter} (${formatSeconds(c.expiresInSeconds)})`;
       out.push(`  ${c.cn || c.certFile}${exp}${c.problem ? `  PROBLEM: ${c.problem}` : ""}`);
     }
   }
   const q = r.queue;
   out.push(
-    `Write queue: ${q.depth} queued (${formatBytes(q.bytes)}), ${q.written} written, ${q.dropped} dropped, ${q.failed} failed`,
+    `Write queue: ${q.depth} queued (${
+      formatBytes(q.bytes)
+    }), ${q.written} written, ${q.dropped} dropped, ${q.failed} failed`,
   );
   out.push(`Held offline watches: ${r.heldWatches}   Memory (RSS): ${formatBytes(r.rssBytes)}`);
   for (const p of r.problems) out.push(`! ${p}`);
@@ -135,12 +151,18 @@ export async function statusCommand(args: string[]): Promise<number> {
     const res = await fetch(`${opts.url}/status`, { signal: AbortSignal.timeout(opts.timeoutMs) });
     if (!res.ok) {
       await res.body?.cancel();
-      console.error(`lite-apiserver status: ${opts.url}/status answered ${res.status}: is this lite-apiserver's admin listener?`);
+      console.error(
+        `lite-apiserver status: ${opts.url}/status answered ${res.status}: is this lite-apiserver's admin listener?`,
+      );
       return 2;
     }
     report = await res.json() as StatusReport;
   } catch (e) {
-    console.error(`lite-apiserver status: cannot reach the admin listener at ${opts.url}: ${reason(e as Error, opts.timeoutMs)}`);
+    console.error(
+      `lite-apiserver status: cannot reach the admin listener at ${opts.url}: ${
+        reason(e as Error, opts.timeoutMs)
+      }`,
+    );
     return 2;
   }
   console.log(opts.json ? JSON.stringify(report, null, 2) : formatStatus(report, opts.url));
@@ -151,7 +173,9 @@ export async function statusCommand(args: string[]): Promise<number> {
 function reason(err: Error, timeoutMs: number): string {
   if (err.name === "TimeoutError") return `no answer within ${timeoutMs / 1000}s`;
   const text = `${err.message} ${String((err as { cause?: unknown }).cause ?? "")}`;
-  if (/connection refused/i.test(text)) return "connection refused (is lite-apiserver running with its admin listener on?)";
+  if (/connection refused/i.test(text)) {
+    return "connection refused (is lite-apiserver running with its admin listener on?)";
+  }
   const os = /: ([^:()]+) \(os error \d+\)/.exec(text);
   return os ? os[1].toLowerCase() : err.message.split("\n")[0];
 }

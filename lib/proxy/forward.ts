@@ -18,6 +18,7 @@ import { log } from "../log.ts";
 export interface InFlight {
   ctx: RequestContext;
   upstream: ClientRequest;
+  agent: https.Agent;
   /** Response headers were sent to the client. */
   responding: boolean;
   /** The upstream became unreachable. */
@@ -75,6 +76,7 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     if (ctx.plan && ctx.req.headers.accept) headers.accept = preferJson(ctx.req.headers.accept);
     if (ctx.body) headers["content-length"] = ctx.body.byteLength;
     const started = performance.now();
+    const agent = deps.agents.agentFor(ctx.identity);
     const upstream = https.request({
       protocol: "https:",
       hostname: base.hostname.replace(/^\[|\]$/g, ""),
@@ -82,7 +84,7 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       path: base.pathname.replace(/\/$/, "") + ctx.req.url,
       method: ctx.req.method,
       headers,
-      agent: deps.agents.agentFor(ctx.identity),
+      agent,
       servername: /^[\d.]+$|:/.test(base.hostname) ? undefined : base.hostname,
     });
     // Deno's node:http client neither reports an error for a destroyed request on a reused
@@ -112,6 +114,7 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     const entry: InFlight = {
       ctx,
       upstream,
+      agent,
       responding: false,
       abort: () => {
         if (!answered) {
@@ -182,6 +185,28 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     else ctx.req.pipe(upstream);
   };
   attempt(0);
+}
+
+/**
+ * Retires a replaced connection pool: watches on it end cleanly (clients re-establish them with
+ * the new identity), other requests finish, then its connections are closed.
+ */
+export function retireAgent(old: https.Agent, inflight: Set<InFlight>, graceMs = 30_000): void {
+  for (const e of inflight) {
+    if (e.agent === old && e.ctx.info.verb === "watch" && e.responding) {
+      if (!e.ctx.res.writableEnded) e.ctx.res.end();
+      e.upstream.socket?.destroy();
+      e.upstream.destroy();
+      inflight.delete(e);
+    }
+  }
+  const deadline = Date.now() + graceMs;
+  const sweep = () => {
+    const busy = [...inflight].some((e) => e.agent === old);
+    if (!busy || Date.now() > deadline) old.destroy();
+    else setTimeout(sweep, 200);
+  };
+  sweep();
 }
 
 /** Going offline: requests still waiting on the upstream are answered from the cache, watches end. */

@@ -49,8 +49,12 @@ export class UpstreamAgents {
     return [...this.#pairs.keys()];
   }
 
-  /** Installs, replaces or (with undefined) removes a pair; the old pool's connections are closed. */
-  setPair(cn: string, pair: PairMaterial | undefined): void {
+  /**
+   * Installs, replaces or (with undefined) removes a pair. New requests use the new pool at once;
+   * the old pool is returned for the caller to retire (see retireAgent), or destroyed when
+   * `retire` is false.
+   */
+  setPair(cn: string, pair: PairMaterial | undefined, retire = false): https.Agent | undefined {
     const old = this.#agents.get(cn);
     if (pair) {
       this.#pairs.set(cn, pair);
@@ -59,7 +63,8 @@ export class UpstreamAgents {
       this.#pairs.delete(cn);
       this.#agents.delete(cn);
     }
-    old?.destroy();
+    if (!retire) old?.destroy();
+    return old;
   }
 
   /** A new cluster CA: every pool is rebuilt. */

@@ -158,7 +158,7 @@ export interface LiteOptions {
 }
 
 /** A free TCP port on 127.0.0.1 (bound, read, released), for flags where 0 does not mean random. */
-export async function freePort(): Promise<number> {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -174,7 +174,7 @@ export async function startLite(
   const admin = opts.admin ?? true;
   // The admin port is picked here (0 disables it): another test may take it in between, so retry.
   for (let attempt = 1;; attempt++) {
-    const adminPort = admin ? await freePort() : 0;
+    const adminPort = admin ? freePort() : 0;
     try {
       return await spawnLite(cluster, opts, cacheDir, adminPort);
     } catch (e) {

@@ -1,0 +1,111 @@
+/**
+ * Certificate rotation through the real process: kubelet's client pair replaced in place, the
+ * serving certificate swapped, a broken replacement, an identity added to the tls-config.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import tls from "node:tls";
+import { eventually, httpsClient, startCluster, startLite } from "./support/harness.ts";
+
+const strip0 = (s?: string) => (s ?? "").toUpperCase().replace(/^0+(?=.)/, "");
+
+async function servingSerial(port: number, caPem: string): Promise<string> {
+  const sock = tls.connect({ host: "127.0.0.1", port, ca: caPem, servername: "localhost" });
+  try {
+    await new Promise<void>((r, j) => sock.once("secureConnect", () => r()).once("error", j));
+    return strip0(sock.getPeerCertificate().serialNumber);
+  } finally {
+    sock.destroy();
+  }
+}
+
+Deno.test("certificates are followed without a restart", async (t) => {
+  const cluster = await startCluster();
+  const lite = await startLite(cluster);
+  const stop = { now: false };
+  const failures: string[] = [];
+  let loops = 0;
+  // A client looping over reads during the rotations: none may fail.
+  const loop = (async () => {
+    const c = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+    try {
+      while (!stop.now) {
+        const r = await c.json("/api/v1/namespaces/default/pods");
+        if (r.status !== 200 || r.headers.get("x-lite-apiserver-source") === "cache") failures.push(`${r.status}`);
+        loops++;
+      }
+    } catch (e) {
+      failures.push(String(e));
+    } finally {
+      c.close();
+    }
+  })();
+  try {
+    await eventually(() => loops > 5, "the read loop running");
+
+    await t.step("kubelet's pair replaced in place: the new certificate is used within 5 s", async () => {
+      const next = await cluster.pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-next" });
+      const writtenAt = Date.now();
+      await Deno.writeTextFile(cluster.kubelet.combined, next.certPem + next.keyPem);
+      const seen = await cluster.apiserver.waitForRequest(
+        (r) => strip0(r.certSerial) === strip0(next.serial) && r.user === "system:node:edge-1",
+        5000,
+      );
+      console.log(`file change → first upstream request with the new certificate: ${seen.time - writtenAt} ms`);
+      await lite.waitForLine(/client identity loaded.*system:node:edge-1/);
+    });
+
+    await t.step("a broken replacement keeps the last good pair in service and says why", async () => {
+      const current = cluster.apiserver.requests.at(-1)!.certSerial;
+      const from = lite.lines.length;
+      await Deno.writeTextFile(cluster.kubelet.combined, "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n");
+      await lite.waitForLine(/kubelet-client\.pem|keeping serial/, 10_000, from);
+      const before = cluster.apiserver.requests.length;
+      await eventually(() => cluster.apiserver.requests.length > before + 3, "more reads");
+      for (const r of cluster.apiserver.requests.slice(before)) {
+        if (r.path === "/api/v1/namespaces/default/pods") assertEquals(r.certSerial, current, "old pair still used");
+      }
+    });
+
+    await t.step("an identity added to the tls-config file is used without a restart", async () => {
+      const proxyUser = await cluster.pki.client("system:kube-proxy", ["system:node-proxier"], { name: "kube-proxy" });
+      const fixed = await cluster.pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-fixed" });
+      await Deno.writeTextFile(cluster.kubelet.combined, fixed.certPem + fixed.keyPem);
+      await Deno.writeTextFile(
+        cluster.tlsConfigFile,
+        JSON.stringify([
+          { cert: cluster.kubelet.combined, key: cluster.kubelet.combined },
+          { cert: proxyUser.cert, key: proxyUser.key },
+        ]),
+      );
+      await lite.waitForLine(/client identity loaded.*system:kube-proxy/);
+      const c = httpsClient(lite.url, cluster.pki.caPem, { pair: proxyUser });
+      try {
+        await c.json("/api/v1/services");
+        const rec = cluster.apiserver.requests.findLast((r) => r.path === "/api/v1/services")!;
+        assertEquals(rec.user, "system:kube-proxy");
+        assertEquals(strip0(rec.certSerial), strip0(proxyUser.serial));
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step("the serving certificate is swapped for new handshakes without a restart", async () => {
+      const before = await servingSerial(lite.port, cluster.pki.caPem);
+      assertEquals(before, strip0(cluster.serving.serial));
+      const next = await cluster.pki.server("lite-apiserver-next");
+      await Deno.writeTextFile(cluster.serving.key, next.keyPem);
+      await Deno.writeTextFile(cluster.serving.cert, next.certPem);
+      await eventually(async () => (await servingSerial(lite.port, cluster.pki.caPem)) === strip0(next.serial), "the new serving cert");
+    });
+
+    stop.now = true;
+    await loop;
+    assertEquals(failures, [], "no failed reads during the rotations");
+    assert(loops > 20, `the loop ran (${loops} reads)`);
+  } finally {
+    stop.now = true;
+    await loop;
+    await lite.kill();
+    await cluster.close();
+  }
+});
