@@ -15,6 +15,7 @@ import { sendCached } from "./send.ts";
 import { findInLists, findList } from "./cached_lists.ts";
 import type { HeldWatches } from "./held_watches.ts";
 import { objectName } from "./object_name.ts";
+import { derivedTable } from "./tables.ts";
 import { parseRequestInfo } from "../request/request_info.ts";
 
 export interface OfflineDeps {
@@ -91,6 +92,13 @@ export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reaso
     if (cached) {
       hit(ctx, deps);
       return await sendCached(ctx, cached.body, cached.contentType);
+    }
+    if (ctx.info.isResourceRequest && ctx.rep === "table" && !ctx.info.subresource) {
+      const table = await derivedTable(deps.cache, ctx);
+      if (table) {
+        hit(ctx, deps);
+        return await sendCached(ctx, table, "application/json");
+      }
     }
     if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
       const body = await findInLists(deps.cache, ctx);
