@@ -11,7 +11,11 @@ export function benchPod(namespace: string, i: number): Record<string, unknown> 
       name,
       namespace,
       labels: { app: "web", "pod-template-hash": "7d9f8b6c5d", tier: i % 2 ? "frontend" : "backend" },
-      annotations: { "kubectl.kubernetes.io/restartedAt": t, "prometheus.io/scrape": "true", "prometheus.io/port": "9102" },
+      annotations: {
+        "kubectl.kubernetes.io/restartedAt": t,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9102",
+      },
       ownerReferences: [{
         apiVersion: "apps/v1",
         kind: "ReplicaSet",
@@ -32,7 +36,11 @@ export function benchPod(namespace: string, i: number): Record<string, unknown> 
         name: "web",
         image: "registry.example.com/team/web:1.27.3",
         imagePullPolicy: "IfNotPresent",
-        ports: [{ name: "http", containerPort: 8080, protocol: "TCP" }, { name: "metrics", containerPort: 9102, protocol: "TCP" }],
+        ports: [{ name: "http", containerPort: 8080, protocol: "TCP" }, {
+          name: "metrics",
+          containerPort: 9102,
+          protocol: "TCP",
+        }],
         env: [
           { name: "LOG_LEVEL", value: "info" },
           { name: "POD_NAME", valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.name" } } },
@@ -40,7 +48,11 @@ export function benchPod(namespace: string, i: number): Record<string, unknown> 
         resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { cpu: "500m", memory: "256Mi" } },
         volumeMounts: [
           { name: "config", mountPath: "/etc/web", readOnly: true },
-          { name: "kube-api-access-x7k2p", mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true },
+          {
+            name: "kube-api-access-x7k2p",
+            mountPath: "/var/run/secrets/kubernetes.io/serviceaccount",
+            readOnly: true,
+          },
         ],
         terminationMessagePath: "/dev/termination-log",
         terminationMessagePolicy: "File",
@@ -77,7 +89,8 @@ export function benchPod(namespace: string, i: number): Record<string, unknown> 
         started: true,
         restartCount: 0,
         image: "registry.example.com/team/web:1.27.3",
-        imageID: "registry.example.com/team/web@sha256:3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a",
+        imageID:
+          "registry.example.com/team/web@sha256:3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a",
         containerID: `containerd://${(i * 2654435761 >>> 0).toString(16).padStart(8, "0").repeat(8)}`,
         state: { running: { startedAt: t } },
         lastState: {},

@@ -3,7 +3,16 @@
  * this machine, prints a markdown table and writes bench/results/latest.{json,md}.
  * `--quick` shortens every run (for a smoke check, not for publishing).
  */
-import { type Cluster, eventually, freePort, httpsClient, type HttpsClient, startCluster, startLite, TOKENS } from "../tests/support/harness.ts";
+import {
+  type Cluster,
+  eventually,
+  freePort,
+  type HttpsClient,
+  httpsClient,
+  startCluster,
+  startLite,
+  TOKENS,
+} from "../tests/support/harness.ts";
 import { benchPod } from "./pods.ts";
 import { ensureTool, percentile, startNginx, wrk, type WrkResult } from "./tools.ts";
 import { measureWatchPatching, type PatchResult } from "./watch_patch.ts";
@@ -40,11 +49,21 @@ async function adminMetric(adminUrl: string, name: string): Promise<number> {
 }
 
 async function waitState(adminUrl: string, state: "online" | "offline") {
-  await eventually(async () => (await (await fetch(`${adminUrl}/readyz`)).text()).trim() === state, `lite ${state}`, 30_000, 20);
+  await eventually(
+    async () => (await (await fetch(`${adminUrl}/readyz`)).text()).trim() === state,
+    `lite ${state}`,
+    30_000,
+    20,
+  );
 }
 
 /** Times `n` sequential requests; checks each answer came from `source` when given. */
-async function timeRequests(client: HttpsClient, path: string, n: number, source?: string): Promise<number[]> {
+async function timeRequests(
+  client: HttpsClient,
+  path: string,
+  n: number,
+  source?: string,
+): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const t = performance.now();
@@ -61,7 +80,9 @@ async function timeRequests(client: HttpsClient, path: string, n: number, source
 async function listRv(client: HttpsClient, path: string, expect: number): Promise<string> {
   const { status, body } = await client.json(path);
   const items = (body.items as unknown[] | undefined)?.length;
-  if (status !== 200 || items !== expect) throw new Error(`${path}: ${status} with ${items} items, expected ${expect}`);
+  if (status !== 200 || items !== expect) {
+    throw new Error(`${path}: ${status} with ${items} items, expected ${expect}`);
+  }
   return String((body.metadata as { resourceVersion: string }).resourceVersion);
 }
 
@@ -85,7 +106,11 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
     for (const c of [1, 32]) {
       for (const [name, base] of targets) {
         await wrk(base + SMALL_GET, { connections: c, seconds: 1, token: TOKEN }); // warm-up
-        (res[`c${c}`] ??= {})[name] = await wrk(base + SMALL_GET, { connections: c, seconds: WRK_SECONDS, token: TOKEN });
+        (res[`c${c}`] ??= {})[name] = await wrk(base + SMALL_GET, {
+          connections: c,
+          seconds: WRK_SECONDS,
+          token: TOKEN,
+        });
       }
       const r = res[`c${c}`];
       const fmt = (w: WrkResult) => `${w.rps.toFixed(0)} req/s, p50 ${ms(w.p50Ms)}, p99 ${ms(w.p99Ms)}`;
@@ -104,7 +129,9 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
         row({
           section: S,
           measure: `${c} conn: lite-apiserver p50 / p99`,
-          result: `${ms(r.lite.p50Ms)} / ${ms(r.lite.p99Ms)} = p99 ${(r.lite.p99Ms / r.nginx.p99Ms).toFixed(2)}× nginx`,
+          result: `${ms(r.lite.p50Ms)} / ${ms(r.lite.p99Ms)} = p99 ${
+            (r.lite.p99Ms / r.nginx.p99Ms).toFixed(2)
+          }× nginx`,
           reference: `nginx ${ms(r.nginx.p50Ms)} / ${ms(r.nginx.p99Ms)}`,
           target: "p99 ≤ 2× nginx",
           pass: r.lite.p99Ms <= 2 * r.nginx.p99Ms,
@@ -129,25 +156,38 @@ async function offlineAndMemory(cluster: Cluster, caPem: string, backend: "sqlit
   try {
     const admin = lite.adminUrl!;
     const idle = await adminMetric(admin, "process_resident_memory_bytes");
-    const firstPod = `/api/v1/namespaces/bench-1k/pods/${(benchPod("", 0).metadata as { name: string }).name}`;
+    const firstPod = `/api/v1/namespaces/bench-1k/pods/${
+      (benchPod("", 0).metadata as { name: string }).name
+    }`;
     await timeRequests(client, firstPod, 1);
     await listRv(client, "/api/v1/namespaces/bench-1k/pods", 1000);
     const rv5k = await listRv(client, "/api/v1/namespaces/bench-5k/pods", 5000);
     const with5k = await adminMetric(admin, "process_resident_memory_bytes");
     // 50 concurrent watches through the proxy (online: each is relayed to the apiserver).
     const aborts = new AbortController();
-    const watches = await Promise.all(Array.from({ length: 50 }, () =>
-      fetch(`${lite.url}/api/v1/namespaces/bench-5k/pods?watch=1&resourceVersion=${rv5k}&timeoutSeconds=120`, {
-        headers: { authorization: `Bearer ${TOKEN}` },
-        client: watchClient,
-        signal: aborts.signal,
-      })));
+    const watches = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        fetch(
+          `${lite.url}/api/v1/namespaces/bench-5k/pods?watch=1&resourceVersion=${rv5k}&timeoutSeconds=120`,
+          {
+            headers: { authorization: `Bearer ${TOKEN}` },
+            client: watchClient,
+            signal: aborts.signal,
+          },
+        )),
+    );
     if (watches.some((w) => w.status !== 200)) throw new Error("a watch was refused");
     const withWatches = await adminMetric(admin, "process_resident_memory_bytes");
     aborts.abort();
     await Promise.all(watches.map((w) => w.body?.cancel().catch(() => {})));
     raw[`memory_${backend}`] = { idle, with5k, withWatches };
-    row({ section: S4, measure: `idle, just started (${backend})`, result: mib(idle), target: "≤ 64 MiB", pass: idle <= 64 << 20 });
+    row({
+      section: S4,
+      measure: `idle, just started (${backend})`,
+      result: mib(idle),
+      target: "≤ 64 MiB",
+      pass: idle <= 64 << 20,
+    });
     row({ section: S4, measure: `after caching 1,000 + 5,000 pods (${backend})`, result: mib(with5k) });
     row({
       section: S4,
@@ -159,7 +199,10 @@ async function offlineAndMemory(cluster: Cluster, caPem: string, backend: "sqlit
 
     await cluster.apiserver.setFault("refuse");
     await waitState(admin, "offline");
-    await eventually(async () => (await listRv(client, "/api/v1/namespaces/bench-5k/pods", 5000)) === rv5k, "5k list cached");
+    await eventually(
+      async () => (await listRv(client, "/api/v1/namespaces/bench-5k/pods", 5000)) === rv5k,
+      "5k list cached",
+    );
     const n = QUICK ? [100, 20, 8] : [500, 60, 20];
     const get = await timeRequests(client, firstPod, n[0], "cache");
     const l1k = await timeRequests(client, "/api/v1/namespaces/bench-1k/pods", n[1], "cache");
@@ -215,7 +258,9 @@ async function watchPatching() {
     });
     row({
       section: S,
-      measure: `${backend}: µs per event at ${res.map((r) => r.items.toLocaleString("en")).join(" / ")} items`,
+      measure: `${backend}: µs per event at ${
+        res.map((r) => r.items.toLocaleString("en")).join(" / ")
+      } items`,
       result: `${res.map((r) => r.usPerEvent.toFixed(0)).join(" / ")} µs (max/min ${flat.toFixed(2)})`,
       target: "flat (max/min ≤ 1.5)",
       pass: flat <= 1.5,
@@ -235,7 +280,10 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
     try {
       for (const [ns, n] of NAMESPACES) await listRv(client, `/api/v1/namespaces/${ns}/pods`, n);
       await timeRequests(client, firstPod, 1);
-      await eventually(async () => await adminMetric(lite.adminUrl!, "lite_apiserver_write_queue_depth") === 0, "queue drained");
+      await eventually(
+        async () => await adminMetric(lite.adminUrl!, "lite_apiserver_write_queue_depth") === 0,
+        "queue drained",
+      );
     } finally {
       client.close();
       await lite.kill();
@@ -247,12 +295,19 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
     const c2 = httpsClient(again.url, caPem, { token: TOKEN });
     try {
       let first = NaN;
-      await eventually(async () => {
-        const res = await c2.request(firstPod);
-        await res.arrayBuffer();
-        if (res.status === 200 && res.headers.get("x-lite-apiserver-source") === "cache") first = performance.now() - t0;
-        return first >= 0;
-      }, "first cached answer", 30_000, 5);
+      await eventually(
+        async () => {
+          const res = await c2.request(firstPod);
+          await res.arrayBuffer();
+          if (res.status === 200 && res.headers.get("x-lite-apiserver-source") === "cache") {
+            first = performance.now() - t0;
+          }
+          return first >= 0;
+        },
+        "first cached answer",
+        30_000,
+        5,
+      );
       raw[`startup_${backend}`] = { listeningMs: listening, firstCachedMs: first };
       row({
         section: S,
@@ -282,7 +337,11 @@ async function switchTimes(cluster: Cluster, caPem: string) {
     while (!stop) {
       try {
         const res = await client.request(SMALL_GET, { signal: AbortSignal.timeout(10_000) });
-        seen.push({ at: performance.now(), source: res.headers.get("x-lite-apiserver-source") ?? "upstream", body: await res.text() });
+        seen.push({
+          at: performance.now(),
+          source: res.headers.get("x-lite-apiserver-source") ?? "upstream",
+          body: await res.text(),
+        });
       } catch { /* counted by absence */ }
     }
   })();
@@ -295,13 +354,27 @@ async function switchTimes(cluster: Cluster, caPem: string) {
     const cut = (await after(tCut, (s) => s.source === "cache")) - tCut;
     const cm = cluster.apiserver.get("v1", "ConfigMap", "default", "app-config")!;
     cluster.apiserver.update({ ...cm, data: { ...(cm.data as object), bench: `v${Date.now()}` } });
-    const marker = String((cluster.apiserver.get("v1", "ConfigMap", "default", "app-config")!.data as { bench: string }).bench);
+    const marker = String(
+      (cluster.apiserver.get("v1", "ConfigMap", "default", "app-config")!.data as { bench: string }).bench,
+    );
     const tBack = performance.now();
     await cluster.apiserver.setFault("none");
     const back = (await after(tBack, (s) => s.source !== "cache" && s.body.includes(marker))) - tBack;
     raw.switch = { cutToCachedMs: cut, restoreToFreshMs: back, backendTimeoutMs: 1000 };
-    row({ section: S, measure: "blackhole → first cached answer", result: ms(cut), target: "≤ backend timeout (1 s)", pass: cut <= 1000 });
-    row({ section: S, measure: "restore → cloud-side change seen", result: ms(back), target: "≤ 3 s", pass: back <= 3000 });
+    row({
+      section: S,
+      measure: "blackhole → first cached answer",
+      result: ms(cut),
+      target: "≤ backend timeout (1 s)",
+      pass: cut <= 1000,
+    });
+    row({
+      section: S,
+      measure: "restore → cloud-side change seen",
+      result: ms(back),
+      target: "≤ 3 s",
+      pass: back <= 3000,
+    });
   } finally {
     stop = true;
     await cluster.apiserver.setFault("none");
@@ -316,14 +389,18 @@ function markdown(): string {
   const head = [
     `# lite-apiserver benchmark${QUICK ? " (--quick)" : ""}`,
     "",
-    `${new Date().toISOString()} · ${Deno.build.target} · ${navigator.hardwareConcurrency} CPUs · Deno ${Deno.version.deno}` +
+    `${
+      new Date().toISOString()
+    } · ${Deno.build.target} · ${navigator.hardwareConcurrency} CPUs · Deno ${Deno.version.deno}` +
     " · simulated apiserver and every client on the same machine (loopback)",
     "",
     "| section | measure | result | reference | target | verdict |",
     "| --- | --- | --- | --- | --- | --- |",
   ];
   const body = rows.map((r) =>
-    `| ${r.section} | ${r.measure} | ${r.result} | ${r.reference ?? ""} | ${r.target ?? ""} | ${r.pass === undefined ? "" : r.pass ? "pass" : "**miss**"} |`
+    `| ${r.section} | ${r.measure} | ${r.result} | ${r.reference ?? ""} | ${r.target ?? ""} | ${
+      r.pass === undefined ? "" : r.pass ? "pass" : "**miss**"
+    } |`
   );
   return [...head, ...body, ""].join("\n");
 }
@@ -355,13 +432,22 @@ async function main() {
   await Deno.writeTextFile(
     `${dir}latest.json`,
     JSON.stringify(
-      { date: new Date().toISOString(), quick: QUICK, cpus: navigator.hardwareConcurrency, deno: Deno.version.deno, rows, raw },
+      {
+        date: new Date().toISOString(),
+        quick: QUICK,
+        cpus: navigator.hardwareConcurrency,
+        deno: Deno.version.deno,
+        rows,
+        raw,
+      },
       null,
       2,
     ) + "\n",
   );
   console.log(md);
-  log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${dir}latest.md and latest.json`);
+  log(
+    `done in ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${dir}latest.md and latest.json`,
+  );
 }
 
 if (import.meta.main) await main();

@@ -40,7 +40,9 @@ export async function ensureTool(cmd: string, probeArgs: string[], packages: str
   for (const updated of [false, true]) {
     if (updated && !await apt(["update"])) break;
     for (const p of packages) {
-      if (await apt(["install", "-y", "--no-install-recommends", p]) && await has(cmd, probeArgs)) return true;
+      if (await apt(["install", "-y", "--no-install-recommends", p]) && await has(cmd, probeArgs)) {
+        return true;
+      }
     }
   }
   console.error(`bench: could not install ${cmd}; its measurements are skipped`);
@@ -63,7 +65,10 @@ function toMs(v: string): number {
 }
 
 /** Runs wrk with a bearer token over keep-alive connections and parses req/s and p50/p99. */
-export async function wrk(url: string, opts: { connections: number; seconds: number; token?: string }): Promise<WrkResult> {
+export async function wrk(
+  url: string,
+  opts: { connections: number; seconds: number; token?: string },
+): Promise<WrkResult> {
   const threads = Math.min(2, opts.connections);
   const args = ["-t", String(threads), "-c", String(opts.connections), "-d", `${opts.seconds}s`, "--latency"];
   if (opts.token) args.push("-H", `Authorization: Bearer ${opts.token}`);
@@ -90,7 +95,9 @@ export interface Nginx {
  * nginx as a TLS reverse proxy with a keep-alive upstream pool, one worker (lite-apiserver is
  * one process too), everything (pid, logs, temp dirs) under a temp dir so it runs unprivileged.
  */
-export async function startNginx(opts: { port: number; upstreamPort: number; cert: string; key: string }): Promise<Nginx> {
+export async function startNginx(
+  opts: { port: number; upstreamPort: number; cert: string; key: string },
+): Promise<Nginx> {
   const dir = await Deno.makeTempDir({ prefix: "bench-nginx-" });
   const conf = `${dir}/nginx.conf`;
   await Deno.writeTextFile(

@@ -18,12 +18,21 @@ export interface PatchResult {
   usPerEvent: number;
 }
 
-export async function measureWatchPatching(backend: "sqlite" | "file", items: number, events: number): Promise<PatchResult> {
+export async function measureWatchPatching(
+  backend: "sqlite" | "file",
+  items: number,
+  events: number,
+): Promise<PatchResult> {
   const dir = await Deno.makeTempDir({ prefix: `bench-patch-${backend}-` });
   const store = await openStore({ backend, dir });
   const queue = new WriteQueue(store, 1 << 30);
   const cache = new Cache(store, queue);
-  const key: CacheKey = { identity: "cn~system:node:edge-1", resource: "core~v1~pods", namespace: "bench", name: "_list~~json" };
+  const key: CacheKey = {
+    identity: "cn~system:node:edge-1",
+    resource: "core~v1~pods",
+    namespace: "bench",
+    name: "_list~~json",
+  };
   try {
     const pods = Array.from({ length: items }, (_, i) => {
       const p = benchPod("bench", i);
@@ -31,13 +40,22 @@ export async function measureWatchPatching(backend: "sqlite" | "file", items: nu
       return p;
     });
     const listItems = pods
-      .map((p): [string, Uint8Array] => [`bench/${(p.metadata as { name: string }).name}`, enc.encode(JSON.stringify(p))])
+      .map((
+        p,
+      ): [string, Uint8Array] => [
+        `bench/${(p.metadata as { name: string }).name}`,
+        enc.encode(JSON.stringify(p)),
+      ])
       .sort((a, b) => (a[0] < b[0] ? -1 : 1));
     await store.apply([{
       op: "replaceList",
       key,
       meta: {
-        envelope: JSON.stringify({ kind: "PodList", apiVersion: "v1", metadata: { resourceVersion: String(1000 + items) } }),
+        envelope: JSON.stringify({
+          kind: "PodList",
+          apiVersion: "v1",
+          metadata: { resourceVersion: String(1000 + items) },
+        }),
         resourceVersion: String(1000 + items),
         contentType: "application/json",
         storedAt: Date.now(),
@@ -57,7 +75,9 @@ export async function measureWatchPatching(backend: "sqlite" | "file", items: nu
     const ms = performance.now() - started;
     const list = await store.getList(key);
     if (!list || list.items.length !== items || list.meta.resourceVersion !== String(rv)) {
-      throw new Error(`watch patching: list has ${list?.items.length} items at rv ${list?.meta.resourceVersion}, expected ${items} at ${rv}`);
+      throw new Error(
+        `watch patching: list has ${list?.items.length} items at rv ${list?.meta.resourceVersion}, expected ${items} at ${rv}`,
+      );
     }
     return { backend, items, events, eventsPerSec: events / (ms / 1000), usPerEvent: ms * 1000 / events };
   } finally {

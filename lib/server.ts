@@ -56,7 +56,12 @@ const CACHEABLE_REPS = new Set<Representation>(["json", "table", "pom", "pomlist
 const NOT_CACHED_PATHS = /^\/(healthz|livez|readyz|metrics|logs|debug)(\/|$)/;
 
 /** What to cache for a request (and so what may be served from the cache), if anything. */
-export function planFor(identity: Identity, info: RequestInfo, rep: Representation, method: string): CachePlan | undefined {
+export function planFor(
+  identity: Identity,
+  info: RequestInfo,
+  rep: Representation,
+  method: string,
+): CachePlan | undefined {
   if (method !== "GET" || !CACHEABLE_REPS.has(rep)) return undefined;
   if (!info.isResourceRequest) {
     if (NOT_CACHED_PATHS.test(info.path) || info.verb !== "get") return undefined;
@@ -83,7 +88,9 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   for (const n of config.notices) log.info(n);
 
   const serving = await loadServingMaterial(config.tlsCertFile, config.tlsKeyFile, config.caFile);
-  const upstreamCa = config.apiserverCaFile === config.caFile ? serving.caPem : await readCa(config.apiserverCaFile);
+  const upstreamCa = config.apiserverCaFile === config.caFile
+    ? serving.caPem
+    : await readCa(config.apiserverCaFile);
   const pairs = config.tlsConfigFile
     ? await loadTlsConfig(config.tlsConfigFile, serving.caPem, { allowMissing: true })
     : [];
@@ -123,7 +130,15 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const unreachable = (ctx: RequestContext, reason: string) => {
     serveOffline(ctx, offlineDeps, reason).catch((err) => failed(ctx, err));
   };
-  const forwardDeps = { agents, health, cache, backendTimeoutMs: config.backendTimeoutMs, inflight, unreachable, observe };
+  const forwardDeps = {
+    agents,
+    health,
+    cache,
+    backendTimeoutMs: config.backendTimeoutMs,
+    inflight,
+    unreachable,
+    observe,
+  };
 
   const failed = (ctx: RequestContext, err: unknown) => {
     log.error("request failed", { path: ctx.info.path, error: (err as Error).message });
@@ -134,7 +149,16 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
     const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
     const rep = representationOf(req.headers.accept);
-    const ctx: RequestContext = { req, res, peer, identity, info, rep, startedAt: performance.now(), source: "local" };
+    const ctx: RequestContext = {
+      req,
+      res,
+      peer,
+      identity,
+      info,
+      rep,
+      startedAt: performance.now(),
+      source: "local",
+    };
     try {
       ctx.plan = planFor(identity, info, rep, req.method ?? "GET");
     } catch (err) {
@@ -187,7 +211,10 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   // Certificates: follow rotations without a restart.
   let pairWatcher: ClientPairWatcher | undefined;
   if (config.tlsConfigFile) {
-    pairWatcher = new ClientPairWatcher({ tlsConfigFile: config.tlsConfigFile, caPem: () => servingNow.caPem });
+    pairWatcher = new ClientPairWatcher({
+      tlsConfigFile: config.tlsConfigFile,
+      caPem: () => servingNow.caPem,
+    });
     pairWatcher.onChange((cn, pair) => {
       const old = agents.setPair(cn, pair, true);
       if (old) retireAgent(old, inflight);
@@ -196,7 +223,11 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     await pairWatcher.start(pairs);
   }
 
-  const servingWatcher = new ServingWatcher({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.caFile });
+  const servingWatcher = new ServingWatcher({
+    certFile: config.tlsCertFile,
+    keyFile: config.tlsKeyFile,
+    caFile: config.caFile,
+  });
   servingWatcher.onChange((m) => {
     const caChanged = m.caPem !== servingNow.caPem;
     servingNow = m;

@@ -7,7 +7,7 @@
 set -eu
 # Keep in step with scripts/deno (2.9.6 has no arm64 build).
 DENO_VERSION=2.9.5
-root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
 tools="$root/.tools/deno-arm64-$DENO_VERSION"
 bin="$tools/node_modules/@deno/linux-arm64-glibc/deno"
 sysroot=/usr/aarch64-linux-gnu

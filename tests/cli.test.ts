@@ -39,8 +39,16 @@ Deno.test("bad flags, files and values give one clear line", async (t) => {
   const cases: Array<[string, string[], RegExp]> = [
     ["unknown flag", ["--bogus"], /unknown option '--bogus'/],
     ["missing upstream", ["serve", "--ca-file", pki.caCert], /--kube-apiserver-url is required/],
-    ["missing CA file", ["--ca-file", "/nonexistent/ca.crt"], /--ca-file \/nonexistent\/ca.crt: no such file/],
-    ["unreadable serving key", ["--tls-private-key-file", pki.dir], /--tls-private-key-file .*not a regular file/],
+    [
+      "missing CA file",
+      ["--ca-file", "/nonexistent/ca.crt"],
+      /--ca-file \/nonexistent\/ca.crt: no such file/,
+    ],
+    [
+      "unreadable serving key",
+      ["--tls-private-key-file", pki.dir],
+      /--tls-private-key-file .*not a regular file/,
+    ],
     ["key that does not match its cert", ["--tls-private-key-file", other.key], /match/i],
     ["plain-http upstream", ["--kube-apiserver-url", "http://10.0.0.1:6443"], /must use https/],
     ["malformed URL", ["--kube-apiserver-url", "https://"], /not a valid URL|has no host/],
@@ -100,7 +108,15 @@ Deno.test("bad flags, files and values give one clear line", async (t) => {
   await t.step("--help and --version", async () => {
     const help = await run(["serve", "--help"]);
     assertEquals(help.code, 0);
-    for (const flag of ["--kube-apiserver-url", "--tls-config-file", "--cache-backend", "--backend-timeout", "--config"]) {
+    for (
+      const flag of [
+        "--kube-apiserver-url",
+        "--tls-config-file",
+        "--cache-backend",
+        "--backend-timeout",
+        "--config",
+      ]
+    ) {
       assert(help.lines.some((l) => l.includes(flag)), `help lists ${flag}`);
     }
     const version = await run(["--version"]);

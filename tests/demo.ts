@@ -32,12 +32,19 @@ try {
   console.log(bold("lite-apiserver demo"));
   note(`simulated cloud kube-apiserver: ${cluster.apiserver.url}`);
   note(`lite-apiserver on this "edge node":  ${lite.url} (cache: sqlite in ${cacheDir})`);
-  const admin = await writeKubeconfig(cluster.dir, "admin", cluster.apiserver.url, cluster.pki.caCert, { token: "admin-token" });
+  const admin = await writeKubeconfig(cluster.dir, "admin", cluster.apiserver.url, cluster.pki.caCert, {
+    token: "admin-token",
+  });
   let node = await writeKubeconfig(cluster.dir, "kubelet", lite.url, cluster.pki.caCert, cluster.kubelet);
 
   step(1, "Deploy an application in the cloud (as the cluster admin, directly)");
   await show(admin, ["create", "deployment", "web", "--image=nginx:1.27", "--replicas=3"]);
-  await eventually(async () => (await kubectl(KUBECTL, admin, ["get", "pods", "-l", "app=web", "-o", "name"])).stdout.split("\n").filter(Boolean).length === 3, "3 web pods");
+  await eventually(
+    async () =>
+      (await kubectl(KUBECTL, admin, ["get", "pods", "-l", "app=web", "-o", "name"])).stdout.split("\n")
+        .filter(Boolean).length === 3,
+    "3 web pods",
+  );
 
   step(2, "Read through lite-apiserver with the node's own identity (kubelet's client certificate)");
   await show(node, ["get", "pods", "-o", "wide"]);
@@ -67,7 +74,9 @@ try {
   await show(node, ["get", "pods", "-o", "wide"]);
 
   step(5, "Meanwhile, in the cloud: the deployment is scaled to 5");
-  const dep = cluster.apiserver.get("apps/v1", "Deployment", "default", "web")! as { spec: { replicas: number } };
+  const dep = cluster.apiserver.get("apps/v1", "Deployment", "default", "web")! as {
+    spec: { replicas: number };
+  };
   dep.spec.replicas = 5;
   cluster.apiserver.update(dep as unknown as Record<string, unknown>);
   note("(the edge node cannot see it yet)");
@@ -76,11 +85,21 @@ try {
   t0 = performance.now();
   await cluster.apiserver.setFault("none");
   await lite.waitForLine(/upstream reachable again/);
-  await eventually(async () => (await kubectl(KUBECTL, node, ["get", "pods", "-l", "app=web", "-o", "name"])).stdout.split("\n").filter(Boolean).length === 5, "5 web pods through the proxy", 20_000);
+  await eventually(
+    async () =>
+      (await kubectl(KUBECTL, node, ["get", "pods", "-l", "app=web", "-o", "name"])).stdout.split("\n")
+        .filter(Boolean).length === 5,
+    "5 web pods through the proxy",
+    20_000,
+  );
   note(`the node sees 5 pods ${ms(t0)} after the link came back`);
   await show(node, ["get", "pods", "-l", "app=web"]);
 
-  console.log(`\n${bold("demo complete")}: online proxying with the caller's identity, offline reads, offline reboot, recovery.`);
+  console.log(
+    `\n${
+      bold("demo complete")
+    }: online proxying with the caller's identity, offline reads, offline reboot, recovery.`,
+  );
 } finally {
   await lite.kill();
   await cluster.close();

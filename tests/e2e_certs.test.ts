@@ -30,7 +30,9 @@ Deno.test("certificates are followed without a restart", async (t) => {
     try {
       while (!stop.now) {
         const r = await c.json("/api/v1/namespaces/default/pods");
-        if (r.status !== 200 || r.headers.get("x-lite-apiserver-source") === "cache") failures.push(`${r.status}`);
+        if (r.status !== 200 || r.headers.get("x-lite-apiserver-source") === "cache") {
+          failures.push(`${r.status}`);
+        }
         loops++;
       }
     } catch (e) {
@@ -50,25 +52,36 @@ Deno.test("certificates are followed without a restart", async (t) => {
         (r) => strip0(r.certSerial) === strip0(next.serial) && r.user === "system:node:edge-1",
         5000,
       );
-      console.log(`file change → first upstream request with the new certificate: ${seen.time - writtenAt} ms`);
+      console.log(
+        `file change → first upstream request with the new certificate: ${seen.time - writtenAt} ms`,
+      );
       await lite.waitForLine(/client identity loaded.*system:node:edge-1/);
     });
 
     await t.step("a broken replacement keeps the last good pair in service and says why", async () => {
       const current = cluster.apiserver.requests.at(-1)!.certSerial;
       const from = lite.lines.length;
-      await Deno.writeTextFile(cluster.kubelet.combined, "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n");
+      await Deno.writeTextFile(
+        cluster.kubelet.combined,
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+      );
       await lite.waitForLine(/kubelet-client\.pem|keeping serial/, 10_000, from);
       const before = cluster.apiserver.requests.length;
       await eventually(() => cluster.apiserver.requests.length > before + 3, "more reads");
       for (const r of cluster.apiserver.requests.slice(before)) {
-        if (r.path === "/api/v1/namespaces/default/pods") assertEquals(r.certSerial, current, "old pair still used");
+        if (r.path === "/api/v1/namespaces/default/pods") {
+          assertEquals(r.certSerial, current, "old pair still used");
+        }
       }
     });
 
     await t.step("an identity added to the tls-config file is used without a restart", async () => {
-      const proxyUser = await cluster.pki.client("system:kube-proxy", ["system:node-proxier"], { name: "kube-proxy" });
-      const fixed = await cluster.pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-fixed" });
+      const proxyUser = await cluster.pki.client("system:kube-proxy", ["system:node-proxier"], {
+        name: "kube-proxy",
+      });
+      const fixed = await cluster.pki.client("system:node:edge-1", ["system:nodes"], {
+        name: "kubelet-fixed",
+      });
       await Deno.writeTextFile(cluster.kubelet.combined, fixed.certPem + fixed.keyPem);
       await Deno.writeTextFile(
         cluster.tlsConfigFile,
@@ -95,7 +108,10 @@ Deno.test("certificates are followed without a restart", async (t) => {
       const next = await cluster.pki.server("lite-apiserver-next");
       await Deno.writeTextFile(cluster.serving.key, next.keyPem);
       await Deno.writeTextFile(cluster.serving.cert, next.certPem);
-      await eventually(async () => (await servingSerial(lite.port, cluster.pki.caPem)) === strip0(next.serial), "the new serving cert");
+      await eventually(
+        async () => (await servingSerial(lite.port, cluster.pki.caPem)) === strip0(next.serial),
+        "the new serving cert",
+      );
     });
 
     stop.now = true;

@@ -14,7 +14,9 @@ import {
   writeKubeconfig,
 } from "./support/harness.ts";
 
-type Obj = Record<string, unknown> & { metadata: { name: string; resourceVersion: string; labels?: Record<string, string> } };
+type Obj = Record<string, unknown> & {
+  metadata: { name: string; resourceVersion: string; labels?: Record<string, string> };
+};
 const names = (body: Record<string, unknown>) => (body.items as Obj[]).map((i) => i.metadata.name).sort();
 
 async function readLines(res: Response, until: (events: Array<{ type: string; object: Obj }>) => boolean) {
@@ -44,15 +46,21 @@ for (const backend of ["sqlite", "file"] as const) {
     const cluster = await startCluster();
     let lite: LiteProcess & { cacheDir: string } = await startLite(cluster, { backend });
     const cacheDir = lite.cacheDir;
-    const node = () => httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
-    let kc = await writeKubeconfig(cluster.dir, `kubelet-${backend}`, lite.url, cluster.pki.caCert, cluster.kubelet);
+    let kc = await writeKubeconfig(
+      cluster.dir,
+      `kubelet-${backend}`,
+      lite.url,
+      cluster.pki.caCert,
+      cluster.kubelet,
+    );
     const clients: Array<{ close(): void }> = [];
     const client = (who: Parameters<typeof httpsClient>[2]) => {
       const c = httpsClient(lite.url, cluster.pki.caPem, who);
       clients.push(c);
       return c;
     };
-    const offlineSince = (proc: LiteProcess, from = 0) => proc.waitForLine(/upstream unreachable: offline/, 30_000, from);
+    const offlineSince = (proc: LiteProcess, from = 0) =>
+      proc.waitForLine(/upstream unreachable: offline/, 30_000, from);
     try {
       let n = client({ pair: cluster.kubelet });
       const reader = client({ token: "reader-token" });
@@ -86,7 +94,10 @@ for (const backend of ["sqlite", "file"] as const) {
         const pod = cluster.apiserver.get("v1", "Pod", "default", "nginx-1")! as Obj;
         pod.metadata.labels = { ...pod.metadata.labels, changed: "by-watch" };
         cluster.apiserver.update(pod);
-        const { reader: r } = await readLines(res, (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"));
+        const { reader: r } = await readLines(
+          res,
+          (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"),
+        );
         await r.cancel();
       });
 
@@ -96,10 +107,15 @@ for (const backend of ["sqlite", "file"] as const) {
           const cutAt = performance.now();
           await cluster.apiserver.setFault(mode);
           // A client looping over reads: the first cached answer must come within backend-timeout (1s) + 1s.
-          const first = await eventually(async () => {
-            const r = await n.json("/api/v1/namespaces/default/pods");
-            return r.status === 200 && r.headers.get("x-lite-apiserver-source") === "cache" ? r : undefined;
-          }, "a cached answer", 10_000, 20);
+          const first = await eventually(
+            async () => {
+              const r = await n.json("/api/v1/namespaces/default/pods");
+              return r.status === 200 && r.headers.get("x-lite-apiserver-source") === "cache" ? r : undefined;
+            },
+            "a cached answer",
+            10_000,
+            20,
+          );
           const ms = performance.now() - cutAt;
           console.log(`[${backend}/${mode}] cut → first cached answer: ${ms.toFixed(0)} ms`);
           assert(ms <= 2000, `first cached answer after ${ms} ms`);
@@ -115,7 +131,11 @@ for (const backend of ["sqlite", "file"] as const) {
       await t.step("offline: every primed read is served from the cache", async () => {
         const list = await n.json("/api/v1/namespaces/default/pods");
         const changed = (list.body.items as Obj[]).find((p) => p.metadata.name === "nginx-1")!;
-        assertEquals(changed.metadata.labels?.changed, "by-watch", "the watch-delivered change shows offline");
+        assertEquals(
+          changed.metadata.labels?.changed,
+          "by-watch",
+          "the watch-delivered change shows offline",
+        );
         const nodeObj = await n.json("/api/v1/nodes/edge-1");
         assertEquals([nodeObj.status, (nodeObj.body.metadata as Obj["metadata"]).name], [200, "edge-1"]);
         const secret = await n.json("/api/v1/namespaces/default/secrets/db-password");
@@ -149,7 +169,9 @@ for (const backend of ["sqlite", "file"] as const) {
         const seen: string[] = [];
         let cont = "";
         do {
-          const page = await n.json(`/api/v1/namespaces/default/pods?limit=1${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`);
+          const page = await n.json(
+            `/api/v1/namespaces/default/pods?limit=1${cont ? `&continue=${encodeURIComponent(cont)}` : ""}`,
+          );
           assertEquals(page.status, 200);
           seen.push(...names(page.body));
           cont = String((page.body.metadata as { continue?: string }).continue ?? "");
@@ -161,7 +183,11 @@ for (const backend of ["sqlite", "file"] as const) {
 
       await t.step("offline: a miss is an honest 503, and writes fail fast with a Status", async () => {
         const missing = await n.json("/api/v1/namespaces/kube-system/configmaps");
-        assertEquals([missing.status, missing.body.kind, missing.body.reason], [503, "Status", "ServiceUnavailable"]);
+        assertEquals([missing.status, missing.body.kind, missing.body.reason], [
+          503,
+          "Status",
+          "ServiceUnavailable",
+        ]);
         assertMatch(String(missing.body.message), /unreachable.*nothing is cached/);
         const started = performance.now();
         const write = await n.json("/api/v1/namespaces/default/configmaps", {
@@ -192,8 +218,12 @@ for (const backend of ["sqlite", "file"] as const) {
         const secret = await reader.json("/api/v1/namespaces/default/secrets/db-password");
         assertEquals(secret.status, 503, "the node's cached secret is not served to the token user");
         assertEquals(secret.body.kind, "Status");
-        const real = cluster.apiserver.get("v1", "Secret", "default", "db-password") as { data: Record<string, string> };
-        for (const v of Object.values(real.data)) assert(!JSON.stringify(secret.body).includes(v), "no secret bytes");
+        const real = cluster.apiserver.get("v1", "Secret", "default", "db-password") as {
+          data: Record<string, string>;
+        };
+        for (const v of Object.values(real.data)) {
+          assert(!JSON.stringify(secret.body).includes(v), "no secret bytes");
+        }
         const rogue = client({ pair: await cluster.pki.rogue("system:node:edge-1", ["system:nodes"]) });
         const stolen = await rogue.json("/api/v1/namespaces/default/secrets/db-password");
         assertEquals(stolen.status, 503, "a rogue certificate claiming the node's CN gets nothing");
@@ -204,7 +234,9 @@ for (const backend of ["sqlite", "file"] as const) {
       await t.step("offline: watches are held open, with bookmarks and initial events", async () => {
         const list = await n.json("/api/v1/namespaces/default/pods");
         const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
-        const res = await n.request(`/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${rv}`);
+        const res = await n.request(
+          `/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${rv}`,
+        );
         assertEquals(res.status, 200);
         const held = await readLines(res, (evs) => evs.some((e) => e.type === "BOOKMARK"));
         assertEquals(held.ended, false);
@@ -221,10 +253,16 @@ for (const backend of ["sqlite", "file"] as const) {
           "redis-0",
         ]);
         const bm = got.events.find((e) => e.type === "BOOKMARK")!;
-        assertEquals((bm.object.metadata as unknown as { annotations: Record<string, string> }).annotations["k8s.io/initial-events-end"], "true");
+        assertEquals(
+          (bm.object.metadata as unknown as { annotations: Record<string, string> })
+            .annotations["k8s.io/initial-events-end"],
+          "true",
+        );
         await got.reader.cancel();
 
-        const timed = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}&timeoutSeconds=1`);
+        const timed = await n.request(
+          `/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}&timeoutSeconds=1`,
+        );
         await waitEnd(timed.body!.pipeThrough(new TextDecoderStream()).getReader());
       });
 
@@ -232,7 +270,13 @@ for (const backend of ["sqlite", "file"] as const) {
         for (const c of clients.splice(0)) c.close();
         await lite.kill("SIGKILL");
         lite = await startLite(cluster, { backend, cacheDir });
-        kc = await writeKubeconfig(cluster.dir, `kubelet-${backend}-2`, lite.url, cluster.pki.caCert, cluster.kubelet);
+        kc = await writeKubeconfig(
+          cluster.dir,
+          `kubelet-${backend}-2`,
+          lite.url,
+          cluster.pki.caCert,
+          cluster.kubelet,
+        );
         n = client({ pair: cluster.kubelet });
         const list = await eventually(async () => {
           const r = await n.json("/api/v1/namespaces/default/pods");
@@ -276,12 +320,21 @@ for (const backend of ["sqlite", "file"] as const) {
         await cluster.apiserver.setFault("none");
         await waitEnd(watchReader);
         const endedMs = performance.now() - restoredAt;
-        const fresh = await eventually(async () => {
-          const r = await n.json("/api/v1/namespaces/default/pods");
-          return names(r.body).includes("made-in-outage") ? r : undefined;
-        }, "the cloud's new pod through the proxy", 10_000, 20);
+        const fresh = await eventually(
+          async () => {
+            const r = await n.json("/api/v1/namespaces/default/pods");
+            return names(r.body).includes("made-in-outage") ? r : undefined;
+          },
+          "the cloud's new pod through the proxy",
+          10_000,
+          20,
+        );
         const convergedMs = performance.now() - restoredAt;
-        console.log(`[${backend}] restore → held watch ended: ${endedMs.toFixed(0)} ms; → fresh data: ${convergedMs.toFixed(0)} ms`);
+        console.log(
+          `[${backend}] restore → held watch ended: ${endedMs.toFixed(0)} ms; → fresh data: ${
+            convergedMs.toFixed(0)
+          } ms`,
+        );
         assertEquals(fresh.headers.get("x-lite-apiserver-source"), null, "answered by the cloud");
         assert(convergedMs < 3000, `converged after ${convergedMs} ms`);
       });

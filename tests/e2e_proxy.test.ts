@@ -22,22 +22,31 @@ Deno.test("online proxying with the caller's own identity", async (t) => {
   const lite = await startLite(cluster);
   const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
   try {
-    await t.step("kubectl with a client certificate lists pods; the apiserver saw the node and its cert", async () => {
-      const kc = await writeKubeconfig(cluster.dir, "kubelet", lite.url, cluster.pki.caCert, cluster.kubelet);
-      for (const v of ["1.27", "1.33"]) {
-        const from = cluster.apiserver.requests.length;
-        const r = await kubectl(v, kc, ["get", "pods", "-A", "-o", "name"]);
-        assertEquals(r.code, 0, r.stderr);
-        assertMatch(r.stdout, /pod\/nginx-1/);
-        const seen = cluster.apiserver.requests.slice(from).filter((x) => x.path === "/api/v1/pods");
-        assert(seen.length > 0, "apiserver saw the list");
-        for (const x of seen) {
-          assertEquals(x.user, "system:node:edge-1");
-          assertEquals(x.authn, "cert");
-          assertEquals(strip0(x.certSerial), strip0(cluster.kubelet.serial));
+    await t.step(
+      "kubectl with a client certificate lists pods; the apiserver saw the node and its cert",
+      async () => {
+        const kc = await writeKubeconfig(
+          cluster.dir,
+          "kubelet",
+          lite.url,
+          cluster.pki.caCert,
+          cluster.kubelet,
+        );
+        for (const v of ["1.27", "1.33"]) {
+          const from = cluster.apiserver.requests.length;
+          const r = await kubectl(v, kc, ["get", "pods", "-A", "-o", "name"]);
+          assertEquals(r.code, 0, r.stderr);
+          assertMatch(r.stdout, /pod\/nginx-1/);
+          const seen = cluster.apiserver.requests.slice(from).filter((x) => x.path === "/api/v1/pods");
+          assert(seen.length > 0, "apiserver saw the list");
+          for (const x of seen) {
+            assertEquals(x.user, "system:node:edge-1");
+            assertEquals(x.authn, "cert");
+            assertEquals(strip0(x.certSerial), strip0(cluster.kubelet.serial));
+          }
         }
-      }
-    });
+      },
+    );
 
     await t.step("a bearer token passes through unchanged and without a client certificate", async () => {
       const reader = httpsClient(lite.url, cluster.pki.caPem, { token: "reader-token" });
@@ -62,7 +71,9 @@ Deno.test("online proxying with the caller's own identity", async (t) => {
       try {
         const r = await c.json("/api/v1/namespaces/default/secrets");
         assertEquals(r.status, 403);
-        const rec = cluster.apiserver.requests.findLast((x) => x.path === "/api/v1/namespaces/default/secrets")!;
+        const rec = cluster.apiserver.requests.findLast((x) =>
+          x.path === "/api/v1/namespaces/default/secrets"
+        )!;
         assertEquals(rec.user, "system:anonymous");
         assertEquals(rec.certSerial, undefined);
         await lite.waitForLine(/client certificate did not verify.*cn=admin/);
@@ -71,21 +82,32 @@ Deno.test("online proxying with the caller's own identity", async (t) => {
       }
     });
 
-    await t.step("a verified certificate with no configured pair goes upstream without credentials", async () => {
-      const other = await cluster.pki.client("someone", ["devs"]);
-      const c = httpsClient(lite.url, cluster.pki.caPem, { pair: other });
-      try {
-        const r = await c.json("/api/v1/namespaces/default/configmaps");
-        assertEquals(r.status, 403);
-        const rec = cluster.apiserver.requests.findLast((x) => x.path === "/api/v1/namespaces/default/configmaps")!;
-        assertEquals(rec.user, "system:anonymous");
-      } finally {
-        c.close();
-      }
-    });
+    await t.step(
+      "a verified certificate with no configured pair goes upstream without credentials",
+      async () => {
+        const other = await cluster.pki.client("someone", ["devs"]);
+        const c = httpsClient(lite.url, cluster.pki.caPem, { pair: other });
+        try {
+          const r = await c.json("/api/v1/namespaces/default/configmaps");
+          assertEquals(r.status, 403);
+          const rec = cluster.apiserver.requests.findLast((x) =>
+            x.path === "/api/v1/namespaces/default/configmaps"
+          )!;
+          assertEquals(rec.user, "system:anonymous");
+        } finally {
+          c.close();
+        }
+      },
+    );
 
     await t.step("kubectl get -w through the proxy sees an object created afterwards", async () => {
-      const kc = await writeKubeconfig(cluster.dir, "kubelet-w", lite.url, cluster.pki.caCert, cluster.kubelet);
+      const kc = await writeKubeconfig(
+        cluster.dir,
+        "kubelet-w",
+        lite.url,
+        cluster.pki.caCert,
+        cluster.kubelet,
+      );
       const child = kubectlStream("1.33", kc, ["get", "configmaps", "-w", "-o", "name"]);
       const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
       let seen = "";
@@ -119,7 +141,11 @@ Deno.test("online proxying with the caller's own identity", async (t) => {
       const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
       let buf = "";
       while (!buf.includes("created-later")) buf += (await reader.read()).value ?? "";
-      cluster.apiserver.create({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "streamed", namespace: "default" } });
+      cluster.apiserver.create({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "streamed", namespace: "default" },
+      });
       while (!/"ADDED".*"streamed"/.test(buf)) buf += (await reader.read()).value ?? "";
       await reader.cancel();
     });
@@ -133,7 +159,11 @@ Deno.test("online proxying with the caller's own identity", async (t) => {
     await t.step("writes pass through with status and body preserved", async () => {
       const admin = httpsClient(lite.url, cluster.pki.caPem, { token: "admin-token" });
       try {
-        const body = JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "w1", namespace: "default" } });
+        const body = JSON.stringify({
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: "w1", namespace: "default" },
+        });
         const created = await admin.json("/api/v1/namespaces/default/configmaps", {
           method: "POST",
           body,

@@ -57,7 +57,13 @@ export class Cache {
       if (!pending || pending.expectContinue !== requestContinue) return; // a chain we did not see start
       pending.items.push(...list.items);
     } else {
-      pending = { envelope: list.envelope, resourceVersion: list.resourceVersion, items: list.items, expectContinue: "", startedAt: Date.now() };
+      pending = {
+        envelope: list.envelope,
+        resourceVersion: list.resourceVersion,
+        items: list.items,
+        expectContinue: "",
+        startedAt: Date.now(),
+      };
     }
     if (list.continueToken) {
       pending.expectContinue = list.continueToken;
@@ -76,7 +82,12 @@ export class Cache {
     this.queue.push({
       op: "replaceList",
       key,
-      meta: { envelope: JSON.stringify(envelope), resourceVersion: pending.resourceVersion, contentType, storedAt: Date.now() },
+      meta: {
+        envelope: JSON.stringify(envelope),
+        resourceVersion: pending.resourceVersion,
+        contentType,
+        storedAt: Date.now(),
+      },
       items: pending.items,
     });
   }

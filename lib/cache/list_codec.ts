@@ -34,7 +34,9 @@ export function splitList(body: Uint8Array | string): SplitList | undefined {
     return undefined;
   }
   if (!doc || typeof doc !== "object" || !Array.isArray(doc.items)) return undefined;
-  const items = (doc.items as unknown[]).map((it): [string, Uint8Array] => [itemKeyOf(it), enc.encode(JSON.stringify(it))]);
+  const items = (doc.items as unknown[]).map((
+    it,
+  ): [string, Uint8Array] => [itemKeyOf(it), enc.encode(JSON.stringify(it))]);
   items.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const meta = metaOf(doc);
   const { items: _drop, ...envelope } = doc;

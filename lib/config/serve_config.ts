@@ -77,31 +77,49 @@ export function serveCommandSpec(): Command {
       "upstream kube-apiserver; repeatable or comma-separated, in priority order",
       collect,
     )
-    .option("--kube-apiserver-port <port>", "port for --kube-apiserver-url values given as a bare host (default 443)")
+    .option(
+      "--kube-apiserver-port <port>",
+      "port for --kube-apiserver-url values given as a bare host (default 443)",
+    )
     .option("--ca-file <file>", "cluster CA bundle: verifies the upstream and local client certificates")
     .option("--apiserver-ca-file <file>", "CA bundle for the upstream only (default: --ca-file)")
     .option("--tls-cert-file <file>", "serving certificate of the local listener")
     .option("--tls-private-key-file <file>", "serving private key of the local listener")
     .option("--address <ip>", "listen address; repeatable (default 127.0.0.1)", collect)
     .option("--port <port>", "listen port (default 51003)")
-    .option("--tls-config-file <file>", 'client identities to present upstream: [{"cert": PATH, "key": PATH}]')
+    .option(
+      "--tls-config-file <file>",
+      'client identities to present upstream: [{"cert": PATH, "key": PATH}]',
+    )
     .option("--cache-backend <backend>", "sqlite or file (default sqlite)")
     .option("--cache-dir <dir>", "cache directory (default /var/lib/lite-apiserver)")
-    .option("--backend-timeout <duration>", "upstream time to respond before reads are served from cache (default 3s)")
+    .option(
+      "--backend-timeout <duration>",
+      "upstream time to respond before reads are served from cache (default 3s)",
+    )
     .option("--health-check-interval <duration>", "upstream probe interval (default 2s)")
     .option("--health-check-failures <n>", "failed probes in a row before going offline (default 2)")
-    .option("--cache-evict-after <duration>", "remove entries not refreshed for this long, online only (default 7d)")
+    .option(
+      "--cache-evict-after <duration>",
+      "remove entries not refreshed for this long, online only (default 7d)",
+    )
     .option("--write-queue-bytes <n>", "bound of the asynchronous cache write queue (default 67108864)")
     .option("--log-level <level>", "debug, info, warn or error (default info)")
     .option("--log-format <format>", "text or json (default text)")
     .option("--admin-address <ip>", "admin listener address (default 127.0.0.1)")
-    .option("--admin-port <port>", "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)")
+    .option(
+      "--admin-port <port>",
+      "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)",
+    )
     // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
     .addOption(new Option("--timeout <duration>", "alias of --backend-timeout").hideHelp())
     .addOption(new Option("--cache-type <type>", "alias of --cache-backend (SuperEdge)").hideHelp())
     .addOption(new Option("--file-cache-path <dir>", "alias of --cache-dir (SuperEdge)").hideHelp());
   c.exitOverride();
-  c.configureOutput({ writeErr: () => {}, writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)) });
+  c.configureOutput({
+    writeErr: () => {},
+    writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
+  });
   return c;
 }
 
@@ -133,8 +151,9 @@ function readConfigFile(path: string): Raw {
     if (!key) throw new ConfigError(`--config ${path}: unknown key "${k}"`);
     if (v === null || v === undefined) continue;
     if (Array.isArray(v)) raw[key] = v.map(String);
-    else if (typeof v === "object") throw new ConfigError(`--config ${path}: "${k}" must be a scalar or a list`);
-    else raw[key] = String(v);
+    else if (typeof v === "object") {
+      throw new ConfigError(`--config ${path}: "${k}" must be a scalar or a list`);
+    } else raw[key] = String(v);
   }
   return raw;
 }
@@ -179,7 +198,9 @@ function readableFile(path: string | undefined, flag: string, required: boolean)
 /** Normalises one --kube-apiserver-url value: a bare host gets https:// and the default port. */
 export function normaliseUpstream(value: string, defaultPort: number): string {
   let v = value.trim();
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) v = `https://${v.includes(":") && !v.startsWith("[") ? v : `${v}:${defaultPort}`}`;
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) {
+    v = `https://${v.includes(":") && !v.startsWith("[") ? v : `${v}:${defaultPort}`}`;
+  }
   let u: URL;
   try {
     u = new URL(v);
@@ -187,7 +208,9 @@ export function normaliseUpstream(value: string, defaultPort: number): string {
     throw new ConfigError(`--kube-apiserver-url: "${value}" is not a valid URL`);
   }
   if (u.protocol !== "https:") {
-    throw new ConfigError(`--kube-apiserver-url: "${value}" must use https (the upstream is a kube-apiserver)`);
+    throw new ConfigError(
+      `--kube-apiserver-url: "${value}" must use https (the upstream is a kube-apiserver)`,
+    );
   }
   if (!u.hostname) throw new ConfigError(`--kube-apiserver-url: "${value}" has no host`);
   if (u.search || u.hash || u.username) {
@@ -213,7 +236,9 @@ export function parseServeArgs(argv: string[]): ServeConfig | null {
     }
     throw e;
   }
-  if (cmd.args.length > 0) throw new ConfigError(`unexpected argument "${cmd.args[0]}" (flags start with --)`);
+  if (cmd.args.length > 0) {
+    throw new ConfigError(`unexpected argument "${cmd.args[0]}" (flags start with --)`);
+  }
   const opts = cmd.opts() as Record<string, string | string[] | undefined>;
   const fromFile: Raw = opts.config ? readConfigFile(String(opts.config)) : {};
   const raw: Raw = { ...fromFile };
@@ -247,7 +272,9 @@ function resolveConfig(raw: Raw): ServeConfig {
     if (cacheType === "file") backend = "file";
     else if (["badger", "bolt", "pebble"].includes(cacheType)) {
       backend = "sqlite";
-      notices.push(`--cache-type ${cacheType} (SuperEdge) maps to --cache-backend sqlite, the embedded database here`);
+      notices.push(
+        `--cache-type ${cacheType} (SuperEdge) maps to --cache-backend sqlite, the embedded database here`,
+      );
     } else if (cacheType === "memory") {
       throw new ConfigError(
         "--cache-type memory is not supported: a memory cache is lost on reboot; use --cache-backend sqlite or file",
@@ -262,8 +289,13 @@ function resolveConfig(raw: Raw): ServeConfig {
 
   const timeout = one(raw, "backend-timeout") ?? one(raw, "timeout");
   const backendTimeoutMs = parseDuration(timeout ?? "3s", "--backend-timeout");
-  if (backendTimeoutMs < 100) throw new ConfigError(`--backend-timeout: ${timeout} is too short (at least 100ms)`);
-  const healthIntervalMs = parseDuration(one(raw, "health-check-interval") ?? "2s", "--health-check-interval");
+  if (backendTimeoutMs < 100) {
+    throw new ConfigError(`--backend-timeout: ${timeout} is too short (at least 100ms)`);
+  }
+  const healthIntervalMs = parseDuration(
+    one(raw, "health-check-interval") ?? "2s",
+    "--health-check-interval",
+  );
   if (healthIntervalMs < 100) throw new ConfigError("--health-check-interval: at least 100ms");
   const evictAfterMs = parseDuration(one(raw, "cache-evict-after") ?? "7d", "--cache-evict-after");
   if (evictAfterMs < 60_000) throw new ConfigError("--cache-evict-after: at least 1m");
@@ -277,7 +309,9 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--log-format: "${logFormat}" is not a format (use text or json)`);
   }
   const adminAddress = one(raw, "admin-address") ?? "127.0.0.1";
-  if (!validIp(adminAddress)) throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
+  if (!validIp(adminAddress)) {
+    throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
+  }
 
   return {
     upstreams,

@@ -11,7 +11,13 @@ const SAFE = /[^A-Za-z0-9._:@+=,-]/g;
 
 /** Keeps readable characters and percent-encodes the rest, so the id is a valid cache-key segment. */
 function safe(s: string): string {
-  const enc = s.replace(SAFE, (c) => [...new TextEncoder().encode(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join(""));
+  const enc = s.replace(
+    SAFE,
+    (c) =>
+      [...new TextEncoder().encode(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join(
+        "",
+      ),
+  );
   return enc.length <= 160 ? enc : `${enc.slice(0, 120)}~h=${sha256(s).slice(0, 32)}`;
 }
 
@@ -47,7 +53,11 @@ export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
   return m ? m[1] : undefined;
 }
 
-export function resolveIdentity(peer: Peer, headers: IncomingHttpHeaders, hasPair: (cn: string) => boolean): Identity {
+export function resolveIdentity(
+  peer: Peer,
+  headers: IncomingHttpHeaders,
+  hasPair: (cn: string) => boolean,
+): Identity {
   const imp = impersonation(headers);
   if (peer.verified && peer.cn && hasPair(peer.cn)) {
     return { kind: "cert", cn: peer.cn, groups: peer.groups, cacheId: `cn~${safe(peer.cn)}${imp}` };

@@ -76,10 +76,13 @@ function listenOn(server: https.Server, address: string, port: number): Promise<
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off("listening", onListening);
-      if (err.code === "EADDRINUSE") reject(new ConfigError(`--port ${port}: address ${address}:${port} is already in use`));
-      else if (err.code === "EADDRNOTAVAIL") reject(new ConfigError(`--address ${address}: not an address of this host`));
-      else if (err.code === "EACCES") reject(new ConfigError(`--port ${port}: permission denied on ${address}`));
-      else reject(new ConfigError(`cannot listen on ${address}:${port}: ${err.message}`));
+      if (err.code === "EADDRINUSE") {
+        reject(new ConfigError(`--port ${port}: address ${address}:${port} is already in use`));
+      } else if (err.code === "EADDRNOTAVAIL") {
+        reject(new ConfigError(`--address ${address}: not an address of this host`));
+      } else if (err.code === "EACCES") {
+        reject(new ConfigError(`--port ${port}: permission denied on ${address}`));
+      } else reject(new ConfigError(`cannot listen on ${address}:${port}: ${err.message}`));
     };
     const onListening = () => {
       server.off("error", onError);
@@ -131,7 +134,10 @@ export async function startListener(
         socket.once("close", () => sockets.delete(socket));
       });
       server.on("request", (req, res) => opts.handlers.request(req, res, peerOf(req.socket)));
-      server.on("upgrade", (req, socket, head) => opts.handlers.upgrade(req, socket, head, peerOf(req.socket)));
+      server.on(
+        "upgrade",
+        (req, socket, head) => opts.handlers.upgrade(req, socket, head, peerOf(req.socket)),
+      );
       server.on("tlsClientError", (err: Error) => log.debug("TLS handshake failed", { reason: err.message }));
       port = await listenOn(server, address, port);
       servers.push(server);

@@ -23,11 +23,21 @@ const dec = new TextDecoder();
 export async function findList(cache: Cache, ctx: RequestContext): Promise<FoundList | undefined> {
   const key = listKeyFor(ctx.identity.cacheId, ctx.info, ctx.rep);
   const exact = await cache.getList(key);
-  if (exact) return { meta: exact.meta, items: exact.items, itemKeys: exact.itemKeys, id: cacheKeyString(key), derived: false };
+  if (exact) {
+    return {
+      meta: exact.meta,
+      items: exact.items,
+      itemKeys: exact.itemKeys,
+      id: cacheKeyString(key),
+      derived: false,
+    };
+  }
   const info = ctx.info;
   const labels = parseLabelSelector(info.labelSelector);
   const field = info.name
-    ? `${info.fieldSelector ? info.fieldSelector + "," : ""}metadata.name=${info.name.replace(/[\\,=]/g, (c) => "\\" + c)}`
+    ? `${info.fieldSelector ? info.fieldSelector + "," : ""}metadata.name=${
+      info.name.replace(/[\\,=]/g, (c) => "\\" + c)
+    }`
     : info.fieldSelector;
   const fields = parseFieldSelector(field);
   const nsPrefix = info.namespace ? `${info.namespace}/` : "";
@@ -51,7 +61,14 @@ export async function findList(cache: Cache, ctx: RequestContext): Promise<Found
 
 /** Finds one object inside cached lists (for a GET whose own answer was never cached). */
 export async function findInLists(cache: Cache, ctx: RequestContext): Promise<Uint8Array | undefined> {
-  const info = { ...ctx.info, name: "", verb: "list", labelSelector: "", fieldSelector: "", query: new URLSearchParams() };
+  const info = {
+    ...ctx.info,
+    name: "",
+    verb: "list",
+    labelSelector: "",
+    fieldSelector: "",
+    query: new URLSearchParams(),
+  };
   const own = listKeyFor(ctx.identity.cacheId, info, "json");
   const wanted = `${ctx.info.namespace}/${ctx.info.name}`;
   for (const key of [own, ...broaderListKeys(ctx.identity.cacheId, info, "json")]) {

@@ -70,7 +70,10 @@ export class HeldWatches {
       send("BOOKMARK", {
         kind,
         apiVersion,
-        metadata: { resourceVersion: a !== undefined && have !== undefined && a > have ? asked : listRv, ...(extra ? { annotations: extra } : {}) },
+        metadata: {
+          resourceVersion: a !== undefined && have !== undefined && a > have ? asked : listRv,
+          ...(extra ? { annotations: extra } : {}),
+        },
       });
     if (initialEvents && json) bookmark({ "k8s.io/initial-events-end": "true" });
 
@@ -88,7 +91,11 @@ export class HeldWatches {
     timers.push(setTimeout(() => held.end(), timeoutS * 1000));
     if (bookmarks) timers.push(setInterval(() => bookmark(), this.#bookmarkMs));
     res.on("close", () => held.end());
-    log.debug("holding offline watch", { path: ctx.info.path, items: list.items.length, timeoutSeconds: timeoutS });
+    log.debug("holding offline watch", {
+      path: ctx.info.path,
+      items: list.items.length,
+      timeoutSeconds: timeoutS,
+    });
   }
 
   /** The upstream is back: end every held watch so clients relist from the cloud. */

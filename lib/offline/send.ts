@@ -14,7 +14,12 @@ function acceptsGzip(header: string | undefined): boolean {
   });
 }
 
-export async function sendCached(ctx: RequestContext, body: Uint8Array, contentType: string, status = 200): Promise<void> {
+export async function sendCached(
+  ctx: RequestContext,
+  body: Uint8Array,
+  contentType: string,
+  status = 200,
+): Promise<void> {
   const headers: Record<string, string | number> = {
     "content-type": contentType,
     "cache-control": "no-cache, private",

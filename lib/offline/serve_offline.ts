@@ -35,7 +35,9 @@ function unreachable(reason: string): string {
 
 function miss(ctx: RequestContext, deps: OfflineDeps, reason: string) {
   deps.observe(ctx, 503);
-  sendStatus(ctx.res, 503, `${unreachable(reason)} and nothing is cached for this request`, { retryAfter: 1 });
+  sendStatus(ctx.res, 503, `${unreachable(reason)} and nothing is cached for this request`, {
+    retryAfter: 1,
+  });
 }
 
 export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
@@ -47,7 +49,9 @@ export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reaso
       return sendStatus(
         ctx.res,
         503,
-        `${unreachable(reason)}; this kind of request (${ctx.info.verb} ${ctx.info.path}) is not served from the cache`,
+        `${
+          unreachable(reason)
+        }; this kind of request (${ctx.info.verb} ${ctx.info.path}) is not served from the cache`,
         { retryAfter: 1 },
       );
     }
@@ -81,7 +85,12 @@ export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reaso
       if (!cached) return miss(ctx, deps, reason);
       hit(ctx, deps);
       return deps.watches.hold(ctx, {
-        meta: { envelope: "{}", resourceVersion: "", contentType: cached.contentType, storedAt: cached.storedAt },
+        meta: {
+          envelope: "{}",
+          resourceVersion: "",
+          contentType: cached.contentType,
+          storedAt: cached.storedAt,
+        },
         items: [],
         itemKeys: [],
         id: "",
@@ -144,5 +153,7 @@ async function offlineWrite(ctx: RequestContext, deps: OfflineDeps, reason: stri
     }
   }
   deps.observe(ctx, 503);
-  sendStatus(ctx.res, 503, `${unreachable(reason)}; writes cannot be applied while offline`, { retryAfter: 1 });
+  sendStatus(ctx.res, 503, `${unreachable(reason)}; writes cannot be applied while offline`, {
+    retryAfter: 1,
+  });
 }

@@ -42,7 +42,9 @@ function withoutSelectors(info: RequestInfo, namespace: string): RequestInfo {
 
 function selectors(info: RequestInfo) {
   const field = info.name
-    ? `${info.fieldSelector ? info.fieldSelector + "," : ""}metadata.name=${info.name.replace(/[\\,=]/g, (c) => "\\" + c)}`
+    ? `${info.fieldSelector ? info.fieldSelector + "," : ""}metadata.name=${
+      info.name.replace(/[\\,=]/g, (c) => "\\" + c)
+    }`
     : info.fieldSelector;
   return { labels: parseLabelSelector(info.labelSelector), fields: parseFieldSelector(field) };
 }
@@ -105,7 +107,13 @@ export async function derivedTable(cache: Cache, ctx: RequestContext): Promise<U
     metadata: { resourceVersion: list.meta.resourceVersion },
     columnDefinitions: [
       { name: "Name", type: "string", format: "name", description: "Name of the object", priority: 0 },
-      { name: "Created At", type: "date", format: "", description: "When the object was created", priority: 0 },
+      {
+        name: "Created At",
+        type: "date",
+        format: "",
+        description: "When the object was created",
+        priority: 0,
+      },
     ],
     rows,
   }));

@@ -42,7 +42,9 @@ const MAX_BUFFERED_BODY = 1 << 20;
 export function readSmallBody(ctx: RequestContext): Promise<void> {
   const len = Number(ctx.req.headers["content-length"] ?? "NaN");
   const method = ctx.req.method ?? "GET";
-  if (!(len > 0 && len <= MAX_BUFFERED_BODY) || method === "GET" || method === "HEAD") return Promise.resolve();
+  if (!(len > 0 && len <= MAX_BUFFERED_BODY) || method === "GET" || method === "HEAD") {
+    return Promise.resolve();
+  }
   return new Promise((resolve, reject) => {
     const chunks: Uint8Array[] = [];
     ctx.req.on("data", (c: Uint8Array) => chunks.push(c));
@@ -55,14 +57,24 @@ export function readSmallBody(ctx: RequestContext): Promise<void> {
 }
 
 function isConnectError(err: NodeJS.ErrnoException): boolean {
-  return ["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN"]
+  return [
+    "ECONNREFUSED",
+    "ECONNRESET",
+    "EHOSTUNREACH",
+    "ENETUNREACH",
+    "ETIMEDOUT",
+    "EPIPE",
+    "ENOTFOUND",
+    "EAI_AGAIN",
+  ]
     .includes(err.code ?? "") || /timeout|socket hang up|offline/i.test(err.message);
 }
 
 export function forward(ctx: RequestContext, deps: ForwardDeps): void {
   const endpoints = deps.health.order();
   const isRead = ctx.req.method === "GET" || ctx.req.method === "HEAD";
-  const replayable = ctx.body !== undefined || !ctx.req.headers["content-length"] && !ctx.req.headers["transfer-encoding"];
+  const replayable = ctx.body !== undefined ||
+    !ctx.req.headers["content-length"] && !ctx.req.headers["transfer-encoding"];
   let clientGone = false;
   ctx.res.on("close", () => {
     clientGone = true;
@@ -107,9 +119,14 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       if (!offline && i + 1 < endpoints.length && replayable && isConnectError(err)) return attempt(i + 1);
       if (isRead || offline) return deps.unreachable(ctx, err.message);
       deps.observe(ctx, 503);
-      sendStatus(ctx.res, 503, `the cloud kube-apiserver is unreachable (${err.message}); the request was not applied`, {
-        retryAfter: 1,
-      });
+      sendStatus(
+        ctx.res,
+        503,
+        `the cloud kube-apiserver is unreachable (${err.message}); the request was not applied`,
+        {
+          retryAfter: 1,
+        },
+      );
     };
     const entry: InFlight = {
       ctx,
@@ -134,7 +151,10 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     // A read must start answering within the backend timeout, else the cache answers it.
     const timer = isRead
       ? setTimeout(() => {
-        fail(Object.assign(new Error(`no answer within ${deps.backendTimeoutMs}ms`), { code: "ETIMEDOUT" }), true);
+        fail(
+          Object.assign(new Error(`no answer within ${deps.backendTimeoutMs}ms`), { code: "ETIMEDOUT" }),
+          true,
+        );
       }, deps.backendTimeoutMs)
       : undefined;
 

@@ -15,7 +15,12 @@ const REASONS: Record<number, string> = {
   504: "Timeout",
 };
 
-export function statusObject(code: number, message: string, reason = REASONS[code] ?? "Unknown", details?: Record<string, unknown>) {
+export function statusObject(
+  code: number,
+  message: string,
+  reason = REASONS[code] ?? "Unknown",
+  details?: Record<string, unknown>,
+) {
   return {
     kind: "Status",
     apiVersion: "v1",

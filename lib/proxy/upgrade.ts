@@ -21,7 +21,9 @@ function rawHead(status: number, message: string, headers: IncomingMessage["rawH
 function refuse(socket: Duplex, code: number, message: string) {
   const body = JSON.stringify(statusObject(code, message));
   socket.end(
-    `HTTP/1.1 ${code} ${code === 503 ? "Service Unavailable" : "Bad Gateway"}\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${code} ${
+      code === 503 ? "Service Unavailable" : "Bad Gateway"
+    }\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -34,7 +36,11 @@ export function tunnelUpgrade(
   deps: { agents: UpstreamAgents; health: UpstreamHealth; backendTimeoutMs: number },
 ): void {
   if (!deps.health.online) {
-    return refuse(socket, 503, "the cloud kube-apiserver is unreachable; exec, attach and port-forward need it");
+    return refuse(
+      socket,
+      503,
+      "the cloud kube-apiserver is unreachable; exec, attach and port-forward need it",
+    );
   }
   const ep = deps.health.order()[0];
   const base = new URL(ep.url);
@@ -59,7 +65,9 @@ export function tunnelUpgrade(
   socket.on("error", () => upstream.destroy());
   upstream.on("upgrade", (ures, usocket, uhead) => {
     clearTimeout(timer);
-    socket.write(rawHead(ures.statusCode ?? 101, ures.statusMessage ?? "Switching Protocols", ures.rawHeaders));
+    socket.write(
+      rawHead(ures.statusCode ?? 101, ures.statusMessage ?? "Switching Protocols", ures.rawHeaders),
+    );
     if (uhead.length) socket.write(uhead);
     if (head.length) usocket.write(head);
     usocket.pipe(socket);

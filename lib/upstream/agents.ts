@@ -13,7 +13,13 @@ export interface PairMaterial {
   serial: string;
 }
 
-const AGENT_OPTIONS = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 256, maxFreeSockets: 32, scheduling: "lifo" as const };
+const AGENT_OPTIONS = {
+  keepAlive: true,
+  keepAliveMsecs: 30_000,
+  maxSockets: 256,
+  maxFreeSockets: 32,
+  scheduling: "lifo" as const,
+};
 
 export class UpstreamAgents {
   #ca: string;

@@ -38,7 +38,12 @@ export class UpstreamHealth {
 
   constructor(opts: HealthOptions) {
     this.#opts = opts;
-    this.endpoints = opts.endpoints.map((url) => ({ url, healthy: true, consecutiveFailures: 0, lastProbeMs: 0 }));
+    this.endpoints = opts.endpoints.map((url) => ({
+      url,
+      healthy: true,
+      consecutiveFailures: 0,
+      lastProbeMs: 0,
+    }));
   }
 
   get online(): boolean {

@@ -48,7 +48,9 @@ export function proxyAgentOptions(): { createConnection?: unknown } {
       if (bypassProxy(host)) return tls.connect({ ...options, host, port });
       const raw = net.connect(Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80)), proxy.hostname);
       const auth = proxy.username
-        ? `Proxy-Authorization: Basic ${btoa(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`)}\r\n`
+        ? `Proxy-Authorization: Basic ${
+          btoa(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`)
+        }\r\n`
         : "";
       const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
       raw.once("connect", () => raw.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`));
@@ -64,7 +66,11 @@ export function proxyAgentOptions(): { createConnection?: unknown } {
           cb(new Error(`HTTPS proxy ${proxy.host} refused CONNECT ${target}: ${buf.split("\r\n")[0]}`));
           return;
         }
-        const secure = tls.connect({ ...options, socket: raw, servername: options.servername ?? (net.isIP(host) ? undefined : host) });
+        const secure = tls.connect({
+          ...options,
+          socket: raw,
+          servername: options.servername ?? (net.isIP(host) ? undefined : host),
+        });
         secure.once("secureConnect", () => cb(null, secure));
         secure.once("error", (e) => cb(e));
       };
