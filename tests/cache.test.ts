@@ -1,0 +1,185 @@
+/** Unit tests of the cache logic against a real store: list codec, paging chains, watch patching, the write queue, the response tap. */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { PassThrough } from "node:stream";
+import { once } from "node:events";
+import zlib from "node:zlib";
+import type { IncomingMessage } from "node:http";
+import { assembleList, itemKeyOf, splitList } from "../lib/cache/list_codec.ts";
+import { Cache } from "../lib/cache/cache.ts";
+import { WriteQueue } from "../lib/cache/write_queue.ts";
+import { tapResponse } from "../lib/cache/response_tap.ts";
+import { openStore } from "../lib/store/open_store.ts";
+import type { CacheKey, Store, WriteOp } from "../lib/store/store.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const KEY: CacheKey = { identity: "cn~system:node:edge-1", resource: "core~v1~pods", namespace: "default", name: "_list" };
+
+function pod(name: string, rv: number, labels: Record<string, string> = {}) {
+  return { metadata: { name, namespace: "default", resourceVersion: String(rv), labels }, spec: { nodeName: "edge-1" } };
+}
+
+function podList(rv: number, items: unknown[], cont = "") {
+  return enc.encode(JSON.stringify({
+    kind: "PodList",
+    apiVersion: "v1",
+    metadata: { resourceVersion: String(rv), ...(cont ? { continue: cont } : {}) },
+    items,
+  }));
+}
+
+async function withCache(fn: (cache: Cache, store: Store) => Promise<void>, bytes = 1 << 24) {
+  const dir = await Deno.makeTempDir({ prefix: "cache-test-" });
+  const store = await openStore({ backend: "sqlite", dir });
+  const cache = new Cache(store, new WriteQueue(store, bytes));
+  try {
+    await fn(cache, store);
+  } finally {
+    await cache.queue.flush();
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const names = async (cache: Cache) => {
+  const list = await cache.getList(KEY);
+  return list?.items.map((b) => JSON.parse(dec.decode(b)).metadata.name);
+};
+
+Deno.test("list codec: split keeps items by namespace/name and assembling restores a valid list", () => {
+  const body = podList(7, [pod("b", 5), pod("a", 6)], "tok");
+  const split = splitList(body)!;
+  assertEquals(split.items.map(([k]) => k), ["default/a", "default/b"]);
+  assertEquals([split.resourceVersion, split.continueToken], ["7", "tok"]);
+  const out = JSON.parse(dec.decode(assembleList(split.envelope, split.items.map(([, b]) => b), { resourceVersion: "9" })));
+  assertEquals(out.kind, "PodList");
+  assertEquals(out.metadata, { resourceVersion: "9" }, "continue is dropped, resourceVersion replaced");
+  assertEquals(out.items.map((i: { metadata: { name: string } }) => i.metadata.name), ["a", "b"]);
+  const empty = JSON.parse(dec.decode(assembleList(split.envelope, [], { continue: "x", remainingItemCount: 0 })));
+  assertEquals(empty.items, []);
+  assertEquals(empty.metadata.continue, "x");
+  assertEquals(splitList(enc.encode('{"kind":"Pod"}')), undefined);
+  assertEquals(itemKeyOf({ metadata: { name: "n1" } }), "/n1");
+});
+
+Deno.test("a paged LIST replaces the cached list only when its last page arrives", async () => {
+  await withCache(async (cache) => {
+    cache.recordListPage(KEY, podList(5, [pod("old", 1)]), "application/json", "");
+    assertEquals(await names(cache), ["old"]);
+    cache.recordListPage(KEY, podList(9, [pod("a", 8), pod("b", 8)], "c1"), "application/json", "");
+    assertEquals(await names(cache), ["old"], "a first page alone changes nothing");
+    cache.recordListPage(KEY, podList(9, [pod("z", 8)], "c2"), "application/json", "wrong-token");
+    assertEquals(await names(cache), ["old"], "a page of a chain we did not see is ignored");
+    cache.recordListPage(KEY, podList(9, [pod("c", 8)], "c2"), "application/json", "c1");
+    cache.recordListPage(KEY, podList(9, [pod("d", 8)]), "application/json", "c2");
+    assertEquals(await names(cache), ["a", "b", "c", "d"]);
+    const list = await cache.getList(KEY);
+    assertEquals(list!.meta.resourceVersion, "9");
+    assertEquals(JSON.parse(list!.meta.envelope).metadata.continue, undefined);
+  });
+});
+
+Deno.test("watch events patch the list one item at a time", async () => {
+  await withCache(async (cache, store) => {
+    cache.recordListPage(KEY, podList(10, [pod("a", 3), pod("b", 4)]), "application/json", "");
+    cache.recordWatchEvent(KEY, { type: "ADDED", object: { kind: "Pod", apiVersion: "v1", ...pod("c", 11) } });
+    cache.recordWatchEvent(KEY, { type: "MODIFIED", object: pod("a", 12, { x: "y" }) });
+    cache.recordWatchEvent(KEY, { type: "DELETED", object: pod("b", 13) });
+    cache.recordWatchEvent(KEY, { type: "BOOKMARK", object: { kind: "Pod", metadata: { resourceVersion: "20" } } });
+    cache.recordWatchEvent(KEY, { type: "ERROR", object: { kind: "Status", code: 410 } });
+    assertEquals(await names(cache), ["a", "c"]);
+    const list = await store.getList(KEY);
+    assertEquals(list!.meta.resourceVersion, "20");
+    assertEquals(JSON.parse(dec.decode(list!.items[0])).metadata.labels, { x: "y" });
+    // Events for a list that was never cached do not invent one.
+    const other = { ...KEY, namespace: "kube-system" };
+    cache.recordWatchEvent(other, { type: "ADDED", object: pod("x", 30) });
+    await cache.queue.idle();
+    assertEquals(await store.getList(other), undefined);
+  });
+});
+
+Deno.test("the write queue is bounded: a full queue drops cache writes and counts them", async () => {
+  const written: WriteOp[][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const slow = {
+    backend: "sqlite",
+    apply: async (ops: WriteOp[]) => {
+      await gate;
+      written.push(ops);
+    },
+  } as unknown as Store;
+  const q = new WriteQueue(slow, 10_000);
+  const big = { op: "putObject", key: KEY, value: { body: new Uint8Array(4000), contentType: "application/json", storedAt: 0 } } as const;
+  assertEquals([q.push(big), q.push(big), q.push(big)], [true, true, false]);
+  assertEquals(q.dropped, 1);
+  assert(q.bytes > 8000);
+  release();
+  assert(await q.idle(5000));
+  assertEquals(written.flat().length, 2);
+  assertEquals(q.bytes, 0);
+  assert(q.push(big), "room again once written");
+  await q.flush();
+});
+
+/** Waits until the stream has been read to its end and the queue has written what it got. */
+async function drained(stream: PassThrough, cache: Cache) {
+  const ended = once(stream, "end");
+  stream.resume();
+  await ended;
+  await cache.queue.idle();
+}
+
+function fakeResponse(status: number, headers: Record<string, string>): IncomingMessage & PassThrough {
+  const s = new PassThrough() as unknown as IncomingMessage & PassThrough;
+  Object.assign(s, { statusCode: status, headers });
+  return s;
+}
+
+Deno.test("the tap stores gzip answers decoded, and ignores errors and cut-off bodies", async () => {
+  await withCache(async (cache, store) => {
+    const body = podList(5, [pod("a", 1), pod("b", 2)]);
+    const gz = fakeResponse(200, { "content-type": "application/json", "content-encoding": "gzip" });
+    tapResponse(cache, { kind: "list", key: KEY, requestContinue: "" }, gz);
+    const zipped = zlib.gzipSync(body);
+    gz.write(zipped.subarray(0, 10));
+    gz.end(zipped.subarray(10));
+    const deadline = Date.now() + 5000;
+    while (!(await store.getList(KEY)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assertEquals(await names(cache), ["a", "b"]);
+
+    const objKey = { ...KEY, name: "a" };
+    const err = fakeResponse(404, { "content-type": "application/json" });
+    tapResponse(cache, { kind: "object", key: objKey, requestContinue: "" }, err);
+    err.end(enc.encode('{"kind":"Status"}'));
+    await drained(err, cache);
+    const proto = fakeResponse(200, { "content-type": "application/vnd.kubernetes.protobuf" });
+    tapResponse(cache, { kind: "object", key: objKey, requestContinue: "" }, proto);
+    proto.end(new Uint8Array([0x6b, 0x38, 0x73, 0]));
+    await drained(proto, cache);
+    assertEquals(await store.getObject(objKey), undefined, "only 200 JSON answers are cached");
+
+    const table = fakeResponse(200, { "content-type": "application/json" });
+    const tableKey = { ...KEY, name: "_list~table" };
+    tapResponse(cache, { kind: "object", key: tableKey, requestContinue: "", wholeListOnly: true }, table);
+    table.end(enc.encode(JSON.stringify({ kind: "Table", metadata: { continue: "more" }, rows: [] })));
+    await drained(table, cache);
+    assertEquals(await store.getObject(tableKey), undefined, "a first page of a paged Table is not the whole list");
+  });
+});
+
+Deno.test("watch streams are tapped event by event, split across chunks", async () => {
+  await withCache(async (cache) => {
+    cache.recordListPage(KEY, podList(1, []), "application/json", "");
+    const w = fakeResponse(200, { "content-type": "application/json" });
+    tapResponse(cache, { kind: "watch", key: KEY, requestContinue: "" }, w);
+    const lines = [pod("a", 2), pod("b", 3)].map((o) => JSON.stringify({ type: "ADDED", object: o }) + "\n").join("");
+    w.write(lines.slice(0, 17));
+    w.write(lines.slice(17, 200));
+    w.end(lines.slice(200));
+    const deadline = Date.now() + 5000;
+    while ((await names(cache))?.length !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assertEquals(await names(cache), ["a", "b"]);
+  });
+});
