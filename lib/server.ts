@@ -14,6 +14,7 @@ import { parseRequestInfo } from "./request/request_info.ts";
 import { representationOf } from "./request/representation.ts";
 import { SelectorError } from "./request/selectors.ts";
 import { cacheKeyFor } from "./cache/cache_key.ts";
+import { tokenRequestPlan } from "./cache/token_requests.ts";
 import type { CachePlan } from "./cache/response_tap.ts";
 import { Cache } from "./cache/cache.ts";
 import { WriteQueue } from "./cache/write_queue.ts";
@@ -61,7 +62,9 @@ export function planFor(
   info: RequestInfo,
   rep: Representation,
   method: string,
+  body?: Uint8Array,
 ): CachePlan | undefined {
+  if (method === "POST" && body) return tokenRequestPlan(identity, info, rep, body);
   if (method !== "GET" || !CACHEABLE_REPS.has(rep)) return undefined;
   if (!info.isResourceRequest) {
     if (NOT_CACHED_PATHS.test(info.path) || info.verb !== "get") return undefined;
@@ -160,15 +163,14 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
       source: "local",
     };
     try {
-      ctx.plan = planFor(identity, info, rep, req.method ?? "GET");
-    } catch (err) {
-      if (err instanceof SelectorError) {
+      await readSmallBody(ctx);
+      try {
+        ctx.plan = planFor(identity, info, rep, req.method ?? "GET", ctx.body);
+      } catch (err) {
+        if (!(err instanceof SelectorError)) throw err;
         // The upstream words its own errors; offline we answer as it would.
         if (!health.online) return sendStatus(res, 400, err.message);
-      } else throw err;
-    }
-    try {
-      await readSmallBody(ctx);
+      }
       if (!health.online) return await serveOffline(ctx, offlineDeps, "health checks are failing");
       forward(ctx, forwardDeps);
     } catch (err) {

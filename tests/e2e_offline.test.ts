@@ -14,6 +14,14 @@ import {
   writeKubeconfig,
 } from "./support/harness.ts";
 
+const PROTOBUF_FIRST = "application/vnd.kubernetes.protobuf, application/json";
+const TOKEN_PATH = "/api/v1/namespaces/default/serviceaccounts/default/token";
+const TOKEN_BODY = JSON.stringify({
+  apiVersion: "authentication.k8s.io/v1",
+  kind: "TokenRequest",
+  spec: { audiences: ["https://kubernetes.default.svc"], expirationSeconds: 3600 },
+});
+
 type Obj = Record<string, unknown> & {
   metadata: { name: string; resourceVersion: string; labels?: Record<string, string> };
 };
@@ -65,6 +73,7 @@ for (const backend of ["sqlite", "file"] as const) {
       let n = client({ pair: cluster.kubelet });
       const reader = client({ token: "reader-token" });
       let podsRv = "";
+      let issuedToken = "";
 
       await t.step("prime the cache online", async () => {
         for (
@@ -86,6 +95,12 @@ for (const backend of ["sqlite", "file"] as const) {
         assertEquals((await n.json("/api/v1/namespaces/default/secrets/db-password")).status, 200);
         assertEquals((await n.json("/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1")).status, 200);
         assertEquals((await reader.json("/api/v1/namespaces/default/pods")).status, 200);
+        // kubelet and kube-proxy prefer protobuf: JSON is negotiated for what the cache must read.
+        const proto = await n.json("/api/v1/namespaces/kube-system/pods", { headers: { accept: PROTOBUF_FIRST } });
+        assertEquals([proto.status, proto.headers.get("content-type")], [200, "application/json"]);
+        const token = await n.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: TOKEN_BODY });
+        assertEquals(token.status, 201);
+        issuedToken = String((token.body.status as { token: string }).token);
       });
 
       await t.step("a change delivered by a watch before the cut is in the cache", async () => {
@@ -179,6 +194,20 @@ for (const backend of ["sqlite", "file"] as const) {
         assertEquals(seen, ["nginx-1", "nginx-2", "redis-0"]);
         const bad = await n.json("/api/v1/namespaces/default/pods?labelSelector=a+in+(");
         assertEquals(bad.status, 400);
+      });
+
+      await t.step("offline: protobuf-preferring clients get JSON, and a still-valid token is handed out again", async () => {
+        const proto = await n.json("/api/v1/namespaces/kube-system/pods", { headers: { accept: PROTOBUF_FIRST } });
+        assertEquals([proto.status, proto.headers.get("content-type")], [200, "application/json"]);
+        assert((proto.body.items as Obj[]).length > 0);
+        const again = await n.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: TOKEN_BODY });
+        assertEquals(again.status, 201);
+        assertEquals((again.body.status as { token: string }).token, issuedToken, "the cloud-issued token, not a minted one");
+        const otherBody = TOKEN_BODY.replace("3600", "7200");
+        const other = await n.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: otherBody });
+        assertEquals(other.status, 503, "a different request gets no token");
+        const asReader = await reader.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: TOKEN_BODY });
+        assertEquals(asReader.status, 503, "another identity gets no token");
       });
 
       await t.step("offline: a miss is an honest 503, and writes fail fast with a Status", async () => {

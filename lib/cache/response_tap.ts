@@ -17,6 +17,8 @@ export interface CachePlan {
   requestContinue: string;
   /** A list stored as one object: cached only if the answer is not a first page of several. */
   wholeListOnly?: boolean;
+  /** The status that is cached (200, or 201 for a TokenRequest). */
+  status?: number;
 }
 
 const MAX_BODY = 64 << 20;
@@ -26,7 +28,7 @@ function isJson(contentType: string | undefined): boolean {
 }
 
 export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage): void {
-  if (ures.statusCode !== 200) return;
+  if (ures.statusCode !== (plan.status ?? 200)) return;
   const contentType = String(ures.headers["content-type"] ?? "");
   if (!isJson(contentType)) return;
   let source: NodeJS.ReadableStream = ures;

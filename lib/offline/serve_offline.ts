@@ -16,6 +16,7 @@ import { findInLists, findList } from "./cached_lists.ts";
 import type { HeldWatches } from "./held_watches.ts";
 import { objectName } from "./object_name.ts";
 import { derivedTable } from "./tables.ts";
+import { isTokenRequest, stillValid } from "../cache/token_requests.ts";
 import { parseRequestInfo } from "../request/request_info.ts";
 
 export interface OfflineDeps {
@@ -132,6 +133,14 @@ export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reaso
 
 async function offlineWrite(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
   const { info } = ctx;
+  if (ctx.plan && isTokenRequest(info)) {
+    const cached = await deps.cache.getObject(ctx.plan.key);
+    if (cached && stillValid(cached.body)) {
+      ctx.source = "cache";
+      deps.observe(ctx, 201);
+      return await sendCached(ctx, cached.body, cached.contentType, 201);
+    }
+  }
   // kubelet re-registers its Node at start-up; after an offline reboot the cached Node answers.
   if (
     info.isResourceRequest && info.verb === "create" && info.group === "" && info.resource === "nodes" &&

@@ -117,7 +117,7 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       if (!offline) deps.health.reportFailure(ep.url, err.message);
       log.debug("upstream attempt failed", { endpoint: ep.url, error: err.message });
       if (!offline && i + 1 < endpoints.length && replayable && isConnectError(err)) return attempt(i + 1);
-      if (isRead || offline) return deps.unreachable(ctx, err.message);
+      if (isRead || offline || ctx.plan) return deps.unreachable(ctx, err.message);
       deps.observe(ctx, 503);
       sendStatus(
         ctx.res,
