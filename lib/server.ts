@@ -15,6 +15,7 @@ import { representationOf } from "./request/representation.ts";
 import { SelectorError } from "./request/selectors.ts";
 import { cacheKeyFor } from "./cache/cache_key.ts";
 import { tokenRequestPlan } from "./cache/token_requests.ts";
+import { Evictor } from "./cache/evictor.ts";
 import type { CachePlan } from "./cache/response_tap.ts";
 import { Cache } from "./cache/cache.ts";
 import { WriteQueue } from "./cache/write_queue.ts";
@@ -241,17 +242,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   });
   await servingWatcher.start(serving);
 
-  // Eviction runs only online: offline, the cache is the node's lifeline.
-  const evictEvery = Math.min(3_600_000, Math.max(60_000, config.evictAfterMs / 10));
-  const evictTimer = setInterval(async () => {
-    if (!health.online) return;
-    try {
-      const n = await store.evictOlderThan(Date.now() - config.evictAfterMs);
-      if (n) log.info("evicted stale cache entries", { entries: n });
-    } catch (err) {
-      log.warn("eviction failed", { error: (err as Error).message });
-    }
-  }, evictEvery);
+  const evictor = new Evictor(store, config.evictAfterMs, () => health.online);
+  evictor.start();
 
   // Admin listener (observability): after the main listener, so /readyz never precedes serving.
   let admin: AdminServer | undefined;
@@ -268,7 +260,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
         pairs: pairWatcher,
       });
     } catch (e) {
-      clearInterval(evictTimer);
+      evictor.stop();
       health.close();
       await pairWatcher?.close();
       await servingWatcher.close();
@@ -303,7 +295,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     },
     async close() {
       await admin?.close();
-      clearInterval(evictTimer);
+      evictor.stop();
       health.close();
       await pairWatcher?.close();
       await servingWatcher.close();

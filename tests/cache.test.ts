@@ -183,3 +183,23 @@ Deno.test("watch streams are tapped event by event, split across chunks", async 
     assertEquals(await names(cache), ["a", "b"]);
   });
 });
+
+Deno.test("eviction removes entries not refreshed for the age, only while online", async () => {
+  await withCache(async (cache, store) => {
+    let online = false;
+    const { Evictor } = await import("../lib/cache/evictor.ts");
+    const evictor = new Evictor(store, 60_000, () => online);
+    const put = (name: string, storedAt: number) =>
+      cache.queue.push({ op: "putObject", key: { ...KEY, name }, value: { body: enc.encode("{}"), contentType: "application/json", storedAt } });
+    const now = Date.now();
+    put("old", now - 120_000);
+    put("fresh", now - 1_000);
+    await cache.queue.idle();
+    assertEquals(await evictor.runOnce(now), 0, "offline: nothing is evicted");
+    assert(await store.getObject({ ...KEY, name: "old" }));
+    online = true;
+    assertEquals(await evictor.runOnce(now), 1);
+    assertEquals(await store.getObject({ ...KEY, name: "old" }), undefined);
+    assert(await store.getObject({ ...KEY, name: "fresh" }));
+  });
+});
