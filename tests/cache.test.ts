@@ -13,10 +13,18 @@ import type { CacheKey, Store, WriteOp } from "../lib/store/store.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const KEY: CacheKey = { identity: "cn~system:node:edge-1", resource: "core~v1~pods", namespace: "default", name: "_list" };
+const KEY: CacheKey = {
+  identity: "cn~system:node:edge-1",
+  resource: "core~v1~pods",
+  namespace: "default",
+  name: "_list",
+};
 
 function pod(name: string, rv: number, labels: Record<string, string> = {}) {
-  return { metadata: { name, namespace: "default", resourceVersion: String(rv), labels }, spec: { nodeName: "edge-1" } };
+  return {
+    metadata: { name, namespace: "default", resourceVersion: String(rv), labels },
+    spec: { nodeName: "edge-1" },
+  };
 }
 
 function podList(rv: number, items: unknown[], cont = "") {
@@ -51,11 +59,15 @@ Deno.test("list codec: split keeps items by namespace/name and assembling restor
   const split = splitList(body)!;
   assertEquals(split.items.map(([k]) => k), ["default/a", "default/b"]);
   assertEquals([split.resourceVersion, split.continueToken], ["7", "tok"]);
-  const out = JSON.parse(dec.decode(assembleList(split.envelope, split.items.map(([, b]) => b), { resourceVersion: "9" })));
+  const out = JSON.parse(
+    dec.decode(assembleList(split.envelope, split.items.map(([, b]) => b), { resourceVersion: "9" })),
+  );
   assertEquals(out.kind, "PodList");
   assertEquals(out.metadata, { resourceVersion: "9" }, "continue is dropped, resourceVersion replaced");
   assertEquals(out.items.map((i: { metadata: { name: string } }) => i.metadata.name), ["a", "b"]);
-  const empty = JSON.parse(dec.decode(assembleList(split.envelope, [], { continue: "x", remainingItemCount: 0 })));
+  const empty = JSON.parse(
+    dec.decode(assembleList(split.envelope, [], { continue: "x", remainingItemCount: 0 })),
+  );
   assertEquals(empty.items, []);
   assertEquals(empty.metadata.continue, "x");
   assertEquals(splitList(enc.encode('{"kind":"Pod"}')), undefined);
@@ -82,10 +94,16 @@ Deno.test("a paged LIST replaces the cached list only when its last page arrives
 Deno.test("watch events patch the list one item at a time", async () => {
   await withCache(async (cache, store) => {
     cache.recordListPage(KEY, podList(10, [pod("a", 3), pod("b", 4)]), "application/json", "");
-    cache.recordWatchEvent(KEY, { type: "ADDED", object: { kind: "Pod", apiVersion: "v1", ...pod("c", 11) } });
+    cache.recordWatchEvent(KEY, {
+      type: "ADDED",
+      object: { kind: "Pod", apiVersion: "v1", ...pod("c", 11) },
+    });
     cache.recordWatchEvent(KEY, { type: "MODIFIED", object: pod("a", 12, { x: "y" }) });
     cache.recordWatchEvent(KEY, { type: "DELETED", object: pod("b", 13) });
-    cache.recordWatchEvent(KEY, { type: "BOOKMARK", object: { kind: "Pod", metadata: { resourceVersion: "20" } } });
+    cache.recordWatchEvent(KEY, {
+      type: "BOOKMARK",
+      object: { kind: "Pod", metadata: { resourceVersion: "20" } },
+    });
     cache.recordWatchEvent(KEY, { type: "ERROR", object: { kind: "Status", code: 410 } });
     assertEquals(await names(cache), ["a", "c"]);
     const list = await store.getList(KEY);
@@ -111,7 +129,11 @@ Deno.test("the write queue is bounded: a full queue drops cache writes and count
     },
   } as unknown as Store;
   const q = new WriteQueue(slow, 10_000);
-  const big = { op: "putObject", key: KEY, value: { body: new Uint8Array(4000), contentType: "application/json", storedAt: 0 } } as const;
+  const big = {
+    op: "putObject",
+    key: KEY,
+    value: { body: new Uint8Array(4000), contentType: "application/json", storedAt: 0 },
+  } as const;
   assertEquals([q.push(big), q.push(big), q.push(big)], [true, true, false]);
   assertEquals(q.dropped, 1);
   assert(q.bytes > 8000);
@@ -165,7 +187,11 @@ Deno.test("the tap stores gzip answers decoded, and ignores errors and cut-off b
     tapResponse(cache, { kind: "object", key: tableKey, requestContinue: "", wholeListOnly: true }, table);
     table.end(enc.encode(JSON.stringify({ kind: "Table", metadata: { continue: "more" }, rows: [] })));
     await drained(table, cache);
-    assertEquals(await store.getObject(tableKey), undefined, "a first page of a paged Table is not the whole list");
+    assertEquals(
+      await store.getObject(tableKey),
+      undefined,
+      "a first page of a paged Table is not the whole list",
+    );
   });
 });
 
@@ -174,12 +200,15 @@ Deno.test("watch streams are tapped event by event, split across chunks", async 
     cache.recordListPage(KEY, podList(1, []), "application/json", "");
     const w = fakeResponse(200, { "content-type": "application/json" });
     tapResponse(cache, { kind: "watch", key: KEY, requestContinue: "" }, w);
-    const lines = [pod("a", 2), pod("b", 3)].map((o) => JSON.stringify({ type: "ADDED", object: o }) + "\n").join("");
+    const lines = [pod("a", 2), pod("b", 3)].map((o) => JSON.stringify({ type: "ADDED", object: o }) + "\n")
+      .join("");
     w.write(lines.slice(0, 17));
     w.write(lines.slice(17, 200));
     w.end(lines.slice(200));
     const deadline = Date.now() + 5000;
-    while ((await names(cache))?.length !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while ((await names(cache))?.length !== 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     assertEquals(await names(cache), ["a", "b"]);
   });
 });
@@ -190,7 +219,11 @@ Deno.test("eviction removes entries not refreshed for the age, only while online
     const { Evictor } = await import("../lib/cache/evictor.ts");
     const evictor = new Evictor(store, 60_000, () => online);
     const put = (name: string, storedAt: number) =>
-      cache.queue.push({ op: "putObject", key: { ...KEY, name }, value: { body: enc.encode("{}"), contentType: "application/json", storedAt } });
+      cache.queue.push({
+        op: "putObject",
+        key: { ...KEY, name },
+        value: { body: enc.encode("{}"), contentType: "application/json", storedAt },
+      });
     const now = Date.now();
     put("old", now - 120_000);
     put("fresh", now - 1_000);

@@ -248,3 +248,59 @@ Deno.test("with several upstream URLs, a connection failure moves to the next", 
     await cluster.close();
   }
 });
+
+Deno.test("HTTPS_PROXY is honoured for the upstream, and NO_PROXY bypasses it", async () => {
+  const cluster = await startCluster();
+  // A minimal CONNECT proxy that records its tunnels.
+  const tunnels: string[] = [];
+  const sockets = new Set<import("node:net").Socket>();
+  const net = await import("node:net");
+  const proxy = net.createServer((client) => {
+    sockets.add(client);
+    client.once("data", (head: Uint8Array) => {
+      const m = /^CONNECT (\S+):(\d+) HTTP\/1\.1/.exec(new TextDecoder().decode(head));
+      if (!m) return client.destroy();
+      tunnels.push(`${m[1]}:${m[2]}`);
+      const upstream = net.connect(Number(m[2]), m[1], () => {
+        client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+        client.pipe(upstream).pipe(client);
+      });
+      sockets.add(upstream);
+      upstream.on("error", () => client.destroy());
+      client.on("error", () => upstream.destroy());
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", () => r()));
+  const proxyUrl = `http://127.0.0.1:${(proxy.address() as import("node:net").AddressInfo).port}`;
+  const upstreamHostPort = new URL(cluster.apiserver.url).host;
+  try {
+    const viaProxy = await startLite(cluster, { env: { HTTPS_PROXY: proxyUrl, NO_PROXY: "" } });
+    const c = httpsClient(viaProxy.url, cluster.pki.caPem, { pair: cluster.kubelet });
+    try {
+      const r = await c.json("/api/v1/nodes/edge-1");
+      assertEquals(r.status, 200);
+      assert(tunnels.includes(upstreamHostPort), `tunnelled: ${tunnels}`);
+      const rec = cluster.apiserver.requests.findLast((x) => x.path === "/api/v1/nodes/edge-1")!;
+      assertEquals(rec.user, "system:node:edge-1", "the client certificate is presented through the tunnel");
+    } finally {
+      c.close();
+      await viaProxy.kill();
+    }
+    tunnels.length = 0;
+    const bypass = await startLite(cluster, {
+      env: { HTTPS_PROXY: proxyUrl, NO_PROXY: "localhost,127.0.0.1" },
+    });
+    const c2 = httpsClient(bypass.url, cluster.pki.caPem, { pair: cluster.kubelet });
+    try {
+      assertEquals((await c2.json("/api/v1/nodes/edge-1")).status, 200);
+      assertEquals(tunnels, [], "NO_PROXY bypasses the proxy");
+    } finally {
+      c2.close();
+      await bypass.kill();
+    }
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => proxy.close(r));
+    await cluster.close();
+  }
+});

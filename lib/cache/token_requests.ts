@@ -14,7 +14,8 @@ import { cacheKeyFor } from "./cache_key.ts";
 export const MIN_TOKEN_LIFETIME_MS = 60_000;
 
 export function isTokenRequest(info: RequestInfo): boolean {
-  return info.isResourceRequest && info.verb === "create" && info.group === "" && info.resource === "serviceaccounts" &&
+  return info.isResourceRequest && info.verb === "create" && info.group === "" &&
+    info.resource === "serviceaccounts" &&
     info.subresource === "token" && info.name !== "";
 }
 

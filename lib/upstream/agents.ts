@@ -4,7 +4,7 @@
  */
 import https from "node:https";
 import type { Identity } from "../identity/identity.ts";
-import { proxyAgentOptions } from "./https_proxy.ts";
+import { makeAgent } from "./https_proxy.ts";
 
 export interface PairMaterial {
   cn: string;
@@ -34,13 +34,7 @@ export class UpstreamAgents {
   }
 
   #make(pair?: PairMaterial): https.Agent {
-    return new https.Agent({
-      ...AGENT_OPTIONS,
-      ca: this.#ca,
-      cert: pair?.certPem,
-      key: pair?.keyPem,
-      ...proxyAgentOptions(),
-    });
+    return makeAgent({ ...AGENT_OPTIONS, ca: this.#ca, cert: pair?.certPem, key: pair?.keyPem });
   }
 
   hasPair(cn: string): boolean {

@@ -1,6 +1,7 @@
 /**
  * HTTPS_PROXY / NO_PROXY support for the upstream: connections are tunnelled with HTTP CONNECT.
  */
+import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
@@ -36,47 +37,65 @@ export function proxyUrl(): URL | undefined {
 }
 
 type ConnectOpts = tls.ConnectionOptions & { host?: string; port?: number; servername?: string };
+type Callback = (err: Error | null, socket?: Duplex) => void;
 
-/** Agent options that make node:https tunnel through HTTPS_PROXY when it applies to the host. */
-export function proxyAgentOptions(): { createConnection?: unknown } {
-  const proxy = proxyUrl();
-  if (!proxy) return {};
-  return {
-    createConnection(options: ConnectOpts, cb: (err: Error | null, socket?: Duplex) => void) {
-      const host = String(options.host ?? "localhost");
-      const port = Number(options.port ?? 443);
-      if (bypassProxy(host)) return tls.connect({ ...options, host, port });
-      const raw = net.connect(Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80)), proxy.hostname);
-      const auth = proxy.username
-        ? `Proxy-Authorization: Basic ${
-          btoa(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`)
-        }\r\n`
-        : "";
-      const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-      raw.once("connect", () => raw.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`));
-      let buf = "";
-      const onData = (chunk: Uint8Array) => {
-        buf += new TextDecoder().decode(chunk);
-        const end = buf.indexOf("\r\n\r\n");
-        if (end < 0) return;
-        raw.off("data", onData);
-        const status = /^HTTP\/1\.[01] (\d{3})/.exec(buf)?.[1];
-        if (status !== "200") {
-          raw.destroy();
-          cb(new Error(`HTTPS proxy ${proxy.host} refused CONNECT ${target}: ${buf.split("\r\n")[0]}`));
-          return;
-        }
-        const secure = tls.connect({
-          ...options,
-          socket: raw,
-          servername: options.servername ?? (net.isIP(host) ? undefined : host),
-        });
-        secure.once("secureConnect", () => cb(null, secure));
-        secure.once("error", (e) => cb(e));
-      };
-      raw.on("data", onData);
-      raw.once("error", (e) => cb(e));
-      return undefined;
-    },
+/** Opens a TLS connection to host:port through an HTTP CONNECT tunnel. */
+function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): void {
+  const host = String(options.host ?? "localhost");
+  const port = Number(options.port ?? 443);
+  const raw = net.connect(Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80)), proxy.hostname);
+  const auth = proxy.username
+    ? `Proxy-Authorization: Basic ${
+      btoa(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`)
+    }\r\n`
+    : "";
+  const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  let done = false;
+  const finish = (err: Error | null, socket?: Duplex) => {
+    if (done) return;
+    done = true;
+    cb(err, socket);
   };
+  raw.once("connect", () => raw.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`));
+  raw.once("error", (e) => finish(e));
+  let buf = "";
+  const onData = (chunk: Uint8Array) => {
+    buf += new TextDecoder().decode(chunk);
+    const end = buf.indexOf("\r\n\r\n");
+    if (end < 0) return;
+    raw.off("data", onData);
+    const status = /^HTTP\/1\.[01] (\d{3})/.exec(buf)?.[1];
+    if (status !== "200") {
+      raw.destroy();
+      return finish(
+        new Error(`HTTPS proxy ${proxy.host} refused CONNECT ${target}: ${buf.split("\r\n")[0]}`),
+      );
+    }
+    const secure = tls.connect({
+      ...options,
+      socket: raw,
+      servername: options.servername ?? (net.isIP(host) ? undefined : host),
+    });
+    secure.once("secureConnect", () => finish(null, secure));
+    secure.once("error", (e) => finish(e));
+  };
+  raw.on("data", onData);
+}
+
+/**
+ * An https.Agent for the upstream: direct, or through HTTPS_PROXY (HTTP CONNECT) unless NO_PROXY
+ * exempts the host. Read once, when the agent is made.
+ */
+export function makeAgent(options: https.AgentOptions): https.Agent {
+  const proxy = proxyUrl();
+  if (!proxy) return new https.Agent(options);
+  class ProxiedAgent extends https.Agent {
+    // node:http accepts the socket through the callback when none is returned.
+    override createConnection(opts: ConnectOpts, cb: Callback): Duplex {
+      if (bypassProxy(String(opts.host ?? ""))) return tls.connect(opts);
+      tunnel(proxy!, opts, cb);
+      return undefined as unknown as Duplex;
+    }
+  }
+  return new ProxiedAgent(options);
 }
