@@ -236,3 +236,58 @@ Deno.test("eviction removes entries not refreshed for the age, only while online
     assert(await store.getObject({ ...KEY, name: "fresh" }));
   });
 });
+
+Deno.test("raw watch-event bytes are the object exactly as sent", async () => {
+  const { rawObject } = await import("../lib/cache/response_tap.ts");
+  const obj = { kind: "Pod", metadata: { name: "a", annotations: { x: '{"y":"}"}' } } };
+  const line = JSON.stringify({ type: "MODIFIED", object: obj });
+  assertEquals(JSON.parse(dec.decode(rawObject(line)!)), obj);
+  assertEquals(rawObject('{"object":{},"type":"ADDED"}'), undefined, "another field order is parsed instead");
+});
+
+Deno.test("an unchanged object is not written again", async () => {
+  await withCache(async (cache) => {
+    const k = { ...KEY, name: "n" };
+    cache.recordObject(k, enc.encode('{"a":1}'), "application/json");
+    cache.recordObject(k, enc.encode('{"a":1}'), "application/json");
+    cache.recordObject(k, enc.encode('{"a":2}'), "application/json");
+    await cache.queue.idle();
+    assertEquals([cache.queue.written, cache.skipped], [2, 1]);
+    assertEquals(dec.decode((await cache.getObject(k))!.body), '{"a":2}');
+  });
+});
+
+Deno.test("lists are split at the byte level, exactly as a full parse would", async () => {
+  const pods = JSON.parse(
+    await Deno.readTextFile(new URL("../../shared/k8s-testdata/core.v1.Pod.json", import.meta.url)),
+  );
+  const tricky = [
+    {
+      metadata: { name: "z", namespace: "ns", labels: { items: "[{]}" } },
+      spec: { containers: [{ args: ['"items":[', "\\\\"] }] },
+    },
+    { ...pods, metadata: { ...pods.metadata, name: "fixture", namespace: "ns" } },
+    { metadata: { name: "a", namespace: "ns", annotations: { "x": "\u00e9\u4e2d\ud83d\ude00" } } },
+  ];
+  const doc = {
+    kind: "PodList",
+    apiVersion: "v1",
+    metadata: { resourceVersion: "42", continue: "" },
+    items: tricky,
+    extra: [1, [2]],
+  };
+  for (const text of [JSON.stringify(doc), JSON.stringify(doc, null, 2)]) {
+    const split = splitList(enc.encode(text))!;
+    assertEquals(split.items.map(([k]) => k), ["ns/a", "ns/fixture", "ns/z"]);
+    const byKey = new Map(tricky.map((t) => [`${t.metadata.namespace}/${t.metadata.name}`, t]));
+    for (const [k, raw] of split.items) assertEquals(JSON.parse(dec.decode(raw)), byKey.get(k));
+    assertEquals(JSON.parse(split.envelope), {
+      kind: "PodList",
+      apiVersion: "v1",
+      metadata: { resourceVersion: "42", continue: "" },
+      extra: [1, [2]],
+    });
+  }
+  assertEquals(splitList(enc.encode('{"kind":"items","items":{}}')), undefined);
+  assertEquals(splitList(enc.encode('{"items":[{"metadata":{}}')), undefined, "truncated");
+});

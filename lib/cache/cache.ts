@@ -7,8 +7,12 @@ import type { CacheKey, Store, StoredList, StoredObject } from "../store/store.t
 import type { WriteQueue } from "./write_queue.ts";
 import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
 import { log } from "../log.ts";
+import { createHash } from "node:crypto";
 
 const enc = new TextEncoder();
+/** An unchanged object is re-written (its stored time refreshed) at most this often. */
+const REFRESH_MS = 10 * 60_000;
+const MAX_REMEMBERED = 100_000;
 
 export function keyString(k: CacheKey): string {
   return `${k.identity}/${k.resource}/${k.namespace}/${k.name}`;
@@ -25,22 +29,41 @@ interface PendingPages {
 export interface WatchEvent {
   type: string;
   object: unknown;
+  /** The object's JSON exactly as received, when known (saves serialising it again). */
+  raw?: Uint8Array;
 }
 
 export class Cache {
   readonly store: Store;
   readonly queue: WriteQueue;
   #pages = new Map<string, PendingPages>();
+  #written = new Map<string, { digest: string; at: number }>();
   recorded = 0;
+  skipped = 0;
 
   constructor(store: Store, queue: WriteQueue) {
     this.store = store;
     this.queue = queue;
   }
 
+  /**
+   * Records an object. An answer identical to the one last written is not written again unless
+   * its stored time is getting old: hot GETs (kubelet reads its Node and Lease constantly) cost
+   * no disk writes.
+   */
   recordObject(key: CacheKey, body: Uint8Array, contentType: string): void {
     this.recorded++;
-    this.queue.push({ op: "putObject", key, value: { body, contentType, storedAt: Date.now() } });
+    const id = keyString(key);
+    const digest = createHash("sha1").update(body).digest("base64");
+    const now = Date.now();
+    const last = this.#written.get(id);
+    if (last && last.digest === digest && now - last.at < REFRESH_MS) {
+      this.skipped++;
+      return;
+    }
+    if (this.#written.size >= MAX_REMEMBERED) this.#written.clear();
+    this.#written.set(id, { digest, at: now });
+    this.queue.push({ op: "putObject", key, value: { body, contentType, storedAt: now } });
   }
 
   /**
@@ -107,7 +130,7 @@ export class Cache {
           op: "upsertItem",
           key,
           itemKey: itemKeyOf(ev.object),
-          body: enc.encode(JSON.stringify(ev.object)),
+          body: ev.raw ?? enc.encode(JSON.stringify(ev.object)),
           resourceVersion: rv,
         });
         break;

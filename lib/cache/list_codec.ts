@@ -25,18 +25,35 @@ export function itemKeyOf(obj: unknown): string {
   return `${m.namespace ?? ""}/${m.name ?? ""}`;
 }
 
-/** Parses a JSON list response; undefined if it is not a list. */
+/**
+ * Splits a JSON list response without building the whole list as objects: the `items` array is
+ * located by scanning the bytes, each item is sliced out as it was sent and parsed alone (for its
+ * key). Memory stays near the size of the body, not a multiple of it. undefined if not a list.
+ */
 export function splitList(body: Uint8Array | string): SplitList | undefined {
+  const bytes = typeof body === "string" ? enc.encode(body) : body;
+  const bounds = scanItems(bytes);
+  if (!bounds) return undefined;
   let doc: Obj;
   try {
-    doc = JSON.parse(typeof body === "string" ? body : dec.decode(body));
+    doc = JSON.parse(
+      dec.decode(bytes.subarray(0, bounds.open + 1)) + dec.decode(bytes.subarray(bounds.close)),
+    );
   } catch {
     return undefined;
   }
   if (!doc || typeof doc !== "object" || !Array.isArray(doc.items)) return undefined;
-  const items = (doc.items as unknown[]).map((
-    it,
-  ): [string, Uint8Array] => [itemKeyOf(it), enc.encode(JSON.stringify(it))]);
+  const items: Array<[string, Uint8Array]> = [];
+  for (const [from, to] of bounds.items) {
+    const raw = bytes.slice(from, to);
+    let key: string;
+    try {
+      key = itemKeyOf(JSON.parse(dec.decode(raw)));
+    } catch {
+      return undefined;
+    }
+    items.push([key, raw]);
+  }
   items.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const meta = metaOf(doc);
   const { items: _drop, ...envelope } = doc;
@@ -46,6 +63,65 @@ export function splitList(body: Uint8Array | string): SplitList | undefined {
     continueToken: String(meta.continue ?? ""),
     items,
   };
+}
+
+const QUOTE = 0x22,
+  BACKSLASH = 0x5c,
+  LBRACE = 0x7b,
+  RBRACE = 0x7d,
+  LBRACKET = 0x5b,
+  RBRACKET = 0x5d,
+  COLON = 0x3a;
+const ITEMS_KEY = enc.encode('"items"');
+
+/**
+ * Finds the top-level `"items": [ ... ]` of a JSON object: the offsets of its brackets and of each
+ * element. undefined if there is none or the JSON is not well nested.
+ */
+export function scanItems(
+  b: Uint8Array,
+): { open: number; close: number; items: Array<[number, number]> } | undefined {
+  let depth = 0;
+  let inString = false;
+  let stringStart = -1;
+  let lastKeyIsItems = false;
+  let open = -1;
+  let itemStart = -1;
+  const items: Array<[number, number]> = [];
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i];
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) {
+        inString = false;
+        if (depth === 1 && open < 0) {
+          lastKeyIsItems = i - stringStart + 1 === ITEMS_KEY.length &&
+            ITEMS_KEY.every((x, j) => b[stringStart + j] === x);
+        }
+      }
+      continue;
+    }
+    if (c === QUOTE) {
+      inString = true;
+      stringStart = i;
+    } else if (c === LBRACE || c === LBRACKET) {
+      if (depth === 1 && c === LBRACKET && lastKeyIsItems && open < 0) open = i;
+      else if (depth === 2 && open >= 0 && itemStart < 0 && c === LBRACE) itemStart = i;
+      depth++;
+    } else if (c === RBRACE || c === RBRACKET) {
+      depth--;
+      if (depth < 0) return undefined;
+      if (depth === 2 && itemStart >= 0 && c === RBRACE) {
+        items.push([itemStart, i + 1]);
+        itemStart = -1;
+      } else if (depth === 1 && open >= 0 && c === RBRACKET) {
+        return { open, close: i, items };
+      }
+    } else if (c !== COLON && depth === 1 && c > 0x20 && c !== 0x2c) {
+      lastKeyIsItems = false;
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -64,6 +64,18 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage
   });
 }
 
+const enc = new TextEncoder();
+
+/**
+ * The object's bytes as the apiserver wrote them (`{"type":"…","object":{…}}`), so that an event
+ * is stored without serialising it again. undefined when the line has another shape.
+ */
+export function rawObject(line: string): Uint8Array | undefined {
+  const m = /^\{"type":"[A-Z]+","object":/.exec(line);
+  if (!m || !line.endsWith("}}")) return undefined;
+  return enc.encode(line.slice(m[0].length, -1));
+}
+
 function isPartialList(body: Uint8Array): boolean {
   try {
     const doc = JSON.parse(new TextDecoder().decode(body));
@@ -95,7 +107,9 @@ function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream): v
       buf = buf.slice(nl + 1);
       if (line) {
         try {
-          cache.recordWatchEvent(key, JSON.parse(line) as WatchEvent);
+          const ev = JSON.parse(line) as WatchEvent;
+          ev.raw = rawObject(line);
+          cache.recordWatchEvent(key, ev);
         } catch {
           log.debug("unparsable watch event not cached");
         }

@@ -155,6 +155,8 @@ export interface LiteOptions {
   env?: Record<string, string>;
   /** Start the admin listener on a free port (default true); false passes `--admin-port 0` (disabled). */
   admin?: boolean;
+  /** How to run main.ts (default: this Deno, `run -A --quiet`). */
+  launcher?: LiteLauncher;
 }
 
 /** A free TCP port on 127.0.0.1 (bound, read, released), for flags where 0 does not mean random. */
@@ -217,7 +219,7 @@ async function spawnLite(
     "1",
     ...(opts.extra ?? []),
   ];
-  const p = runLite(args, opts.env);
+  const p = runLite(args, opts.env, opts.launcher);
   const line = await p.waitForLine(/listening on https:\/\/\S+:(\d+)/);
   const port = Number(/listening on https:\/\/\S+?:(\d+)/.exec(line)![1]);
   // --admin-port 0 disables the admin listener; otherwise wait for it (logged before "configuration").
