@@ -17,6 +17,8 @@ import { benchPod } from "./pods.ts";
 import { ensureTool, percentile, startNginx, wrk, type WrkResult } from "./tools.ts";
 import { measureWatchPatching, type PatchResult } from "./watch_patch.ts";
 
+/** lite-apiserver runs with the environment its systemd unit sets (scripts/install.sh). */
+const UNIT_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_TRIM_THRESHOLD_: "131072" };
 const QUICK = Deno.args.includes("--quick");
 const WRK_SECONDS = QUICK ? 2 : 4;
 const TOKEN = Object.keys(TOKENS).find((t) => t === "admin-token")!;
@@ -90,7 +92,7 @@ async function listRv(client: HttpsClient, path: string, expect: number): Promis
 async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: boolean) {
   const S = "1. proxy overhead (small GET, token, TLS keep-alive)";
   if (!haveWrk) return row({ section: S, measure: "skipped", result: "wrk unavailable" });
-  const lite = await startLite(cluster, { backend: "sqlite" });
+  const lite = await startLite(cluster, { env: UNIT_ENV, backend: "sqlite" });
   const nginx = haveNginx
     ? await startNginx({
       port: freePort(),
@@ -150,7 +152,7 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
 async function offlineAndMemory(cluster: Cluster, caPem: string, backend: "sqlite" | "file") {
   const S2 = `2. offline serving (${backend})`;
   const S4 = "4. memory (RSS of the lite-apiserver process)";
-  const lite = await startLite(cluster, { backend });
+  const lite = await startLite(cluster, { env: UNIT_ENV, backend });
   const client = httpsClient(lite.url, caPem, { token: TOKEN });
   const watchClient = Deno.createHttpClient({ caCerts: [caPem], http2: false });
   try {
@@ -275,7 +277,7 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
   const cacheDir = await Deno.makeTempDir({ prefix: "bench-startup-" });
   const firstPod = `/api/v1/namespaces/bench-4k/pods/${(benchPod("", 1).metadata as { name: string }).name}`;
   try {
-    const lite = await startLite(cluster, { backend, cacheDir });
+    const lite = await startLite(cluster, { env: UNIT_ENV, backend, cacheDir });
     const client = httpsClient(lite.url, caPem, { token: TOKEN });
     try {
       for (const [ns, n] of NAMESPACES) await listRv(client, `/api/v1/namespaces/${ns}/pods`, n);
@@ -290,7 +292,7 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
     }
     await cluster.apiserver.setFault("refuse");
     const t0 = performance.now();
-    const again = await startLite(cluster, { backend, cacheDir });
+    const again = await startLite(cluster, { env: UNIT_ENV, backend, cacheDir });
     const listening = performance.now() - t0;
     const c2 = httpsClient(again.url, caPem, { token: TOKEN });
     try {
@@ -329,7 +331,7 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
 // 6. Switch times: blackhole → first cached answer; restore → a cloud-side change is seen.
 async function switchTimes(cluster: Cluster, caPem: string) {
   const S = "6. online ⇄ offline switch (client looping GETs)";
-  const lite = await startLite(cluster, { backend: "sqlite" });
+  const lite = await startLite(cluster, { env: UNIT_ENV, backend: "sqlite" });
   const client = httpsClient(lite.url, caPem, { token: TOKEN });
   let stop = false;
   const seen: Array<{ at: number; source: string; body: string }> = [];

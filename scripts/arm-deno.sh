@@ -5,9 +5,9 @@
 # Usage: scripts/arm-deno.sh <deno args...>   e.g. scripts/arm-deno.sh eval 'console.log(Deno.build.arch)'
 # The arm64 Deno keeps its own DENO_DIR (under .tools/) unless DENO_DIR is set.
 set -eu
-# Keep in step with scripts/deno (2.9.6 has no arm64 build).
-DENO_VERSION=2.9.5
 root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+# The version is pinned in scripts/deno only.
+DENO_VERSION=$(sed -n 's/^DENO_VERSION=//p' "$root/scripts/deno")
 tools="$root/.tools/deno-arm64-$DENO_VERSION"
 bin="$tools/node_modules/@deno/linux-arm64-glibc/deno"
 sysroot=/usr/aarch64-linux-gnu
