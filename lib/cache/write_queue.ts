@@ -5,7 +5,7 @@
 import type { Store, WriteOp } from "../store/store.ts";
 import { log } from "../log.ts";
 
-const BATCH_OPS = 512;
+const BATCH_OPS = 4096;
 
 export function opBytes(op: WriteOp): number {
   switch (op.op) {
