@@ -18,7 +18,11 @@ import { ensureTool, percentile, startNginx, wrk, type WrkResult } from "./tools
 import { measureWatchPatching, type PatchResult } from "./watch_patch.ts";
 
 /** lite-apiserver runs with the environment its systemd unit sets (scripts/install.sh). */
-const UNIT_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_TRIM_THRESHOLD_: "131072" };
+const UNIT_ENV = {
+  MALLOC_ARENA_MAX: "2",
+  MALLOC_MMAP_THRESHOLD_: "131072",
+  MALLOC_TRIM_THRESHOLD_: "131072",
+};
 const QUICK = Deno.args.includes("--quick");
 const WRK_SECONDS = QUICK ? 2 : 4;
 const TOKEN = Object.keys(TOKENS).find((t) => t === "admin-token")!;

@@ -295,15 +295,53 @@ Deno.test("lists are split at the byte level, exactly as a full parse would", as
 Deno.test("in one batch, a list replaced after events keeps its own resourceVersion", async () => {
   await withCache(async (cache, store) => {
     await store.apply([
-      { op: "replaceList", key: KEY, meta: { envelope: '{"kind":"PodList"}', resourceVersion: "5", contentType: "application/json", storedAt: 1 }, items: [] },
-      { op: "upsertItem", key: KEY, itemKey: "default/a", body: enc.encode('{"metadata":{"name":"a"}}'), resourceVersion: "6" },
-      { op: "replaceList", key: KEY, meta: { envelope: '{"kind":"PodList"}', resourceVersion: "9", contentType: "application/json", storedAt: 2 }, items: [] },
-      { op: "upsertItem", key: { ...KEY, namespace: "absent" }, itemKey: "x/b", body: enc.encode("{}"), resourceVersion: "7" },
+      {
+        op: "replaceList",
+        key: KEY,
+        meta: {
+          envelope: '{"kind":"PodList"}',
+          resourceVersion: "5",
+          contentType: "application/json",
+          storedAt: 1,
+        },
+        items: [],
+      },
+      {
+        op: "upsertItem",
+        key: KEY,
+        itemKey: "default/a",
+        body: enc.encode('{"metadata":{"name":"a"}}'),
+        resourceVersion: "6",
+      },
+      {
+        op: "replaceList",
+        key: KEY,
+        meta: {
+          envelope: '{"kind":"PodList"}',
+          resourceVersion: "9",
+          contentType: "application/json",
+          storedAt: 2,
+        },
+        items: [],
+      },
+      {
+        op: "upsertItem",
+        key: { ...KEY, namespace: "absent" },
+        itemKey: "x/b",
+        body: enc.encode("{}"),
+        resourceVersion: "7",
+      },
     ]);
     const list = await cache.getList(KEY);
     assertEquals([list!.meta.resourceVersion, list!.items.length], ["9", 0]);
     await store.apply([
-      { op: "upsertItem", key: KEY, itemKey: "default/a", body: enc.encode('{"metadata":{"name":"a"}}'), resourceVersion: "10" },
+      {
+        op: "upsertItem",
+        key: KEY,
+        itemKey: "default/a",
+        body: enc.encode('{"metadata":{"name":"a"}}'),
+        resourceVersion: "10",
+      },
       { op: "deleteItem", key: KEY, itemKey: "default/a", resourceVersion: "11" },
     ]);
     const after = await cache.getList(KEY);

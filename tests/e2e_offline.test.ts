@@ -96,9 +96,15 @@ for (const backend of ["sqlite", "file"] as const) {
         assertEquals((await n.json("/api/v1/pods?fieldSelector=spec.nodeName%3Dedge-1")).status, 200);
         assertEquals((await reader.json("/api/v1/namespaces/default/pods")).status, 200);
         // kubelet and kube-proxy prefer protobuf: JSON is negotiated for what the cache must read.
-        const proto = await n.json("/api/v1/namespaces/kube-system/pods", { headers: { accept: PROTOBUF_FIRST } });
+        const proto = await n.json("/api/v1/namespaces/kube-system/pods", {
+          headers: { accept: PROTOBUF_FIRST },
+        });
         assertEquals([proto.status, proto.headers.get("content-type")], [200, "application/json"]);
-        const token = await n.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: TOKEN_BODY });
+        const token = await n.json(TOKEN_PATH, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: TOKEN_BODY,
+        });
         assertEquals(token.status, 201);
         issuedToken = String((token.body.status as { token: string }).token);
       });
@@ -196,19 +202,40 @@ for (const backend of ["sqlite", "file"] as const) {
         assertEquals(bad.status, 400);
       });
 
-      await t.step("offline: protobuf-preferring clients get JSON, and a still-valid token is handed out again", async () => {
-        const proto = await n.json("/api/v1/namespaces/kube-system/pods", { headers: { accept: PROTOBUF_FIRST } });
-        assertEquals([proto.status, proto.headers.get("content-type")], [200, "application/json"]);
-        assert((proto.body.items as Obj[]).length > 0);
-        const again = await n.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: TOKEN_BODY });
-        assertEquals(again.status, 201);
-        assertEquals((again.body.status as { token: string }).token, issuedToken, "the cloud-issued token, not a minted one");
-        const otherBody = TOKEN_BODY.replace("3600", "7200");
-        const other = await n.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: otherBody });
-        assertEquals(other.status, 503, "a different request gets no token");
-        const asReader = await reader.json(TOKEN_PATH, { method: "POST", headers: { "content-type": "application/json" }, body: TOKEN_BODY });
-        assertEquals(asReader.status, 503, "another identity gets no token");
-      });
+      await t.step(
+        "offline: protobuf-preferring clients get JSON, and a still-valid token is handed out again",
+        async () => {
+          const proto = await n.json("/api/v1/namespaces/kube-system/pods", {
+            headers: { accept: PROTOBUF_FIRST },
+          });
+          assertEquals([proto.status, proto.headers.get("content-type")], [200, "application/json"]);
+          assert((proto.body.items as Obj[]).length > 0);
+          const again = await n.json(TOKEN_PATH, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: TOKEN_BODY,
+          });
+          assertEquals(again.status, 201);
+          assertEquals(
+            (again.body.status as { token: string }).token,
+            issuedToken,
+            "the cloud-issued token, not a minted one",
+          );
+          const otherBody = TOKEN_BODY.replace("3600", "7200");
+          const other = await n.json(TOKEN_PATH, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: otherBody,
+          });
+          assertEquals(other.status, 503, "a different request gets no token");
+          const asReader = await reader.json(TOKEN_PATH, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: TOKEN_BODY,
+          });
+          assertEquals(asReader.status, 503, "another identity gets no token");
+        },
+      );
 
       await t.step("offline: a miss is an honest 503, and writes fail fast with a Status", async () => {
         const missing = await n.json("/api/v1/namespaces/kube-system/configmaps");

@@ -11,7 +11,9 @@ const b64 = (s: string) => btoa(s);
 Deno.test("kubeconfig redirect: components work through lite-apiserver, restore gives the original back", async () => {
   const cluster = await startCluster();
   const dir = await Deno.makeTempDir({ prefix: "redirect-" });
-  const proxyPair = await cluster.pki.client("system:kube-proxy", ["system:node-proxier"], { name: "kube-proxy" });
+  const proxyPair = await cluster.pki.client("system:kube-proxy", ["system:node-proxier"], {
+    name: "kube-proxy",
+  });
   const kubeletConf = `${dir}/kubelet.conf`;
   const proxyConf = `${dir}/kube-proxy.conf`;
   const tlsConfig = `${dir}/tls-config.json`;
@@ -57,7 +59,16 @@ users:
   const port = freePort();
   const server = `https://127.0.0.1:${port}`;
   const redirect = async (file: string) => {
-    const p = runLite(["kubeconfig", "redirect", "--kubeconfig", file, "--server", server, "--tls-config-file", tlsConfig]);
+    const p = runLite([
+      "kubeconfig",
+      "redirect",
+      "--kubeconfig",
+      file,
+      "--server",
+      server,
+      "--tls-config-file",
+      tlsConfig,
+    ]);
     const status = await p.status;
     assertEquals(status.code, 0, p.lines.join("\n"));
     return p.lines.join("\n");

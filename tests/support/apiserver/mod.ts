@@ -143,13 +143,26 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     requests.push(rec);
     notify(rec);
     if (!allowed) {
-      const body = JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code: status, reason: status === 401 ? "Unauthorized" : "Forbidden", message: "upgrade refused" });
-      socket.end(`HTTP/1.1 ${status} ${status === 401 ? "Unauthorized" : "Forbidden"}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      const body = JSON.stringify({
+        kind: "Status",
+        apiVersion: "v1",
+        status: "Failure",
+        code: status,
+        reason: status === 401 ? "Unauthorized" : "Forbidden",
+        message: "upgrade refused",
+      });
+      socket.end(
+        `HTTP/1.1 ${status} ${
+          status === 401 ? "Unauthorized" : "Forbidden"
+        }\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     socket.write(
       `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade}\r\nConnection: Upgrade\r\n` +
-        `X-Stream-Protocol-Version: ${String(req.headers["x-stream-protocol-version"] ?? "").split(",")[0].trim()}\r\n\r\n`,
+        `X-Stream-Protocol-Version: ${
+          String(req.headers["x-stream-protocol-version"] ?? "").split(",")[0].trim()
+        }\r\n\r\n`,
     );
     socket.pipe(socket);
   });
