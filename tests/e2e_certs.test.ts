@@ -114,6 +114,12 @@ Deno.test("certificates are followed without a restart", async (t) => {
       );
     });
 
+    await t.step("SIGHUP re-reads the certificates", async () => {
+      const from = lite.lines.length;
+      lite.child.kill("SIGHUP");
+      await lite.waitForLine(/SIGHUP: reloading certificates/, 10_000, from);
+    });
+
     stop.now = true;
     await loop;
     assertEquals(failures, [], "no failed reads during the rotations");

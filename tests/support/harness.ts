@@ -65,6 +65,7 @@ export interface LiteProcess {
   waitForLine(re: RegExp, timeoutMs?: number, from?: number): Promise<string>;
   kill(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
   status: Promise<Deno.CommandStatus>;
+  child: Deno.ChildProcess;
 }
 
 /** How to start main.ts: a command and the arguments before `main.ts` (e.g. an emulated arm64 Deno). */
