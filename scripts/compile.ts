@@ -61,7 +61,8 @@ export const RUNTIME_PERMISSIONS = [
 ];
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const DIST = `${ROOT}/dist`;
+/** Output folder; LITE_APISERVER_DIST moves it (tests build into a temporary one). */
+const DIST = Deno.env.get("LITE_APISERVER_DIST") ?? `${ROOT}/dist`;
 
 /** The CPU of an ELF executable ("X86_64", "AARCH64", or null when unknown / not ELF). */
 async function elfMachine(path: string): Promise<string | null> {

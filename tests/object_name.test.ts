@@ -9,13 +9,22 @@ Deno.test("metadata.name from real protobuf and JSON bodies", async () => {
     const json = JSON.parse(await Deno.readTextFile(new URL(`${type}.json`, DATA)));
     const pb = await Deno.readFile(new URL(`${type}.pb`, DATA));
     assertEquals(objectName("application/vnd.kubernetes.protobuf", pb), json.metadata.name, type);
-    assertEquals(objectName("application/json", new TextEncoder().encode(JSON.stringify(json))), json.metadata.name);
+    assertEquals(
+      objectName("application/json", new TextEncoder().encode(JSON.stringify(json))),
+      json.metadata.name,
+    );
   }
 });
 
 Deno.test("bodies that are not Kubernetes objects give no name, never an exception", () => {
   assertEquals(protobufRaw(new Uint8Array([1, 2, 3])), undefined);
-  assertEquals(objectName("application/vnd.kubernetes.protobuf", new Uint8Array([0x6b, 0x38, 0x73, 0, 0x12, 0x7f])), undefined);
+  assertEquals(
+    objectName("application/vnd.kubernetes.protobuf", new Uint8Array([0x6b, 0x38, 0x73, 0, 0x12, 0x7f])),
+    undefined,
+  );
   assertEquals(objectName("application/json", new TextEncoder().encode("{not json")), undefined);
-  assertEquals(objectName("application/json", new TextEncoder().encode('{"metadata":{"name":7}}')), undefined);
+  assertEquals(
+    objectName("application/json", new TextEncoder().encode('{"metadata":{"name":7}}')),
+    undefined,
+  );
 });
