@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import type { ServeConfig } from "./config/serve_config.ts";
 import { describeConfig } from "./config/serve_config.ts";
 import { ConfigError } from "./config/errors.ts";
-import { configureLog, log } from "./log.ts";
+import { configureLog, log, logEnabled } from "./log.ts";
 import { type Listener, type Peer, startListener } from "./listener/https_listener.ts";
 import { describeIdentity, resolveIdentity } from "./identity/resolve.ts";
 import { parseRequestInfo } from "./request/request_info.ts";
@@ -115,20 +115,24 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const inflight = new Set<InFlight>();
   let servingNow = serving;
 
+  const debug = logEnabled("debug");
   const observe = (ctx: RequestContext, status: number, upstreamMs?: number) => {
-    const resource = ctx.info.isResourceRequest
-      ? (ctx.info.subresource ? `${ctx.info.resource}/${ctx.info.subresource}` : ctx.info.resource)
+    const { info } = ctx;
+    const resource = info.isResourceRequest
+      ? (info.subresource ? `${info.resource}/${info.subresource}` : info.resource)
       : "nonresource";
-    metrics.requests.inc({ verb: ctx.info.verb, resource, code: String(status), source: ctx.source });
+    metrics.requests.inc4(info.verb, resource, status, ctx.source);
     if (upstreamMs !== undefined) metrics.upstreamLatency.observe(upstreamMs / 1000);
-    log.debug("request", {
-      method: ctx.req.method,
-      path: ctx.info.path,
-      identity: describeIdentity(ctx.identity),
-      status,
-      source: ctx.source,
-      ms: Math.round(performance.now() - ctx.startedAt),
-    });
+    if (debug) {
+      log.debug("request", {
+        method: ctx.req.method,
+        path: info.path,
+        identity: describeIdentity(ctx.identity),
+        status,
+        source: ctx.source,
+        ms: Math.round(performance.now() - ctx.startedAt),
+      });
+    }
   };
   const offlineDeps = { cache, watches, observe };
   const unreachable = (ctx: RequestContext, reason: string) => {
@@ -164,7 +168,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
       source: "local",
     };
     try {
-      await readSmallBody(ctx);
+      const reading = readSmallBody(ctx);
+      if (reading) await reading;
       try {
         ctx.plan = planFor(identity, info, rep, req.method ?? "GET", ctx.body);
       } catch (err) {

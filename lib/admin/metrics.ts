@@ -23,6 +23,20 @@ export class Counter {
   get(labels: Labels = {}): number {
     return this.#values.get(labelText(labels))?.value ?? 0;
   }
+  #fast = new Map<string, { labels: Labels; value: number }>();
+  /** The request path's increment: a cheap key, labels escaped only for a new series. */
+  inc4(verb: string, resource: string, code: number, source: string): void {
+    const fk = `${verb}\0${resource}\0${code}\0${source}`;
+    let v = this.#fast.get(fk);
+    if (!v) {
+      const labels = { verb, resource, code: String(code), source };
+      const k = labelText(labels);
+      v = this.#values.get(k) ?? { labels, value: 0 };
+      this.#values.set(k, v);
+      this.#fast.set(fk, v);
+    }
+    v.value++;
+  }
   render(): string {
     let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`;
     for (const { labels, value } of this.#values.values()) {
