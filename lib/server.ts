@@ -28,7 +28,8 @@ import { abandonInFlight, forward, type InFlight, readSmallBody, retireAgent } f
 import { tunnelUpgrade } from "./proxy/upgrade.ts";
 import { sendStatus } from "./proxy/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
-import { serveOffline } from "./offline/serve_offline.ts";
+import { cachedReadAnswer, serveOffline } from "./offline/serve_offline.ts";
+import { sendCached } from "./offline/send.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
 import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
@@ -138,7 +139,17 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const unreachable = (ctx: RequestContext, reason: string) => {
     serveOffline(ctx, offlineDeps, reason).catch((err) => failed(ctx, err));
   };
+  const slowRead = async (ctx: RequestContext) => {
+    const answer = await cachedReadAnswer(ctx, cache);
+    if (!answer) return undefined;
+    return () => {
+      ctx.source = "cache";
+      observe(ctx, 200);
+      sendCached(ctx, answer.body, answer.contentType).catch((err) => failed(ctx, err));
+    };
+  };
   const forwardDeps = {
+    slowRead,
     agents,
     health,
     cache,

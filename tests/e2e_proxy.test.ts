@@ -304,3 +304,34 @@ Deno.test("HTTPS_PROXY is honoured for the upstream, and NO_PROXY bypasses it", 
     await cluster.close();
   }
 });
+
+Deno.test("a slow but healthy upstream: waited for when nothing is cached, the cache answers when it can", async () => {
+  const cluster = await startCluster();
+  const lite = await startLite(cluster); // --backend-timeout 1s
+  const c = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+  try {
+    cluster.apiserver.setDelay(/^\/api\/v1\/namespaces\/default\/configmaps$/, 2500);
+    let t0 = performance.now();
+    const first = await c.json("/api/v1/namespaces/default/configmaps");
+    const waited = performance.now() - t0;
+    assertEquals(first.status, 200, "not a 503: nothing was cached, so the proxy waited");
+    assertEquals(first.headers.get("x-lite-apiserver-source"), null);
+    assert(waited >= 2400, `answered by the upstream after ${waited} ms`);
+
+    t0 = performance.now();
+    const second = await c.json("/api/v1/namespaces/default/configmaps");
+    const ms = performance.now() - t0;
+    assertEquals([second.status, second.headers.get("x-lite-apiserver-source")], [200, "cache"]);
+    assert(ms < 2400, `the cache answered after the backend timeout (${ms} ms), not the slow upstream`);
+    assertEquals(
+      lite.lines.some((l) => /upstream unreachable: offline/.test(l)),
+      false,
+      "slow is not offline",
+    );
+  } finally {
+    cluster.apiserver.setDelay(undefined);
+    c.close();
+    await lite.kill();
+    await cluster.close();
+  }
+});

@@ -41,6 +41,50 @@ function miss(ctx: RequestContext, deps: OfflineDeps, reason: string) {
   });
 }
 
+/** A cached answer to a read, ready to send. */
+export interface CachedAnswer {
+  body: Uint8Array;
+  contentType: string;
+}
+
+/**
+ * The cached answer to a GET or LIST (not a watch), if there is one: the exact entry, a list
+ * derived from a broader one (selectors and paging applied), a derived Table, or an object found
+ * in a cached list. Sends nothing. Throws PagingError or SelectorError for bad parameters.
+ */
+export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promise<CachedAnswer | undefined> {
+  if (!ctx.plan || ctx.info.verb === "watch") return undefined;
+  const { verb } = ctx.info;
+  if (ctx.info.isResourceRequest && verb === "list" && ctx.rep === "json") {
+    const list = await findList(cache, ctx);
+    if (!list) return undefined;
+    const q = ctx.info.query;
+    const page = paginate(list.items.map((b, i) => [list.itemKeys[i], b] as const), (t) => t[0], {
+      limit: Number(q.get("limit") ?? "") || undefined,
+      continue: q.get("continue") ?? undefined,
+      listKeyId: list.id,
+      resourceVersion: list.meta.resourceVersion,
+    });
+    const body = assembleList(list.meta.envelope, page.items.map((t) => t[1]), {
+      resourceVersion: list.meta.resourceVersion,
+      continue: page.continue,
+      remainingItemCount: page.remainingItemCount,
+    });
+    return { body, contentType: list.meta.contentType };
+  }
+  const cached = await cache.getObject(ctx.plan.key);
+  if (cached) return { body: cached.body, contentType: cached.contentType };
+  if (ctx.info.isResourceRequest && ctx.rep === "table" && !ctx.info.subresource) {
+    const table = await derivedTable(cache, ctx);
+    if (table) return { body: table, contentType: "application/json" };
+  }
+  if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
+    const body = await findInLists(cache, ctx);
+    if (body) return { body, contentType: "application/json" };
+  }
+  return undefined;
+}
+
 export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
   try {
     const method = ctx.req.method ?? "GET";
@@ -56,68 +100,11 @@ export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reaso
         { retryAfter: 1 },
       );
     }
-    const { verb } = ctx.info;
-    if (ctx.info.isResourceRequest && (verb === "list" || verb === "watch") && ctx.rep === "json") {
-      const list = await findList(deps.cache, ctx);
-      if (!list) return miss(ctx, deps, reason);
-      if (verb === "watch") {
-        hit(ctx, deps);
-        return deps.watches.hold(ctx, list);
-      }
-      const q = ctx.info.query;
-      const page = paginate(list.items.map((b, i) => [list.itemKeys[i], b] as const), (t) => t[0], {
-        limit: Number(q.get("limit") ?? "") || undefined,
-        continue: q.get("continue") ?? undefined,
-        listKeyId: list.id,
-        resourceVersion: list.meta.resourceVersion,
-      });
-      const body = assembleList(list.meta.envelope, page.items.map((t) => t[1]), {
-        resourceVersion: list.meta.resourceVersion,
-        continue: page.continue,
-        remainingItemCount: page.remainingItemCount,
-      });
-      hit(ctx, deps);
-      return await sendCached(ctx, body, list.meta.contentType);
-    }
-    if (verb === "watch") {
-      // Tables and other shapes of watches: held open with no events until the cloud is back.
-      const key = cacheKeyFor(ctx.identity.cacheId, { ...ctx.info, verb: "list" }, ctx.rep);
-      const cached = await deps.cache.getObject(key);
-      if (!cached) return miss(ctx, deps, reason);
-      hit(ctx, deps);
-      return deps.watches.hold(ctx, {
-        meta: {
-          envelope: "{}",
-          resourceVersion: "",
-          contentType: cached.contentType,
-          storedAt: cached.storedAt,
-        },
-        items: [],
-        itemKeys: [],
-        id: "",
-        derived: false,
-      });
-    }
-    const cached = await deps.cache.getObject(ctx.plan.key);
-    if (cached) {
-      hit(ctx, deps);
-      return await sendCached(ctx, cached.body, cached.contentType);
-    }
-    if (ctx.info.isResourceRequest && ctx.rep === "table" && !ctx.info.subresource) {
-      const table = await derivedTable(deps.cache, ctx);
-      if (table) {
-        hit(ctx, deps);
-        return await sendCached(ctx, table, "application/json");
-      }
-    }
-    if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
-      const body = await findInLists(deps.cache, ctx);
-      if (body) {
-        hit(ctx, deps);
-        return await sendCached(ctx, body, "application/json");
-      }
-    }
-    return miss(ctx, deps, reason);
+    if (ctx.info.verb === "watch") return await holdWatch(ctx, deps, reason);
+    const answer = await cachedReadAnswer(ctx, deps.cache);
+    if (!answer) return miss(ctx, deps, reason);
+    hit(ctx, deps);
+    return await sendCached(ctx, answer.body, answer.contentType);
   } catch (err) {
     if (err instanceof PagingError) {
       deps.observe(ctx, err.status);
@@ -129,6 +116,27 @@ export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reaso
     }
     throw err;
   }
+}
+
+async function holdWatch(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
+  if (ctx.info.isResourceRequest && ctx.rep === "json") {
+    const list = await findList(deps.cache, ctx);
+    if (!list) return miss(ctx, deps, reason);
+    hit(ctx, deps);
+    return deps.watches.hold(ctx, list);
+  }
+  // Tables and other shapes of watches: held open with no events until the cloud is back.
+  const key = cacheKeyFor(ctx.identity.cacheId, { ...ctx.info, verb: "list" }, ctx.rep);
+  const cached = await deps.cache.getObject(key);
+  if (!cached) return miss(ctx, deps, reason);
+  hit(ctx, deps);
+  deps.watches.hold(ctx, {
+    meta: { envelope: "{}", resourceVersion: "", contentType: cached.contentType, storedAt: cached.storedAt },
+    items: [],
+    itemKeys: [],
+    id: "",
+    derived: false,
+  });
 }
 
 async function offlineWrite(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {

@@ -63,6 +63,8 @@ export interface ForwardDeps {
   inflight: Set<InFlight>;
   /** Called when no endpoint answered: serve from the cache, or say so. */
   unreachable(ctx: RequestContext, reason: string): void;
+  /** The cache's answer to a slow read, sent by the callback (undefined: nothing cached). */
+  slowRead(ctx: RequestContext): Promise<(() => void) | undefined>;
   observe(ctx: RequestContext, status: number, upstreamMs?: number): void;
 }
 
@@ -194,12 +196,28 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     const entry: InFlight = {
       // A read must start answering within the backend timeout, else the cache answers it.
       deadline: isRead ? performance.now() + deps.backendTimeoutMs : 0,
-      expire: () => {
+      // No response headers within the backend timeout: the cache answers if it can; if it
+      // holds nothing for this read, waiting on for a slow but healthy upstream beats a 503.
+      expire: async () => {
         entry.deadline = 0;
-        fail(
-          Object.assign(new Error(`no answer within ${deps.backendTimeoutMs}ms`), { code: "ETIMEDOUT" }),
-          true,
-        );
+        let send: (() => void) | undefined;
+        try {
+          send = await deps.slowRead(ctx);
+        } catch {
+          send = undefined;
+        }
+        if (answered || failedOnce || clientGone) return;
+        if (!send) {
+          log.debug("slow upstream and nothing cached: still waiting", { path: ctx.info.path });
+          return;
+        }
+        failedOnce = true;
+        deps.inflight.delete(entry);
+        upstream.socket?.destroy();
+        upstream.destroy();
+        // Slow is not down: the probes decide whether the cloud is gone.
+        deps.health.probeSoon();
+        send();
       },
       ctx,
       upstream,

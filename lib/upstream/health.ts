@@ -77,6 +77,11 @@ export class UpstreamHealth {
     }, this.#opts.intervalMs);
   }
 
+  /** Something looked wrong (a slow answer): probe now rather than at the next interval. */
+  probeSoon(): void {
+    if (!this.#probing) queueMicrotask(() => this.probeAll());
+  }
+
   /** A request could not reach the endpoint (connect error or timeout). */
   reportFailure(url: string, reason: string): void {
     const e = this.endpoints.find((x) => x.url === url);

@@ -55,6 +55,8 @@ export interface HandlerContext {
   record: (r: RequestRecord) => void;
   updated: (r: RequestRecord) => void;
   watches: Set<() => void>;
+  /** Milliseconds to wait before handling a request (a slow but healthy apiserver); 0 = none. */
+  delayFor?: (method: string, path: string) => number;
 }
 
 const NAMESPACES = findResource("", "v1", "namespaces")!;
@@ -157,7 +159,11 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
       status: 0,
     };
     ctx.record(rec);
-    handle(ctx, req, res, url, id, rec).catch((e) => {
+    const delay = ctx.delayFor?.(rec.method, rec.path) ?? 0;
+    const handled = delay > 0
+      ? new Promise<void>((r) => setTimeout(r, delay)).then(() => handle(ctx, req, res, url, id, rec))
+      : handle(ctx, req, res, url, id, rec);
+    handled.catch((e) => {
       const err = e instanceof ApiError
         ? e
         : new ApiError(500, "InternalError", `Internal error occurred: ${e}`);

@@ -60,6 +60,8 @@ export interface FakeApiServer {
   /** Forgets history: older resourceVersions now give 410 Gone on watch and continue. */
   compact(): void;
   setFault(mode: FaultMode): Promise<void>;
+  /** Answers requests whose path matches `pattern` only after `ms` (undefined: no delay). */
+  setDelay(pattern: RegExp | undefined, ms?: number): void;
   close(): Promise<void>;
 }
 
@@ -84,7 +86,9 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   const notify = (r: RequestRecord) => {
     for (const w of [...waiters]) w(r);
   };
+  let delay: { pattern: RegExp; ms: number } | undefined;
   const handler = createHandler({
+    delayFor: (_method, path) => (delay && delay.pattern.test(path) ? delay.ms : 0),
     store,
     tokens: opts.tokens ?? {},
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000,
@@ -212,6 +216,9 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     get: (apiVersion, kind, namespace, name) => store.get(defOf(apiVersion, kind), namespace, name),
     compact: () => store.compact(),
     setFault: (mode) => relay.setMode(mode),
+    setDelay: (pattern, ms = 0) => {
+      delay = pattern ? { pattern, ms } : undefined;
+    },
     async close() {
       stopController();
       for (const cancel of [...watches]) cancel();
