@@ -19,6 +19,7 @@ import {
 import { readText } from "./files.ts";
 import { errMessage } from "./pem.ts";
 import { FileWatcher } from "./watch_files.ts";
+import { Coalesced } from "./coalesced.ts";
 
 export interface ClientPairWatcherOptions {
   tlsConfigFile: string;
@@ -76,8 +77,10 @@ export class ClientPairWatcher {
   #expiryWarned = new Map<string, number>();
   #files: FileWatcher;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #running: Promise<void> | undefined;
-  #queued: Promise<void> | undefined;
+  #reloads = new Coalesced(
+    () => this.#reload(),
+    (e) => log.error("client certificate reload failed", { error: errMessage(e) }),
+  );
   #closed = false;
 
   constructor(opts: ClientPairWatcherOptions) {
@@ -135,18 +138,7 @@ export class ClientPairWatcher {
 
   /** Re-reads the config and every pair now; concurrent calls share one follow-up run. */
   reloadNow(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    if (this.#running) {
-      this.#queued ??= this.#running.then(() => {
-        this.#queued = undefined;
-        return this.reloadNow();
-      });
-      return this.#queued;
-    }
-    this.#running = this.#reload()
-      .catch((e) => log.error("client certificate reload failed", { error: errMessage(e) }))
-      .finally(() => this.#running = undefined);
-    return this.#running;
+    return this.#reloads.run();
   }
 
   /** Stops file watches and timers; resolves when any reload in flight has finished. */
@@ -155,8 +147,7 @@ export class ClientPairWatcher {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#files.close();
-    await this.#running;
-    await this.#queued;
+    await this.#reloads.stop();
   }
 
   async #reload(): Promise<void> {

@@ -17,6 +17,7 @@ import {
 } from "./pem.ts";
 import { EXPIRY_WARNING_DAYS } from "./client_pairs.ts";
 import { FileWatcher } from "./watch_files.ts";
+import { Coalesced } from "./coalesced.ts";
 
 /** What the listener's secure context and the upstream agents need. */
 export interface ServingMaterial {
@@ -125,8 +126,10 @@ export class ServingWatcher {
   #listeners: Array<(m: ServingMaterial) => void> = [];
   #files: FileWatcher;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #running: Promise<void> | undefined;
-  #queued: Promise<void> | undefined;
+  #reloads = new Coalesced(
+    () => this.#reload(),
+    (e) => log.error("serving certificate reload failed", { error: errMessage(e) }),
+  );
   #closed = false;
 
   constructor(opts: ServingWatcherOptions) {
@@ -152,18 +155,7 @@ export class ServingWatcher {
 
   /** Re-reads the files now (the lead calls this on SIGHUP). */
   reloadNow(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    if (this.#running) {
-      this.#queued ??= this.#running.then(() => {
-        this.#queued = undefined;
-        return this.reloadNow();
-      });
-      return this.#queued;
-    }
-    this.#running = this.#reload()
-      .catch((e) => log.error("serving certificate reload failed", { error: errMessage(e) }))
-      .finally(() => this.#running = undefined);
-    return this.#running;
+    return this.#reloads.run();
   }
 
   /** Stops watches and timers; resolves when a reload in flight has finished. */
@@ -172,8 +164,7 @@ export class ServingWatcher {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#files.close();
-    await this.#running;
-    await this.#queued;
+    await this.#reloads.stop();
   }
 
   async #reload() {

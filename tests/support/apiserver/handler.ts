@@ -45,6 +45,24 @@ export interface RequestRecord {
   status: number;
 }
 
+/** The log entry of one request (status 0 until the response head is sent). */
+export function requestRecord(req: IncomingMessage, url: URL, id: Identity, status: number): RequestRecord {
+  return {
+    time: Date.now(),
+    method: req.method ?? "GET",
+    path: url.pathname,
+    query: url.search.replace(/^\?/, ""),
+    user: id.user,
+    groups: id.groups,
+    authn: id.authn,
+    certSerial: id.certSerial,
+    userAgent: String(req.headers["user-agent"] ?? ""),
+    accept: String(req.headers.accept ?? ""),
+    contentType: String(req.headers["content-type"] ?? ""),
+    status,
+  };
+}
+
 /** What the handler needs from its surroundings. */
 export interface HandlerContext {
   store: ObjectStore;
@@ -144,20 +162,7 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     const url = new URL(req.url ?? "/", "https://fake");
     const conn = ctx.connCert(req);
     const id = authenticate(conn, req.headers.authorization, ctx.tokens);
-    const rec: RequestRecord = {
-      time: Date.now(),
-      method: req.method ?? "GET",
-      path: url.pathname,
-      query: url.search.replace(/^\?/, ""),
-      user: id.user,
-      groups: id.groups,
-      authn: id.authn,
-      certSerial: id.certSerial,
-      userAgent: String(req.headers["user-agent"] ?? ""),
-      accept: String(req.headers.accept ?? ""),
-      contentType: String(req.headers["content-type"] ?? ""),
-      status: 0,
-    };
+    const rec = requestRecord(req, url, id, 0);
     ctx.record(rec);
     const delay = ctx.delayFor?.(rec.method, rec.path) ?? 0;
     const handled = delay > 0

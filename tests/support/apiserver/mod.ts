@@ -11,7 +11,7 @@ import type { TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
 import { authenticate, type ConnCert, readConnCert } from "./auth.ts";
 import { startDeploymentController } from "./controller.ts";
-import { createHandler, type RequestRecord } from "./handler.ts";
+import { createHandler, type RequestRecord, requestRecord } from "./handler.ts";
 import { type FaultMode, FaultRelay } from "./relay.ts";
 import { findByKind } from "./resources.ts";
 import { seed as seedStore } from "./seed.ts";
@@ -130,20 +130,7 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     const allowed = id.authn !== "anonymous" && id.authn !== "invalid" &&
       /\/(exec|attach|portforward)$/.test(url.pathname);
     const status = allowed ? 101 : id.authn === "invalid" ? 401 : 403;
-    const rec: RequestRecord = {
-      time: Date.now(),
-      method: req.method ?? "GET",
-      path: url.pathname,
-      query: url.search.replace(/^\?/, ""),
-      user: id.user,
-      groups: id.groups,
-      authn: id.authn,
-      certSerial: id.certSerial,
-      userAgent: String(req.headers["user-agent"] ?? ""),
-      accept: String(req.headers.accept ?? ""),
-      contentType: String(req.headers["content-type"] ?? ""),
-      status,
-    };
+    const rec = requestRecord(req, url, id, status);
     requests.push(rec);
     notify(rec);
     if (!allowed) {
