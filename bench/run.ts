@@ -92,7 +92,39 @@ async function listRv(client: HttpsClient, path: string, expect: number): Promis
   return String((body.metadata as { resourceVersion: string }).resourceVersion);
 }
 
-// 1. Proxy overhead: wrk over TLS keep-alive, direct vs nginx vs lite-apiserver.
+/** bench/min_proxy.ts in front of the apiserver: what Deno's node:https can do with no work at all. */
+async function startMinimalProxy(cluster: Cluster): Promise<{ url: string; close(): Promise<void> }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./min_proxy.ts", import.meta.url).pathname,
+      cluster.apiserver.directUrl,
+      cluster.pki.caCert,
+      cluster.serving.cert,
+      cluster.serving.key,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!/PORT (\d+)/.test(out)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("bench/min_proxy.ts exited before listening");
+    out += value;
+  }
+  return {
+    url: `https://127.0.0.1:${/PORT (\d+)/.exec(out)![1]}`,
+    async close() {
+      child.kill();
+      await reader.cancel();
+      await child.status;
+    },
+  };
+}
+
+// 1. Proxy overhead: wrk over TLS keep-alive, direct vs nginx vs the minimal proxy vs lite-apiserver.
 async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: boolean) {
   const S = "1. proxy overhead (small GET, token, TLS keep-alive)";
   if (!haveWrk) return row({ section: S, measure: "skipped", result: "wrk unavailable" });
@@ -105,8 +137,13 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
       key: cluster.serving.key,
     })
     : undefined;
+  const floor = await startMinimalProxy(cluster);
   try {
-    const targets: Array<[string, string]> = [["direct", cluster.apiserver.directUrl], ["lite", lite.url]];
+    const targets: Array<[string, string]> = [
+      ["direct", cluster.apiserver.directUrl],
+      ["minimal", floor.url],
+      ["lite", lite.url],
+    ];
     if (nginx) targets.splice(1, 0, ["nginx", nginx.url]);
     const res: Record<string, Record<string, WrkResult>> = {};
     for (const c of [1, 32]) {
@@ -122,6 +159,11 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
       const fmt = (w: WrkResult) => `${w.rps.toFixed(0)} req/s, p50 ${ms(w.p50Ms)}, p99 ${ms(w.p99Ms)}`;
       row({ section: S, measure: `${c} conn: direct to the apiserver`, result: fmt(r.direct) });
       if (r.nginx) row({ section: S, measure: `${c} conn: nginx (1 worker)`, result: fmt(r.nginx) });
+      row({
+        section: S,
+        measure: `${c} conn: smallest possible Deno node:https proxy (bench/min_proxy.ts)`,
+        result: fmt(r.minimal) + (r.nginx ? ` = ${(r.minimal.rps / r.nginx.rps).toFixed(2)}× nginx` : ""),
+      });
       const errs = r.lite.errors ? ` (${r.lite.errors} errors)` : "";
       if (r.nginx) {
         row({
@@ -146,6 +188,7 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
     }
     raw.proxyOverhead = res;
   } finally {
+    await floor.close();
     await nginx?.close();
     await lite.kill();
     await Deno.remove(lite.cacheDir, { recursive: true }).catch(() => {});
