@@ -348,3 +348,30 @@ Deno.test("in one batch, a list replaced after events keeps its own resourceVers
     assertEquals([after!.meta.resourceVersion, after!.items.length], ["11", 0]);
   });
 });
+
+Deno.test("draining a backlog of cache writes lets other work run between batches", async () => {
+  let applied = 0;
+  // A store whose commits are synchronous, like node:sqlite's: only explicit yields let I/O in.
+  const syncStore = {
+    backend: "sqlite",
+    apply: (ops: WriteOp[]) => {
+      applied += ops.length;
+      return Promise.resolve();
+    },
+  } as unknown as Store;
+  const q = new WriteQueue(syncStore, 1 << 30);
+  const op = { op: "setListVersion", key: KEY, resourceVersion: "1" } as const;
+  for (let i = 0; i < 5000; i++) q.push(op);
+  const seenAt: number[] = [];
+  // Timers queued now must run while the backlog is still being written, not after it.
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      seenAt.push(applied);
+      if (applied < 5000) setTimeout(tick, 0);
+      else resolve();
+    };
+    setTimeout(tick, 0);
+  });
+  await q.flush();
+  assert(seenAt.some((n) => n > 0 && n < 5000), `a timer ran mid-drain (saw ${seenAt.join(",")})`);
+});

@@ -5,7 +5,8 @@
 import type { Store, WriteOp } from "../store/store.ts";
 import { log } from "../log.ts";
 
-const BATCH_OPS = 4096;
+/** Ops per store transaction: large enough to amortise a commit, small enough to keep each short. */
+const BATCH_OPS = 1024;
 
 export function opBytes(op: WriteOp): number {
   switch (op.op) {
@@ -79,6 +80,9 @@ export class WriteQueue {
       }
       this.#bytes -= size;
       this.batches++;
+      // SQLite commits run on this thread: let client I/O through between batches, so a backlog
+      // of cache writes can never starve requests.
+      if (this.#ops.length) await new Promise((r) => setTimeout(r, 0));
     }
     this.#running = undefined;
     for (const w of this.#idleWaiters.splice(0)) w();
