@@ -154,6 +154,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     health,
     cache,
     backendTimeoutMs: config.backendTimeoutMs,
+    writeTimeoutMs: config.writeTimeoutMs,
     inflight,
     unreachable,
     observe,

@@ -125,6 +125,10 @@ for (const backend of ["sqlite", "file"] as const) {
       for (const mode of ["blackhole", "refuse"] as const) {
         await t.step(`cut (${mode}): cached reads answer within the backend timeout`, async () => {
           const from = lite.lines.length;
+          // A watch open across the cut must end (so the client relists, from the cache), not freeze.
+          const open = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${podsRv}`);
+          assertEquals(open.status, 200);
+          const openReader = open.body!.pipeThrough(new TextDecoderStream()).getReader();
           const cutAt = performance.now();
           await cluster.apiserver.setFault(mode);
           // A client looping over reads: the first cached answer must come within backend-timeout (1s) + 1s.
@@ -142,6 +146,7 @@ for (const backend of ["sqlite", "file"] as const) {
           assert(ms <= 2000, `first cached answer after ${ms} ms`);
           assertEquals(names(first.body), ["nginx-1", "nginx-2", "redis-0"]);
           await offlineSince(lite, from);
+          await waitEnd(openReader);
           if (mode === "blackhole") {
             await cluster.apiserver.setFault("none");
             await lite.waitForLine(/upstream reachable again/, 15_000, from);
@@ -402,3 +407,35 @@ for (const backend of ["sqlite", "file"] as const) {
     }
   });
 }
+
+Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, saying it may have been applied", async () => {
+  const cluster = await startCluster();
+  // Probes that take long to give up keep the proxy "online", so the write really goes upstream.
+  const lite = await startLite(cluster, {
+    extra: ["--write-timeout", "1500ms", "--health-check-interval", "30s", "--health-check-failures", "10"],
+  });
+  const admin = httpsClient(lite.url, cluster.pki.caPem, { token: "admin-token" });
+  try {
+    assertEquals(
+      (await admin.json("/api/v1/namespaces/default/configmaps")).status,
+      200,
+      "connection warmed up",
+    );
+    await cluster.apiserver.setFault("blackhole");
+    const started = performance.now();
+    const r = await admin.json("/api/v1/namespaces/default/configmaps", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "stuck" } }),
+    });
+    const ms = performance.now() - started;
+    assertEquals([r.status, r.body.kind, r.body.reason], [504, "Status", "Timeout"]);
+    assertMatch(String(r.body.message), /may or may not have been applied/);
+    assert(ms >= 1400 && ms < 10_000, `answered after ${ms} ms`);
+  } finally {
+    admin.close();
+    await cluster.apiserver.setFault("none");
+    await lite.kill();
+    await cluster.close();
+  }
+});

@@ -21,6 +21,8 @@ export interface ServeConfig {
   cacheBackend: "sqlite" | "file";
   cacheDir: string;
   backendTimeoutMs: number;
+  /** A write with no answer by then gets a 504 (the apiserver's own default request timeout). */
+  writeTimeoutMs: number;
   healthIntervalMs: number;
   healthFailures: number;
   evictAfterMs: number;
@@ -51,6 +53,7 @@ const KEYS = [
   "file-cache-path",
   "backend-timeout",
   "timeout",
+  "write-timeout",
   "health-check-interval",
   "health-check-failures",
   "cache-evict-after",
@@ -97,6 +100,7 @@ export function serveCommandSpec(): Command {
       "--backend-timeout <duration>",
       "upstream time to respond before reads are served from cache (default 3s)",
     )
+    .option("--write-timeout <duration>", "a write with no upstream answer by then gets a 504 (default 60s)")
     .option("--health-check-interval <duration>", "upstream probe interval (default 2s)")
     .option("--health-check-failures <n>", "failed probes in a row before going offline (default 2)")
     .option(
@@ -292,6 +296,8 @@ function resolveConfig(raw: Raw): ServeConfig {
   if (backendTimeoutMs < 100) {
     throw new ConfigError(`--backend-timeout: ${timeout} is too short (at least 100ms)`);
   }
+  const writeTimeoutMs = parseDuration(one(raw, "write-timeout") ?? "60s", "--write-timeout");
+  if (writeTimeoutMs < 1000) throw new ConfigError("--write-timeout: at least 1s");
   const healthIntervalMs = parseDuration(
     one(raw, "health-check-interval") ?? "2s",
     "--health-check-interval",
@@ -325,6 +331,7 @@ function resolveConfig(raw: Raw): ServeConfig {
     cacheBackend: backend,
     cacheDir,
     backendTimeoutMs,
+    writeTimeoutMs,
     healthIntervalMs,
     healthFailures: int(one(raw, "health-check-failures"), "--health-check-failures", 2, 1, 100),
     evictAfterMs,

@@ -60,6 +60,8 @@ export interface ForwardDeps {
   health: UpstreamHealth;
   cache: Cache;
   backendTimeoutMs: number;
+  /** A write with no response headers by then is answered 504. */
+  writeTimeoutMs: number;
   inflight: Set<InFlight>;
   /** Called when no endpoint answered: serve from the cache, or say so. */
   unreachable(ctx: RequestContext, reason: string): void;
@@ -183,23 +185,37 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       log.debug("upstream attempt failed", { endpoint: ep.url, error: err.message });
       if (!offline && i + 1 < endpoints.length && replayable && isConnectError(err)) return attempt(i + 1);
       if (isRead || offline || ctx.plan) return deps.unreachable(ctx, err.message);
+      if (err.code === "EWRITETIMEOUT") {
+        deps.observe(ctx, 504);
+        return sendStatus(
+          ctx.res,
+          504,
+          `the cloud kube-apiserver gave no answer (${err.message}); the request may or may not have been applied`,
+          { reason: "Timeout" },
+        );
+      }
       deps.observe(ctx, 503);
       sendStatus(
         ctx.res,
         503,
         `the cloud kube-apiserver is unreachable (${err.message}); the request was not applied`,
-        {
-          retryAfter: 1,
-        },
+        { retryAfter: 1 },
       );
     };
     const entry: InFlight = {
-      // A read must start answering within the backend timeout, else the cache answers it.
-      deadline: isRead ? performance.now() + deps.backendTimeoutMs : 0,
+      // A read must start answering within the backend timeout, else the cache answers it; a
+      // write gets the apiserver's own request timeout, so one stuck behind a dead link ends.
+      deadline: performance.now() + (isRead ? deps.backendTimeoutMs : deps.writeTimeoutMs),
       // No response headers within the backend timeout: the cache answers if it can; if it
       // holds nothing for this read, waiting on for a slow but healthy upstream beats a 503.
       expire: async () => {
         entry.deadline = 0;
+        if (!isRead) {
+          return fail(
+            Object.assign(new Error(`no answer within ${deps.writeTimeoutMs}ms`), { code: "EWRITETIMEOUT" }),
+            true,
+          );
+        }
         let send: (() => void) | undefined;
         try {
           send = await deps.slowRead(ctx);
@@ -239,7 +255,7 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     };
     deps.inflight.add(entry);
     current = entry;
-    if (isRead) watchDeadlines(deps.inflight);
+    watchDeadlines(deps.inflight);
 
     upstream.on("response", (ures: IncomingMessage) => {
       if (failedOnce) {
@@ -261,11 +277,14 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       if (ctx.info.verb === "watch") ctx.res.flushHeaders();
       if (ctx.plan) tapResponse(deps.cache, ctx.plan, ures);
       ures.pipe(ctx.res);
-      ures.on("aborted", () => ctx.res.destroy());
-      ures.on("error", () => {
-        if (ctx.info.verb === "watch" && !ctx.res.writableEnded) ctx.res.end();
-        else ctx.res.destroy();
-      });
+      // Cut mid-answer: a watch ends cleanly (the client relists), a truncated body is cut off.
+      const cut = () => {
+        if (ctx.info.verb === "watch") {
+          if (!ctx.res.writableEnded) ctx.res.end();
+        } else if (!ctx.res.writableFinished) ctx.res.destroy();
+      };
+      ures.on("aborted", cut);
+      ures.on("error", cut);
       ures.once("close", () => deps.inflight.delete(entry));
     });
 
