@@ -4,12 +4,16 @@
 export function benchPod(namespace: string, i: number): Record<string, unknown> {
   const name = `web-7d9f8b6c5d-${i.toString(36).padStart(5, "0")}`;
   const t = "2026-01-01T00:00:00Z";
+  // Keys in the order the apiserver writes them (Go struct order), as the proxy meets them.
   return {
-    apiVersion: "v1",
     kind: "Pod",
+    apiVersion: "v1",
     metadata: {
       name,
       namespace,
+      uid: `00000000-0000-4000-8000-${i.toString(16).padStart(12, "0")}`,
+      resourceVersion: String(i + 1),
+      creationTimestamp: t,
       labels: { app: "web", "pod-template-hash": "7d9f8b6c5d", tier: i % 2 ? "frontend" : "backend" },
       annotations: {
         "kubectl.kubernetes.io/restartedAt": t,

@@ -2,8 +2,8 @@
  * Watch patching in-process: a cached list of N pods, then E MODIFIED events through the real
  * Cache → WriteQueue → Store path; events/s = E / time until the queue is idle again.
  */
-import { Cache, type WatchEvent } from "../lib/cache/cache.ts";
-import { rawObject } from "../lib/cache/response_tap.ts";
+import { Cache } from "../lib/cache/cache.ts";
+import { parseWatchLine } from "../lib/cache/response_tap.ts";
 import { WriteQueue } from "../lib/cache/write_queue.ts";
 import { openStore } from "../lib/store/open_store.ts";
 import type { CacheKey } from "../lib/store/store.ts";
@@ -75,11 +75,7 @@ export async function measureWatchPatching(
       lines.push(JSON.stringify({ type: "MODIFIED", object: pod }));
     }
     const started = performance.now();
-    for (const line of lines) {
-      const ev = JSON.parse(line) as WatchEvent;
-      ev.raw = rawObject(line);
-      cache.recordWatchEvent(key, ev);
-    }
+    for (const line of lines) cache.recordWatchEvent(key, parseWatchLine(line));
     await queue.flush();
     const ms = performance.now() - started;
     const list = await store.getList(key);

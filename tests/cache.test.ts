@@ -375,3 +375,53 @@ Deno.test("draining a backlog of cache writes lets other work run between batche
   await q.flush();
   assert(seenAt.some((n) => n > 0 && n < 5000), `a timer ran mid-drain (saw ${seenAt.join(",")})`);
 });
+
+Deno.test("watch lines are read without a full parse in the apiserver's field order, and agree with a full parse", async () => {
+  const { parseWatchLine } = await import("../lib/cache/response_tap.ts");
+  const { itemKeyOf } = await import("../lib/cache/list_codec.ts");
+  const objects = [
+    {
+      kind: "Pod",
+      apiVersion: "v1",
+      metadata: { name: "a", namespace: "ns", uid: "u1", resourceVersion: "7", labels: { x: "y" } },
+      spec: {},
+    },
+    {
+      kind: "Pod",
+      apiVersion: "v1",
+      metadata: {
+        name: "b-x",
+        generateName: "b-",
+        namespace: "ns",
+        selfLink: "/x",
+        uid: "u",
+        resourceVersion: "8",
+      },
+    },
+    { kind: "Node", apiVersion: "v1", metadata: { name: "edge-1", uid: "u", resourceVersion: "9" } },
+    {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { namespace: "ns", name: "reordered", resourceVersion: "10" },
+    },
+    { kind: "Pod", apiVersion: "v1", metadata: { name: 'q"uote', namespace: "ns", resourceVersion: "11" } },
+    { kind: "Pod", apiVersion: "v1", metadata: { resourceVersion: "12" } },
+  ];
+  for (const [i, obj] of objects.entries()) {
+    const type = ["ADDED", "MODIFIED", "DELETED", "MODIFIED", "ADDED", "BOOKMARK"][i];
+    const line = JSON.stringify({ type, object: obj });
+    const ev = parseWatchLine(line);
+    assertEquals(ev.type, type);
+    assertEquals(ev.itemKey ?? itemKeyOf(ev.object), itemKeyOf(obj), line);
+    assertEquals(
+      ev.resourceVersion ?? (ev.object as typeof obj).metadata.resourceVersion,
+      obj.metadata.resourceVersion,
+    );
+    assertEquals(JSON.parse(dec.decode(ev.raw!)), obj);
+  }
+  assertEquals(
+    parseWatchLine(JSON.stringify({ type: "ADDED", object: objects[0] })).object,
+    undefined,
+    "fast path taken",
+  );
+});

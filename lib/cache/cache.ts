@@ -31,6 +31,9 @@ export interface WatchEvent {
   object: unknown;
   /** The object's JSON exactly as received, when known (saves serialising it again). */
   raw?: Uint8Array;
+  /** `namespace/name` and resourceVersion, when read without parsing the object. */
+  itemKey?: string;
+  resourceVersion?: string;
 }
 
 export class Cache {
@@ -122,20 +125,25 @@ export class Cache {
 
   /** Applies one watch event to the cached list under `key`. */
   recordWatchEvent(key: CacheKey, ev: WatchEvent): void {
-    const rv = String(metaOf(ev.object).resourceVersion ?? "");
+    const rv = ev.resourceVersion ?? String(metaOf(ev.object).resourceVersion ?? "");
     switch (ev.type) {
       case "ADDED":
       case "MODIFIED":
         this.queue.push({
           op: "upsertItem",
           key,
-          itemKey: itemKeyOf(ev.object),
+          itemKey: ev.itemKey ?? itemKeyOf(ev.object),
           body: ev.raw ?? enc.encode(JSON.stringify(ev.object)),
           resourceVersion: rv,
         });
         break;
       case "DELETED":
-        this.queue.push({ op: "deleteItem", key, itemKey: itemKeyOf(ev.object), resourceVersion: rv });
+        this.queue.push({
+          op: "deleteItem",
+          key,
+          itemKey: ev.itemKey ?? itemKeyOf(ev.object),
+          resourceVersion: rv,
+        });
         break;
       case "BOOKMARK":
         if (rv) this.queue.push({ op: "setListVersion", key, resourceVersion: rv });

@@ -76,6 +76,37 @@ export function rawObject(line: string): Uint8Array | undefined {
   return enc.encode(line.slice(m[0].length, -1));
 }
 
+/**
+ * The start of a watch event as the apiserver writes it (Go struct order: kind, apiVersion, then
+ * ObjectMeta's name, generateName, namespace, selfLink, uid, resourceVersion). Names and
+ * namespaces never need escaping; anything else falls back to a full parse.
+ */
+const EVENT_HEAD = new RegExp(
+  '^\\{"type":"([A-Z]+)","object":\\{"kind":"[^"\\\\]*","apiVersion":"[^"\\\\]*","metadata":\\{' +
+    '"name":"([^"\\\\]*)"(?:,"generateName":"[^"\\\\]*")?(?:,"namespace":"([^"\\\\]*)")?' +
+    '(?:,"selfLink":"[^"\\\\]*")?(?:,"uid":"[^"\\\\]*")?,"resourceVersion":"([^"\\\\]*)"',
+);
+
+/**
+ * One watch line as the cache needs it: type, item key, resourceVersion and the object's raw
+ * bytes. The common shape is read without parsing the whole object; others are parsed.
+ */
+export function parseWatchLine(line: string): WatchEvent {
+  const m = EVENT_HEAD.exec(line);
+  if (m && line.endsWith("}}")) {
+    return {
+      type: m[1],
+      object: undefined,
+      raw: enc.encode(line.slice(line.indexOf('"object":') + 9, -1)),
+      itemKey: `${m[3] ?? ""}/${m[2]}`,
+      resourceVersion: m[4],
+    };
+  }
+  const ev = JSON.parse(line) as WatchEvent;
+  ev.raw = rawObject(line);
+  return ev;
+}
+
 function isPartialList(body: Uint8Array): boolean {
   try {
     const doc = JSON.parse(new TextDecoder().decode(body));
@@ -107,9 +138,7 @@ function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream): v
       buf = buf.slice(nl + 1);
       if (line) {
         try {
-          const ev = JSON.parse(line) as WatchEvent;
-          ev.raw = rawObject(line);
-          cache.recordWatchEvent(key, ev);
+          cache.recordWatchEvent(key, parseWatchLine(line));
         } catch {
           log.debug("unparsable watch event not cached");
         }
