@@ -44,7 +44,8 @@ async function run(argv: string[]): Promise<number> {
 
 if (import.meta.main) {
   try {
-    Deno.exitCode = await run(Deno.args);
+    // Exit explicitly: once a command is done, no leftover timer or socket may keep us alive.
+    Deno.exit(await run(Deno.args));
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`lite-apiserver: ${err.message}`);

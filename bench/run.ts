@@ -17,6 +17,11 @@ import { benchPod } from "./pods.ts";
 import { ensureTool, percentile, startNginx, wrk, type WrkResult } from "./tools.ts";
 import { measureWatchPatching, type PatchResult } from "./watch_patch.ts";
 
+/**
+ * The simulated apiserver runs inside this process, which also parses multi-megabyte lists: probes
+ * that give up after one slow answer would see it as down. These match the defaults more closely.
+ */
+const PROBES = ["--health-check-interval", "1s", "--health-check-failures", "3"];
 /** lite-apiserver runs with the environment its systemd unit sets (scripts/install.sh). */
 const UNIT_ENV = {
   MALLOC_ARENA_MAX: "2",
@@ -128,7 +133,7 @@ async function startMinimalProxy(cluster: Cluster): Promise<{ url: string; close
 async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: boolean) {
   const S = "1. proxy overhead (small GET, token, TLS keep-alive)";
   if (!haveWrk) return row({ section: S, measure: "skipped", result: "wrk unavailable" });
-  const lite = await startLite(cluster, { env: UNIT_ENV, backend: "sqlite" });
+  const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend: "sqlite" });
   const nginx = haveNginx
     ? await startNginx({
       port: freePort(),
@@ -199,7 +204,7 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
 async function offlineAndMemory(cluster: Cluster, caPem: string, backend: "sqlite" | "file") {
   const S2 = `2. offline serving (${backend})`;
   const S4 = "4. memory (RSS of the lite-apiserver process)";
-  const lite = await startLite(cluster, { env: UNIT_ENV, backend });
+  const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend });
   const client = httpsClient(lite.url, caPem, { token: TOKEN });
   const watchClient = Deno.createHttpClient({ caCerts: [caPem], http2: false });
   try {
@@ -324,7 +329,7 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
   const cacheDir = await Deno.makeTempDir({ prefix: "bench-startup-" });
   const firstPod = `/api/v1/namespaces/bench-4k/pods/${(benchPod("", 1).metadata as { name: string }).name}`;
   try {
-    const lite = await startLite(cluster, { env: UNIT_ENV, backend, cacheDir });
+    const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend, cacheDir });
     const client = httpsClient(lite.url, caPem, { token: TOKEN });
     try {
       for (const [ns, n] of NAMESPACES) await listRv(client, `/api/v1/namespaces/${ns}/pods`, n);
@@ -339,7 +344,7 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
     }
     await cluster.apiserver.setFault("refuse");
     const t0 = performance.now();
-    const again = await startLite(cluster, { env: UNIT_ENV, backend, cacheDir });
+    const again = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend, cacheDir });
     const listening = performance.now() - t0;
     const c2 = httpsClient(again.url, caPem, { token: TOKEN });
     try {
@@ -378,7 +383,7 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
 // 6. Switch times: blackhole → first cached answer; restore → a cloud-side change is seen.
 async function switchTimes(cluster: Cluster, caPem: string) {
   const S = "6. online ⇄ offline switch (client looping GETs)";
-  const lite = await startLite(cluster, { env: UNIT_ENV, backend: "sqlite" });
+  const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend: "sqlite" });
   const client = httpsClient(lite.url, caPem, { token: TOKEN });
   let stop = false;
   const seen: Array<{ at: number; source: string; body: string }> = [];

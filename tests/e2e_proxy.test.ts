@@ -335,3 +335,44 @@ Deno.test("a slow but healthy upstream: waited for when nothing is cached, the c
     await cluster.close();
   }
 });
+
+Deno.test("SIGTERM stops promptly with open watches and keep-alive connections", async () => {
+  const cluster = await startCluster();
+  const lite = await startLite(cluster);
+  const c = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+  try {
+    assertEquals((await c.json("/api/v1/nodes/edge-1")).status, 200); // a keep-alive connection stays open
+    const watch = await c.request("/api/v1/namespaces/default/pods?watch=1");
+    assertEquals(watch.status, 200);
+    // And a write still waiting for its answer (the apiserver takes 30 s; the write timeout is 60 s).
+    cluster.apiserver.setDelay(/\/configmaps$/, 30_000);
+    const admin = httpsClient(lite.url, cluster.pki.caPem, { token: "admin-token" });
+    const stuck = admin.request("/api/v1/namespaces/default/configmaps", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "stuck" } }),
+    }).catch(() => undefined);
+    await cluster.apiserver.waitForRequest((r) => r.method === "POST" && r.path.endsWith("/configmaps"));
+    const from = lite.lines.length;
+    const started = performance.now();
+    lite.child.kill("SIGTERM");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const status = await Promise.race([
+      lite.status,
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 20_000)),
+    ]);
+    clearTimeout(timer);
+    assert(status, "exited within 20 s");
+    assertEquals(status.code, 0);
+    assert(lite.lines.slice(from).some((l) => /shutting down.*SIGTERM/.test(l)));
+    console.log(`SIGTERM → exit: ${(performance.now() - started).toFixed(0)} ms`);
+    await watch.body?.cancel().catch(() => {});
+    await stuck;
+    admin.close();
+  } finally {
+    cluster.apiserver.setDelay(undefined);
+    c.close();
+    await lite.kill("SIGKILL");
+    await cluster.close();
+  }
+});

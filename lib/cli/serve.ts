@@ -10,10 +10,21 @@ export async function serveCommand(args: string[]): Promise<number> {
   const stopped = Promise.withResolvers<void>();
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn("second signal: exiting now", { signal });
+      Deno.exit(1);
+    }
     stopping = true;
     log.info("shutting down", { signal });
-    server.close().then(() => stopped.resolve(), (err) => {
+    // Pending cache writes get a bounded time to land; a stop never hangs.
+    const deadline = setTimeout(() => {
+      log.warn("shutdown took longer than 10s: exiting");
+      stopped.resolve();
+    }, 10_000);
+    server.close().then(() => {
+      clearTimeout(deadline);
+      stopped.resolve();
+    }, (err) => {
       log.error("shutdown failed", { error: (err as Error).message });
       stopped.resolve();
     });

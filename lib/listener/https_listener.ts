@@ -155,12 +155,13 @@ export async function startListener(
       for (const s of servers) s.setSecureContext(tlsOptions());
     },
     async close() {
-      await Promise.all(servers.map((s) =>
-        new Promise<void>((resolve) => {
-          s.close(() => resolve());
-        })
-      ));
+      // Stop accepting, then drop open connections (idle keep-alive ones would hold close()
+      // open forever).
+      const closed = Promise.all(
+        servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      );
       for (const s of sockets) s.destroy();
+      await closed;
     },
   };
 }

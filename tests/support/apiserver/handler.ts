@@ -166,7 +166,25 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
     ctx.record(rec);
     const delay = ctx.delayFor?.(rec.method, rec.path) ?? 0;
     const handled = delay > 0
-      ? new Promise<void>((r) => setTimeout(r, delay)).then(() => handle(ctx, req, res, url, id, rec))
+      ? new Promise<void>((resolve, reject) => {
+        // Cancelled like a watch when the server closes, so no timer outlives it.
+        const cancel = () => {
+          clearTimeout(timer);
+          ctx.watches.delete(cancel);
+          res.destroy();
+        };
+        const timer = setTimeout(() => {
+          ctx.watches.delete(cancel);
+          resolve();
+        }, delay);
+        ctx.watches.add(cancel);
+        res.once("close", () => {
+          if (ctx.watches.has(cancel)) {
+            cancel();
+            reject(new Error("client went away"));
+          }
+        });
+      }).then(() => handle(ctx, req, res, url, id, rec))
       : handle(ctx, req, res, url, id, rec);
     handled.catch((e) => {
       const err = e instanceof ApiError
