@@ -29,7 +29,7 @@ export interface InFlight {
   expire(): void;
 }
 
-const SWEEP_MS = 50;
+const SWEEP_MS = 10;
 let sweeping: { timer: ReturnType<typeof setInterval>; sets: Set<Set<InFlight>> } | undefined;
 
 /**
