@@ -2,40 +2,24 @@
  * Wires the proxy together: listener → identity → online proxy / offline cache → store, plus the
  * health checker, certificate watchers and eviction. `startServer` returns once it is serving.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Duplex } from "node:stream";
 import type { ServeConfig } from "./config/serve_config.ts";
 import { describeConfig } from "./config/serve_config.ts";
 import { ConfigError } from "./config/errors.ts";
-import { configureLog, log, logEnabled } from "./log.ts";
-import { type Listener, type Peer, startListener } from "./listener/https_listener.ts";
-import { describeIdentity, resolveIdentity } from "./identity/resolve.ts";
-import { parseRequestInfo } from "./request/request_info.ts";
-import { representationOf } from "./request/representation.ts";
-import { SelectorError } from "./request/selectors.ts";
-import { cacheKeyFor } from "./cache/cache_key.ts";
-import { tokenRequestPlan } from "./cache/token_requests.ts";
+import { configureLog, log } from "./log.ts";
+import { type Listener, startListener } from "./listener/https_listener.ts";
 import { Evictor } from "./cache/evictor.ts";
-import type { CachePlan } from "./cache/response_tap.ts";
 import { Cache } from "./cache/cache.ts";
 import { WriteQueue } from "./cache/write_queue.ts";
 import { openStore } from "./store/open_store.ts";
 import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
-import type { RequestContext } from "./proxy/context.ts";
-import { abandonInFlight, forward, type InFlight, readSmallBody, retireAgent } from "./proxy/forward.ts";
-import { tunnelUpgrade } from "./proxy/upgrade.ts";
-import { sendStatus } from "./proxy/status.ts";
+import { abandonInFlight, type InFlight, retireAgent } from "./proxy/forward.ts";
+import { createRouter } from "./proxy/router.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
-import { cachedReadAnswer, serveOffline } from "./offline/serve_offline.ts";
-import { sendCached } from "./offline/send.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
 import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
-import type { Identity } from "./identity/identity.ts";
-import type { RequestInfo } from "./request/request_info.ts";
-import type { Representation } from "./request/representation.ts";
 
 export interface RunningServer {
   config: ServeConfig;
@@ -53,39 +37,6 @@ export interface RunningServer {
   /** Re-reads certificates (SIGHUP). */
   reload(): Promise<void>;
   close(): Promise<void>;
-}
-
-const CACHEABLE_REPS = new Set<Representation>(["json", "table", "pom", "pomlist", "apidiscovery"]);
-const NOT_CACHED_PATHS = /^\/(healthz|livez|readyz|metrics|logs|debug)(\/|$)/;
-
-/** What to cache for a request (and so what may be served from the cache), if anything. */
-export function planFor(
-  identity: Identity,
-  info: RequestInfo,
-  rep: Representation,
-  method: string,
-  body?: Uint8Array,
-): CachePlan | undefined {
-  if (method === "POST" && body) return tokenRequestPlan(identity, info, rep, body);
-  if (method !== "GET" || !CACHEABLE_REPS.has(rep)) return undefined;
-  if (!info.isResourceRequest) {
-    if (NOT_CACHED_PATHS.test(info.path) || info.verb !== "get") return undefined;
-    return { kind: "object", key: cacheKeyFor(identity.cacheId, info, rep), requestContinue: "" };
-  }
-  const key = cacheKeyFor(identity.cacheId, info, rep);
-  const requestContinue = info.query.get("continue") ?? "";
-  switch (info.verb) {
-    case "get":
-      return { kind: "object", key, requestContinue };
-    case "list":
-      if (rep === "json") return { kind: "list", key, requestContinue };
-      // Other list shapes (Tables) are stored whole: only complete, unpaged answers.
-      return requestContinue ? undefined : { kind: "object", key, requestContinue, wholeListOnly: true };
-    case "watch":
-      return rep === "json" ? { kind: "watch", key, requestContinue } : undefined;
-    default:
-      return undefined;
-  }
 }
 
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
@@ -116,90 +67,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const inflight = new Set<InFlight>();
   let servingNow = serving;
 
-  const debug = logEnabled("debug");
-  const observe = (ctx: RequestContext, status: number, upstreamMs?: number) => {
-    const { info } = ctx;
-    const resource = info.isResourceRequest
-      ? (info.subresource ? `${info.resource}/${info.subresource}` : info.resource)
-      : "nonresource";
-    metrics.requests.inc4(info.verb, resource, status, ctx.source);
-    if (upstreamMs !== undefined) metrics.upstreamLatency.observe(upstreamMs / 1000);
-    if (debug) {
-      log.debug("request", {
-        method: ctx.req.method,
-        path: info.path,
-        identity: describeIdentity(ctx.identity),
-        status,
-        source: ctx.source,
-        ms: Math.round(performance.now() - ctx.startedAt),
-      });
-    }
-  };
-  const offlineDeps = { cache, watches, observe };
-  const unreachable = (ctx: RequestContext, reason: string) => {
-    serveOffline(ctx, offlineDeps, reason).catch((err) => failed(ctx, err));
-  };
-  const slowRead = async (ctx: RequestContext) => {
-    const answer = await cachedReadAnswer(ctx, cache);
-    if (!answer) return undefined;
-    return () => {
-      ctx.source = "cache";
-      observe(ctx, 200);
-      sendCached(ctx, answer.body, answer.contentType).catch((err) => failed(ctx, err));
-    };
-  };
-  const forwardDeps = {
-    slowRead,
-    agents,
-    health,
-    cache,
-    backendTimeoutMs: config.backendTimeoutMs,
-    writeTimeoutMs: config.writeTimeoutMs,
-    inflight,
-    unreachable,
-    observe,
-  };
-
-  const failed = (ctx: RequestContext, err: unknown) => {
-    log.error("request failed", { path: ctx.info.path, error: (err as Error).message });
-    sendStatus(ctx.res, 500, `lite-apiserver: internal error: ${(err as Error).message}`);
-  };
-
-  const handleRequest = async (req: IncomingMessage, res: ServerResponse, peer: Peer) => {
-    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
-    const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
-    const rep = representationOf(req.headers.accept);
-    const ctx: RequestContext = {
-      req,
-      res,
-      peer,
-      identity,
-      info,
-      rep,
-      startedAt: performance.now(),
-      source: "local",
-    };
-    try {
-      const reading = readSmallBody(ctx);
-      if (reading) await reading;
-      try {
-        ctx.plan = planFor(identity, info, rep, req.method ?? "GET", ctx.body);
-      } catch (err) {
-        if (!(err instanceof SelectorError)) throw err;
-        // The upstream words its own errors; offline we answer as it would.
-        if (!health.online) return sendStatus(res, 400, err.message);
-      }
-      if (!health.online) return await serveOffline(ctx, offlineDeps, "health checks are failing");
-      forward(ctx, forwardDeps);
-    } catch (err) {
-      failed(ctx, err);
-    }
-  };
-
-  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer) => {
-    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
-    tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
-  };
+  const router = createRouter({ agents, health, cache, watches, metrics, inflight, config });
 
   let listener: Listener;
   try {
@@ -208,8 +76,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
       port: config.port,
       serving,
       handlers: {
-        request: (req, res, peer) => void handleRequest(req, res, peer),
-        upgrade: handleUpgrade,
+        request: router.request,
+        upgrade: router.upgrade,
       },
     });
   } catch (e) {

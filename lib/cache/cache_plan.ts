@@ -1,0 +1,43 @@
+/**
+ * Decides, per request, what the cache records from the answer, and so what the cache may answer
+ * offline: objects, itemised JSON lists, watch events, whole Tables, TokenRequests.
+ */
+import type { Identity } from "../identity/identity.ts";
+import type { RequestInfo } from "../request/request_info.ts";
+import type { Representation } from "../request/representation.ts";
+import { cacheKeyFor } from "./cache_key.ts";
+import type { CachePlan } from "./response_tap.ts";
+import { tokenRequestPlan } from "./token_requests.ts";
+
+const CACHEABLE_REPS = new Set<Representation>(["json", "table", "pom", "pomlist", "apidiscovery"]);
+const NOT_CACHED_PATHS = /^\/(healthz|livez|readyz|metrics|logs|debug)(\/|$)/;
+
+/** What to cache for a request (and so what may be served from the cache), if anything. */
+export function planFor(
+  identity: Identity,
+  info: RequestInfo,
+  rep: Representation,
+  method: string,
+  body?: Uint8Array,
+): CachePlan | undefined {
+  if (method === "POST" && body) return tokenRequestPlan(identity, info, rep, body);
+  if (method !== "GET" || !CACHEABLE_REPS.has(rep)) return undefined;
+  if (!info.isResourceRequest) {
+    if (NOT_CACHED_PATHS.test(info.path) || info.verb !== "get") return undefined;
+    return { kind: "object", key: cacheKeyFor(identity.cacheId, info, rep), requestContinue: "" };
+  }
+  const key = cacheKeyFor(identity.cacheId, info, rep);
+  const requestContinue = info.query.get("continue") ?? "";
+  switch (info.verb) {
+    case "get":
+      return { kind: "object", key, requestContinue };
+    case "list":
+      if (rep === "json") return { kind: "list", key, requestContinue };
+      // Other list shapes (Tables) are stored whole: only complete, unpaged answers.
+      return requestContinue ? undefined : { kind: "object", key, requestContinue, wholeListOnly: true };
+    case "watch":
+      return rep === "json" ? { kind: "watch", key, requestContinue } : undefined;
+    default:
+      return undefined;
+  }
+}

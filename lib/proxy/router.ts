@@ -1,0 +1,134 @@
+/**
+ * Routes each request: who it is (identity), what it asks (request info, representation), what
+ * the cache keeps of it (plan), then online to the upstream or offline to the cache. Also
+ * counts and logs each answer.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import type { ServeConfig } from "../config/serve_config.ts";
+import { log, logEnabled } from "../log.ts";
+import type { Peer } from "../listener/https_listener.ts";
+import { describeIdentity, resolveIdentity } from "../identity/resolve.ts";
+import { parseRequestInfo } from "../request/request_info.ts";
+import { representationOf } from "../request/representation.ts";
+import { SelectorError } from "../request/selectors.ts";
+import { planFor } from "../cache/cache_plan.ts";
+import type { Cache } from "../cache/cache.ts";
+import type { UpstreamAgents } from "../upstream/agents.ts";
+import type { UpstreamHealth } from "../upstream/health.ts";
+import type { HeldWatches } from "../offline/held_watches.ts";
+import { cachedReadAnswer, serveOffline } from "../offline/serve_offline.ts";
+import { sendCached } from "../offline/send.ts";
+import type { ProxyMetrics } from "../admin/metrics.ts";
+import type { RequestContext } from "./context.ts";
+import { forward, type InFlight, readSmallBody } from "./forward.ts";
+import { tunnelUpgrade } from "./upgrade.ts";
+import { sendStatus } from "./status.ts";
+
+export interface RouterDeps {
+  agents: UpstreamAgents;
+  health: UpstreamHealth;
+  cache: Cache;
+  watches: HeldWatches;
+  metrics: ProxyMetrics;
+  inflight: Set<InFlight>;
+  config: Pick<ServeConfig, "backendTimeoutMs" | "writeTimeoutMs">;
+}
+
+export interface Router {
+  request(req: IncomingMessage, res: ServerResponse, peer: Peer): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer): void;
+}
+
+export function createRouter(deps: RouterDeps): Router {
+  const { agents, health, cache, watches, metrics, inflight, config } = deps;
+  const debug = logEnabled("debug");
+  const observe = (ctx: RequestContext, status: number, upstreamMs?: number) => {
+    const { info } = ctx;
+    const resource = info.isResourceRequest
+      ? (info.subresource ? `${info.resource}/${info.subresource}` : info.resource)
+      : "nonresource";
+    metrics.requests.inc4(info.verb, resource, status, ctx.source);
+    if (upstreamMs !== undefined) metrics.upstreamLatency.observe(upstreamMs / 1000);
+    if (debug) {
+      log.debug("request", {
+        method: ctx.req.method,
+        path: info.path,
+        identity: describeIdentity(ctx.identity),
+        status,
+        source: ctx.source,
+        ms: Math.round(performance.now() - ctx.startedAt),
+      });
+    }
+  };
+  const offlineDeps = { cache, watches, observe };
+  const unreachable = (ctx: RequestContext, reason: string) => {
+    serveOffline(ctx, offlineDeps, reason).catch((err) => failed(ctx, err));
+  };
+  const slowRead = async (ctx: RequestContext) => {
+    const answer = await cachedReadAnswer(ctx, cache);
+    if (!answer) return undefined;
+    return () => {
+      ctx.source = "cache";
+      observe(ctx, 200);
+      sendCached(ctx, answer.body, answer.contentType).catch((err) => failed(ctx, err));
+    };
+  };
+  const forwardDeps = {
+    slowRead,
+    agents,
+    health,
+    cache,
+    backendTimeoutMs: config.backendTimeoutMs,
+    writeTimeoutMs: config.writeTimeoutMs,
+    inflight,
+    unreachable,
+    observe,
+  };
+
+  const failed = (ctx: RequestContext, err: unknown) => {
+    log.error("request failed", { path: ctx.info.path, error: (err as Error).message });
+    sendStatus(ctx.res, 500, `lite-apiserver: internal error: ${(err as Error).message}`);
+  };
+
+  const handleRequest = async (req: IncomingMessage, res: ServerResponse, peer: Peer) => {
+    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
+    const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
+    const rep = representationOf(req.headers.accept);
+    const ctx: RequestContext = {
+      req,
+      res,
+      peer,
+      identity,
+      info,
+      rep,
+      startedAt: performance.now(),
+      source: "local",
+    };
+    try {
+      const reading = readSmallBody(ctx);
+      if (reading) await reading;
+      try {
+        ctx.plan = planFor(identity, info, rep, req.method ?? "GET", ctx.body);
+      } catch (err) {
+        if (!(err instanceof SelectorError)) throw err;
+        // The upstream words its own errors; offline we answer as it would.
+        if (!health.online) return sendStatus(res, 400, err.message);
+      }
+      if (!health.online) return await serveOffline(ctx, offlineDeps, "health checks are failing");
+      forward(ctx, forwardDeps);
+    } catch (err) {
+      failed(ctx, err);
+    }
+  };
+
+  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer) => {
+    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
+    tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
+  };
+
+  return {
+    request: (req, res, peer) => void handleRequest(req, res, peer),
+    upgrade: handleUpgrade,
+  };
+}
