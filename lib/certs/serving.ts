@@ -153,7 +153,7 @@ export class ServingWatcher {
     this.#listeners.push(fn);
   }
 
-  /** Re-reads the files now (the lead calls this on SIGHUP). */
+  /** Re-reads the files now (serve calls this on SIGHUP). */
   reloadNow(): Promise<void> {
     return this.#reloads.run();
   }
