@@ -148,10 +148,15 @@ function listKey(identity: string, info: RequestInfo, shape: ListShape, rep: Rep
   if (shape.label !== "") name += "~l=" + encodePart(shape.label);
   if (shape.field !== "") name += "~f=" + encodePart(shape.field);
   name += paramSuffix(info.query) + repSuffix(rep);
+  return resourceKey(identity, info, shape.namespace, name);
+}
+
+/** A key under the request's group/version/resource. */
+function resourceKey(identity: string, info: RequestInfo, namespace: string, name: string): CacheKey {
   return {
     identity: identitySegment(identity),
     resource: resourceSegment(info.group, info.version, info.resource),
-    namespace: namespaceSegment(shape.namespace),
+    namespace: namespaceSegment(namespace),
     name: finishSegment(name),
   };
 }
@@ -181,12 +186,7 @@ export function cacheKeyFor(identity: string, info: RequestInfo, rep: Representa
   let name = encodePart(info.name);
   if (info.subresource !== "") name += "~s=" + encodePart(info.subresource);
   name += paramSuffix(info.query) + repSuffix(rep);
-  return {
-    identity: identitySegment(identity),
-    resource: resourceSegment(info.group, info.version, info.resource),
-    namespace: namespaceSegment(info.namespace),
-    name: finishSegment(name),
-  };
+  return resourceKey(identity, info, info.namespace, name);
 }
 
 /** The list key of a collection request (same as cacheKeyFor for lists and watches). */
