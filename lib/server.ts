@@ -14,7 +14,7 @@ import { openStore } from "./store/open_store.ts";
 import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
-import { abandonInFlight, type InFlight, retireAgent } from "./proxy/forward.ts";
+import { abandonInFlight, type InFlight, retirePool } from "./proxy/deadlines.ts";
 import { createRouter } from "./proxy/router.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
@@ -61,7 +61,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     intervalMs: config.healthIntervalMs,
     failures: config.healthFailures,
     timeoutMs: Math.min(config.backendTimeoutMs, Math.max(config.healthIntervalMs, 500)),
-    agent: () => agents.anonymous(),
+    pool: () => agents.anonymous(),
   });
   const watches = new HeldWatches({ bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs) });
   const inflight = new Set<InFlight>();
@@ -105,7 +105,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     });
     pairWatcher.onChange((cn, pair) => {
       const old = agents.setPair(cn, pair, true);
-      if (old) retireAgent(old, inflight);
+      if (old) retirePool(old, inflight);
       log.info(pair ? "client identity loaded" : "client identity removed", { cn, serial: pair?.serial });
     });
     await pairWatcher.start(pairs);
@@ -185,7 +185,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
       await pairWatcher?.close();
       await servingWatcher.close();
       watches.endAll();
-      abandonInFlight(inflight);
+      abandonInFlight(inflight, "shutdown");
       await listener.close();
       agents.destroy();
       await queue.flush();

@@ -3,10 +3,10 @@
  * loop), with BOOKMARKs when asked for, and ended cleanly at timeoutSeconds or as soon as the
  * upstream is back, so informers relist from the cloud.
  */
-import type { RequestContext } from "../proxy/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 import type { FoundList } from "./cached_lists.ts";
 import { itemKind, parseJson } from "../cache/list_codec.ts";
-import { statusObject } from "../proxy/status.ts";
+import { statusObject } from "../exchange/status.ts";
 import { log } from "../log.ts";
 
 interface Held {

@@ -5,7 +5,7 @@
  * resources without printer columns).
  */
 import type { Cache } from "../cache/cache.ts";
-import type { RequestContext } from "../proxy/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 import { cacheKeyFor } from "../cache/cache_key.ts";
 import { parseJson } from "../cache/list_codec.ts";
 import {

@@ -20,10 +20,13 @@ import type { HeldWatches } from "../offline/held_watches.ts";
 import { cachedReadAnswer, serveOffline } from "../offline/serve_offline.ts";
 import { sendCached } from "../offline/send.ts";
 import type { ProxyMetrics } from "../admin/metrics.ts";
-import type { RequestContext } from "./context.ts";
-import { forward, type InFlight, readSmallBody } from "./forward.ts";
+import type { RequestContext } from "../exchange/context.ts";
+import { sendStatus } from "../exchange/status.ts";
+import { forward } from "./forward.ts";
+import type { InFlight } from "./deadlines.ts";
+import { endWatch } from "./relay.ts";
+import { readSmallBody } from "./request_body.ts";
 import { tunnelUpgrade } from "./upgrade.ts";
-import { sendStatus } from "./status.ts";
 
 export interface RouterDeps {
   agents: UpstreamAgents;
@@ -84,6 +87,9 @@ export function createRouter(deps: RouterDeps): Router {
     inflight,
     unreachable,
     observe,
+    // An upstream watch cut mid-answer: ended cleanly, so the client re-watches (from the cache
+    // while offline).
+    watchCut: (ctx: RequestContext) => endWatch(ctx),
   };
 
   const failed = (ctx: RequestContext, err: unknown) => {
@@ -91,32 +97,41 @@ export function createRouter(deps: RouterDeps): Router {
     sendStatus(ctx.res, 500, `lite-apiserver: internal error: ${(err as Error).message}`);
   };
 
-  const handleRequest = async (req: IncomingMessage, res: ServerResponse, peer: Peer) => {
-    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
-    const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
-    const rep = representationOf(req.headers.accept);
-    const ctx: RequestContext = {
-      req,
-      res,
-      peer,
-      identity,
-      info,
-      rep,
-      startedAt: performance.now(),
-      source: "local",
-    };
+  /** Who is asking (identity) and what (request info, representation). */
+  const contextFor = (req: IncomingMessage, res: ServerResponse, peer: Peer): RequestContext => ({
+    req,
+    res,
+    peer,
+    identity: resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn)),
+    info: parseRequestInfo(req.method ?? "GET", req.url ?? "/"),
+    rep: representationOf(req.headers.accept),
+    startedAt: performance.now(),
+    source: "local",
+  });
+
+  /** A small body read up front, and what the cache keeps of the answer. False: answered already. */
+  const prepare = async (ctx: RequestContext): Promise<boolean> => {
+    const reading = readSmallBody(ctx);
+    if (reading) await reading;
     try {
-      const reading = readSmallBody(ctx);
-      if (reading) await reading;
-      try {
-        ctx.plan = planFor(identity, info, rep, req.method ?? "GET", ctx.body);
-      } catch (err) {
-        if (!(err instanceof SelectorError)) throw err;
-        // The upstream words its own errors; offline we answer as it would.
-        if (!health.online) return sendStatus(res, 400, err.message);
+      ctx.plan = planFor(ctx.identity, ctx.info, ctx.rep, ctx.req.method ?? "GET", ctx.body);
+    } catch (err) {
+      if (!(err instanceof SelectorError)) throw err;
+      // The upstream words its own errors; offline we answer as it would.
+      if (!health.online) {
+        sendStatus(ctx.res, 400, err.message);
+        return false;
       }
-      if (!health.online) return await serveOffline(ctx, offlineDeps, "health checks are failing");
-      forward(ctx, forwardDeps);
+    }
+    return true;
+  };
+
+  const handleRequest = async (req: IncomingMessage, res: ServerResponse, peer: Peer) => {
+    const ctx = contextFor(req, res, peer);
+    try {
+      if (!await prepare(ctx)) return;
+      if (health.online) forward(ctx, forwardDeps);
+      else await serveOffline(ctx, offlineDeps, "health checks are failing");
     } catch (err) {
       failed(ctx, err);
     }

@@ -3,8 +3,9 @@
  * an endpoint unhealthy; one success makes it healthy again. Online = any endpoint healthy.
  * Requests that fail to connect report it too, so a cut is noticed before the next probe.
  */
-import https from "node:https";
 import { log } from "../log.ts";
+import type { UpstreamPool } from "./pool.ts";
+import { endpointOf } from "./endpoint.ts";
 
 export interface EndpointState {
   url: string;
@@ -20,7 +21,8 @@ export interface HealthOptions {
   intervalMs: number;
   failures: number;
   timeoutMs: number;
-  agent: () => https.Agent;
+  /** The pool probes use (no client certificate). */
+  pool: () => UpstreamPool;
 }
 
 type Listener = (online: boolean) => void;
@@ -130,23 +132,27 @@ export class UpstreamHealth {
         } else this.#fail(e, reason ?? "unknown");
         resolve();
       };
-      const req = https.request(`${e.url}/readyz`, { agent: this.#opts.agent(), method: "GET" }, (res) => {
-        res.resume();
-        // Any answer but a 5xx proves the apiserver is reachable and serving (401/403 included:
-        // some clusters disable anonymous access to /readyz).
-        const code = res.statusCode ?? 0;
-        res.on("end", () => finish(code < 500, `readyz answered ${code}`));
-        res.on("error", (err) => finish(false, err.message));
+      const ep = endpointOf(e.url);
+      const call = this.#opts.pool().request(ep, {
+        method: "GET",
+        path: `${ep.prefix}/readyz`,
+        headers: { host: ep.host, accept: "*/*" },
       });
-      // Settled here, not via the request's error event (Deno does not emit it for a destroyed
-      // request on a reused keep-alive socket).
       const timer = setTimeout(() => {
         finish(false, `no answer within ${this.#opts.timeoutMs}ms`);
-        req.socket?.destroy();
-        req.destroy();
+        call.abort();
       }, this.#opts.timeoutMs);
-      req.on("error", (err) => finish(false, err.message));
-      req.end();
+      call.response.then(
+        (res) => {
+          // Any answer but a 5xx proves the apiserver is reachable and serving (401/403 included:
+          // some clusters disable anonymous access to /readyz).
+          const code = res.statusCode;
+          res.on("end", () => finish(code < 500, `readyz answered ${code}`));
+          res.on("aborted", () => finish(false, "the answer to readyz was cut short"));
+          res.resume();
+        },
+        (err: Error) => finish(false, err.message),
+      );
     });
   }
 

@@ -1,7 +1,6 @@
 /**
  * HTTPS_PROXY / NO_PROXY support for the upstream: connections are tunnelled with HTTP CONNECT.
  */
-import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
@@ -40,7 +39,7 @@ type ConnectOpts = tls.ConnectionOptions & { host?: string; port?: number; serve
 type Callback = (err: Error | null, socket?: Duplex) => void;
 
 /** Opens a TLS connection to host:port through an HTTP CONNECT tunnel. */
-function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): void {
+function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): Duplex {
   const host = String(options.host ?? "localhost");
   const port = Number(options.port ?? 443);
   const raw = net.connect(Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80)), proxy.hostname);
@@ -76,26 +75,75 @@ function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): void {
       socket: raw,
       servername: options.servername ?? (net.isIP(host) ? undefined : host),
     });
-    secure.once("secureConnect", () => finish(null, secure));
-    secure.once("error", (e) => finish(e));
+    const onError = (e: Error) => finish(e);
+    secure.once("secureConnect", () => {
+      secure.off("error", onError);
+      finish(null, secure);
+    });
+    secure.once("error", onError);
   };
   raw.on("data", onData);
+  return raw;
 }
 
+/** What a pool needs to open a TLS connection to the upstream. */
+export interface DialOptions {
+  host: string;
+  port: number;
+  servername?: string;
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
+/** A connection being opened: `cancel` gives up on it (a blackholed upstream never answers). */
+export interface Dialing {
+  ready: Promise<tls.TLSSocket>;
+  cancel(): void;
+}
+
+export type Dial = (opts: DialOptions) => Dialing;
+
 /**
- * An https.Agent for the upstream: direct, or through HTTPS_PROXY (HTTP CONNECT) unless NO_PROXY
- * exempts the host. Read once, when the agent is made.
+ * Opens a TLS connection to the upstream, direct or through HTTPS_PROXY (HTTP CONNECT) unless
+ * NO_PROXY exempts the host, and resolves once the handshake is done. The proxy settings are read
+ * when the dialer is made.
  */
-export function makeAgent(options: https.AgentOptions): https.Agent {
+export function makeDial(): Dial {
   const proxy = proxyUrl();
-  if (!proxy) return new https.Agent(options);
-  class ProxiedAgent extends https.Agent {
-    // node:http accepts the socket through the callback when none is returned.
-    override createConnection(opts: ConnectOpts, cb: Callback): Duplex {
-      if (bypassProxy(String(opts.host ?? ""))) return tls.connect(opts);
-      tunnel(proxy!, opts, cb);
-      return undefined as unknown as Duplex;
-    }
-  }
-  return new ProxiedAgent(options);
+  return (opts) => {
+    let cancel = () => {};
+    const ready = new Promise<tls.TLSSocket>((resolve, reject) => {
+      const options: tls.ConnectionOptions = {
+        host: opts.host,
+        port: opts.port,
+        servername: opts.servername,
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        ALPNProtocols: ["http/1.1"],
+      };
+      const cancelled = () => Object.assign(new Error("connection attempt cancelled"), { code: "ECANCELED" });
+      if (proxy && !bypassProxy(opts.host)) {
+        const raw = tunnel(proxy, options, (err, socket) => err ? reject(err) : resolve(socket as tls.TLSSocket));
+        cancel = () => {
+          raw.destroy();
+          reject(cancelled());
+        };
+        return;
+      }
+      const socket = tls.connect(options);
+      const onError = (err: Error) => reject(err);
+      socket.once("error", onError);
+      socket.once("secureConnect", () => {
+        socket.off("error", onError);
+        resolve(socket);
+      });
+      cancel = () => {
+        socket.destroy();
+        reject(cancelled());
+      };
+    });
+    return { ready, cancel: () => cancel() };
+  };
 }
