@@ -64,12 +64,14 @@ export class UpstreamPool {
 
   constructor(opts: PoolOptions) {
     this.options = {
-      maxSockets: 256,
-      maxIdle: 32,
-      idleMs: 30_000,
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      maxSockets: opts.maxSockets ?? 256,
+      maxIdle: opts.maxIdle ?? 32,
+      idleMs: opts.idleMs ?? 30_000,
       dial: opts.dial ?? makeDial(),
-      ...opts,
-    } as UpstreamPool["options"];
+    };
   }
 
   get destroyed(): boolean {
