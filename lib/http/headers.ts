@@ -2,9 +2,10 @@
  * Header fields as Node's `IncomingHttpHeaders` exposes them: names lower-cased, duplicates
  * joined by Node's rules, `set-cookie` always an array. The raw order is kept in `rawHeaders`.
  */
+import type { IncomingHttpHeaders } from "node:http";
 
 /** A lower-cased header map (null prototype: a `__proto__` header is just a header). */
-export type HeaderMap = Record<string, string | string[] | undefined> & { "set-cookie"?: string[] };
+export type HeaderMap = IncomingHttpHeaders;
 
 /** Headers whose duplicates Node drops (the first one wins). */
 const SINGLE = new Set([
