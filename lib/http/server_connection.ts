@@ -61,6 +61,10 @@ class Connection implements ResponseSink {
   private discard = false;
   private responseDone = false;
   private closeAfter = false;
+  /** Inside the parse loop (a response may finish synchronously in the handler it calls). */
+  private processing = false;
+  /** Body bytes dropped after the response finished. */
+  private dropped = 0;
   private readonly onData = (chunk: Uint8Array) => this.data(chunk);
 
   constructor(private socket: Duplex, private opts: ConnectionOptions) {
@@ -78,7 +82,7 @@ class Connection implements ResponseSink {
       this.head =
       this.decoder =
         undefined;
-    this.bodyBytes = 0;
+    this.bodyBytes = this.dropped = 0;
     this.sent100 = this.discard = this.responseDone = false;
     // The first request's head is timed from the connection, the next ones from their first byte.
     this.headerDeadline = first;
@@ -112,6 +116,21 @@ class Connection implements ResponseSink {
 
   /** Runs the parse loop over `buf[pos..]` until it needs more bytes or must wait. */
   private process(buf: Uint8Array, pos: number): void {
+    this.processing = true;
+    try {
+      this.parse(buf, pos);
+    } finally {
+      this.processing = false;
+    }
+    if (this.state === BODY && this.responseDone) this.drainOrClose();
+    // A head begun in bytes that came with the previous request is timed like any other.
+    if (this.state === HEAD && !this.headerDeadline && this.parser.started) {
+      this.headerDeadline = true;
+      this.deadline = performance.now() + this.opts.headerTimeoutMs;
+    }
+  }
+
+  private parse(buf: Uint8Array, pos: number): void {
     while (pos < buf.length || (this.state === BODY && this.decoder?.done)) {
       if (this.state === HEAD) {
         const r = this.parser.feed(buf, pos);
@@ -201,6 +220,7 @@ class Connection implements ResponseSink {
 
   private body(chunk: Uint8Array): void {
     this.bodyBytes += chunk.length;
+    if (this.discard) this.dropped += chunk.length;
     if (this.bodyBytes > this.opts.maxRequestBodyBytes || this.discard || this.req!.destroyed) return;
     if (!this.req!.push(chunk)) this.pause();
   }
@@ -262,18 +282,26 @@ class Connection implements ResponseSink {
     if (close || this.closeAfter) return this.linger();
     this.responseDone = true;
     if (this.state === BODY) {
-      // Answered before the body was read: read and drop a small rest, else close (RFC 9112 §9.3).
-      const left = this.decoder instanceof LengthDecoder ? this.decoder.left : Infinity;
-      if (left > MAX_DRAIN || (this.head!.expectContinue && !this.sent100)) return this.linger();
+      // Answered before the body was read: the rest of it is dropped as it arrives.
       this.discard = true;
       this.req!.abort();
-      this.resume();
-      const buf = this.pending;
-      this.pending = undefined;
-      if (buf) this.process(buf, 0);
+      if (!this.processing) this.drainOrClose();
       return;
     }
     if (this.state === RESPONDING) this.next();
+  }
+
+  /**
+   * The answer went out but the body is still arriving: read and drop a small rest to keep the
+   * connection, else close it (RFC 9112 §9.3). A client still waiting for 100 Continue may or may
+   * not send its body: only closing is unambiguous.
+   */
+  private drainOrClose(): void {
+    const left = this.decoder instanceof LengthDecoder ? this.decoder.left : 0;
+    if (left > MAX_DRAIN || this.dropped > MAX_DRAIN || (this.head!.expectContinue && !this.sent100)) {
+      return this.linger();
+    }
+    this.resume();
   }
 
   abort(): void {
@@ -289,12 +317,7 @@ class Connection implements ResponseSink {
     if (buf) {
       // Not from inside the handler's end() call: a fresh turn for the next exchange.
       queueMicrotask(() => {
-        if (this.state !== HEAD) return;
-        if (!this.headerDeadline) {
-          this.headerDeadline = true;
-          this.deadline = performance.now() + this.opts.headerTimeoutMs;
-        }
-        this.process(buf, 0);
+        if (this.state === HEAD) this.process(buf, 0);
       });
     }
   }
