@@ -16,6 +16,7 @@ import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
 import { abandonInFlight, type InFlight, retirePool } from "./proxy/deadlines.ts";
 import { createRouter } from "./proxy/router.ts";
+import { statusBody } from "./exchange/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
@@ -79,6 +80,12 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
         request: router.request,
         upgrade: router.upgrade,
       },
+      limits: {
+        headerTimeoutMs: config.requestHeaderTimeoutMs,
+        maxRequestBodyBytes: config.maxRequestBodyBytes,
+        maxConnections: config.maxConnections,
+      },
+      errorBody: statusBody,
     });
   } catch (e) {
     health.close();

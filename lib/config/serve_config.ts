@@ -32,6 +32,10 @@ export interface ServeConfig {
   adminAddress: string;
   /** 0 disables the admin listener. */
   adminPort: number;
+  // HTTP layer (lib/http): request-header timeout, request-body and connection caps.
+  requestHeaderTimeoutMs: number;
+  maxRequestBodyBytes: number;
+  maxConnections: number;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -62,6 +66,9 @@ const KEYS = [
   "log-format",
   "admin-address",
   "admin-port",
+  "request-header-timeout",
+  "max-request-body-bytes",
+  "max-connections",
 ] as const;
 type Key = typeof KEYS[number];
 type Raw = Partial<Record<Key, string | string[]>>;
@@ -115,6 +122,15 @@ export function serveCommandSpec(): Command {
       "--admin-port <port>",
       "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)",
     )
+    .option(
+      "--request-header-timeout <duration>",
+      "a request's head must arrive whole within this time of its first byte (default 60s)",
+    )
+    .option(
+      "--max-request-body-bytes <n>",
+      "larger request bodies are refused with 413, as the apiserver does (default 3145728)",
+    )
+    .option("--max-connections <n>", "open client connections beyond this get a 503 (default 2048)")
     // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
     .addOption(new Option("--timeout <duration>", "alias of --backend-timeout").hideHelp())
     .addOption(new Option("--cache-type <type>", "alias of --cache-backend (SuperEdge)").hideHelp())
@@ -319,6 +335,12 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
+  const requestHeaderTimeoutMs = parseDuration(
+    one(raw, "request-header-timeout") ?? "60s",
+    "--request-header-timeout",
+  );
+  if (requestHeaderTimeoutMs < 100) throw new ConfigError("--request-header-timeout: at least 100ms");
+
   return {
     upstreams,
     caFile,
@@ -340,6 +362,15 @@ function resolveConfig(raw: Raw): ServeConfig {
     logFormat,
     adminAddress,
     adminPort: int(one(raw, "admin-port"), "--admin-port", 51004, 0, 65535),
+    requestHeaderTimeoutMs,
+    maxRequestBodyBytes: int(
+      one(raw, "max-request-body-bytes"),
+      "--max-request-body-bytes",
+      3 * 1024 * 1024,
+      1024,
+      2 ** 40,
+    ),
+    maxConnections: int(one(raw, "max-connections"), "--max-connections", 2048, 1, 1_000_000),
     notices,
   };
 }

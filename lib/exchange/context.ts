@@ -2,7 +2,9 @@
  * Everything known about one client request as it moves through the proxy. Shared by the online
  * path (proxy/) and the offline one (offline/), which do not import each other.
  */
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { OutgoingHttpHeaders } from "node:http";
+import type { ServerRequest } from "../http/request.ts";
+import type { ServerResponse } from "../http/response.ts";
 import type { Readable } from "node:stream";
 import type { Identity } from "../identity/identity.ts";
 import type { Peer } from "../listener/https_listener.ts";
@@ -22,7 +24,7 @@ export interface RelayedAnswer {
 export type AnswerTransform = (answer: RelayedAnswer) => RelayedAnswer;
 
 export interface RequestContext {
-  req: IncomingMessage;
+  req: ServerRequest;
   res: ServerResponse;
   peer: Peer;
   identity: Identity;

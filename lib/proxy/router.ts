@@ -3,7 +3,8 @@
  * the cache keeps of it (plan), then online to the upstream or offline to the cache. Also
  * counts and logs each answer.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerRequest } from "../http/request.ts";
+import type { ServerResponse } from "../http/response.ts";
 import type { Duplex } from "node:stream";
 import type { ServeConfig } from "../config/serve_config.ts";
 import { log, logEnabled } from "../log.ts";
@@ -39,8 +40,8 @@ export interface RouterDeps {
 }
 
 export interface Router {
-  request(req: IncomingMessage, res: ServerResponse, peer: Peer): void;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer): void;
+  request(req: ServerRequest, res: ServerResponse, peer: Peer): void;
+  upgrade(req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer): void;
 }
 
 export function createRouter(deps: RouterDeps): Router {
@@ -98,7 +99,7 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   /** Who is asking (identity) and what (request info, representation). */
-  const contextFor = (req: IncomingMessage, res: ServerResponse, peer: Peer): RequestContext => ({
+  const contextFor = (req: ServerRequest, res: ServerResponse, peer: Peer): RequestContext => ({
     req,
     res,
     peer,
@@ -126,7 +127,7 @@ export function createRouter(deps: RouterDeps): Router {
     return true;
   };
 
-  const handleRequest = async (req: IncomingMessage, res: ServerResponse, peer: Peer) => {
+  const handleRequest = async (req: ServerRequest, res: ServerResponse, peer: Peer) => {
     const ctx = contextFor(req, res, peer);
     try {
       if (!await prepare(ctx)) return;
@@ -137,7 +138,7 @@ export function createRouter(deps: RouterDeps): Router {
     }
   };
 
-  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer) => {
+  const handleUpgrade = (req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer) => {
     const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
     tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
   };

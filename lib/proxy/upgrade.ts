@@ -3,7 +3,7 @@
  * request goes upstream on a fresh connection with the caller's credentials, then bytes are
  * relayed both ways as they are.
  */
-import type { IncomingMessage } from "node:http";
+import type { ServerRequest } from "../http/request.ts";
 import type { Duplex } from "node:stream";
 import type { Identity } from "../identity/identity.ts";
 import type { UpstreamAgents } from "../upstream/agents.ts";
@@ -31,7 +31,7 @@ function refuse(socket: Duplex, code: number, message: string) {
 }
 
 export function tunnelUpgrade(
-  req: IncomingMessage,
+  req: ServerRequest,
   socket: Duplex,
   head: Uint8Array,
   identity: Identity,
