@@ -19,7 +19,12 @@ import { UpstreamHealth } from "../upstream/health.ts";
 import { forward, type ForwardDeps } from "./forward.ts";
 import { abandonInFlight, type InFlight, retirePool } from "./deadlines.ts";
 import { endWatch } from "./relay.ts";
-import { ok, removeScriptPki, type ScriptServer, startScriptServer } from "../../tests/support/tls_script_server.ts";
+import {
+  ok,
+  removeScriptPki,
+  type ScriptServer,
+  startScriptServer,
+} from "../../tests/support/tls_script_server.ts";
 import { eventually, freePort } from "../../tests/support/harness.ts";
 
 const enc = new TextEncoder();
@@ -64,6 +69,17 @@ function clientRequest(method: string, url: string, headers: Record<string, stri
     source: "local",
   };
   return { ctx, text: () => out.map((b) => dec.decode(b)).join(""), done };
+}
+
+/** Waits for a promise, at most `ms`, failing with what it waited for. */
+function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 interface World {
@@ -136,7 +152,7 @@ Deno.test("failover: the 2nd endpoint answers a GET while the 1st refuses, in on
     await withWorld([refused, s.url], s, async (w) => {
       const c = clientRequest("GET", "/api/v1/namespaces/default/pods/a");
       forward(c.ctx, w.deps);
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertMatch(c.text(), /^HTTP\/1\.1 200 OK\r\n/);
       assert(c.text().endsWith("from b: /api/v1/namespaces/default/pods/a"), c.text());
       assertEquals(w.health.endpoints[0].healthy, false, "the refusing endpoint was reported");
@@ -158,7 +174,7 @@ Deno.test("failover: a write whose body is streamed is not sent to another endpo
       forward(c.ctx, w.deps);
       c.ctx.req.push(enc.encode("{}"));
       c.ctx.req.finishBody();
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertMatch(c.text(), /^HTTP\/1\.1 503 /);
       assertMatch(c.text(), /the request was not applied/);
       assertEquals(s.requests.length, 0, "the 2nd endpoint never saw the write");
@@ -177,7 +193,7 @@ Deno.test("failover: an endpoint that answers (even 500) is not failed over", as
     await withWorld([a.url, b.url], a, async (w) => {
       const c = clientRequest("GET", "/api/v1/pods");
       forward(c.ctx, w.deps);
-      await c.done;
+      await within(c.done, "the answer to c");
       assertMatch(c.text(), /^HTTP\/1\.1 500 /);
       assertEquals(b.requests.length, 0);
     });
@@ -193,7 +209,7 @@ Deno.test("deadline: a read with no answer in time is answered from the cache an
     await withWorld([s.url], s, async (w) => {
       const c = clientRequest("GET", "/api/v1/namespaces/default/configmaps/x");
       forward(c.ctx, w.deps);
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertMatch(c.text(), /x-lite-apiserver-source: cache/i);
       assert(c.text().endsWith("cached copy"));
       await eventually(() => s.open() === 0, "the upstream connection closed");
@@ -213,7 +229,7 @@ Deno.test("deadline: a slow read with nothing cached keeps waiting for the upstr
       forward(c.ctx, w.deps);
       await eventually(() => w.slowReads === 1 && answer, "the deadline passed and the cache was asked");
       answer!();
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertMatch(c.text(), /^HTTP\/1\.1 200 /);
       assert(c.text().endsWith("late but fresh"));
     }, { backendTimeoutMs: 50 });
@@ -228,7 +244,7 @@ Deno.test("deadline: a write with no answer within the write timeout gets 504", 
     await withWorld([s.url], s, async (w) => {
       const c = clientRequest("DELETE", "/api/v1/namespaces/default/configmaps/x");
       forward(c.ctx, w.deps);
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertMatch(c.text(), /^HTTP\/1\.1 504 /);
       assertMatch(c.text(), /may or may not have been applied/);
       assertEquals(w.slowReads, 0);
@@ -252,11 +268,11 @@ Deno.test("offline while waiting: a read goes to the offline path, a write keeps
       forward(write.ctx, w.deps);
       await eventually(() => held.length === 2, "both requests at the upstream");
       abandonInFlight(w.deps.inflight, "offline");
-      assertEquals(await read.done, "finished");
+      assertEquals(await within(read.done, "the answer to read"), "finished");
       assert(read.text().endsWith("from the offline path"));
       assertEquals(w.unreachable, ["offline"]);
       held[1]();
-      assertEquals(await write.done, "finished");
+      assertEquals(await within(write.done, "the answer to write"), "finished");
       assert(write.text().endsWith("done DELETE"), write.text());
     });
   } finally {
@@ -277,7 +293,11 @@ Deno.test("a watch whose upstream connection fails mid-answer goes to the watch-
     await withWorld([s.url], s, async (w) => {
       const c = clientRequest("GET", "/api/v1/pods?watch=1");
       forward(c.ctx, w.deps);
-      assertEquals(await c.done, "finished", "the client's watch ended cleanly, not torn");
+      assertEquals(
+        await within(c.done, "the answer to c"),
+        "finished",
+        "the client's watch ended cleanly, not torn",
+      );
       assert(c.text().includes(EVENT), "the event before the cut was relayed");
       assertEquals(w.cut, ["the upstream connection failed mid-answer"]);
     });
@@ -294,7 +314,7 @@ Deno.test("going offline during a watch goes to the watch-cut hook; other answer
       forward(c.ctx, w.deps);
       await eventually(() => c.text().includes(EVENT), "the first event relayed");
       abandonInFlight(w.deps.inflight, "offline");
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertEquals(w.cut, ["the cloud went offline"]);
       await eventually(() => s.open() === 0, "the upstream watch connection closed");
     });
@@ -311,7 +331,7 @@ Deno.test("a retired credential ends its watches cleanly, not through the watch-
       forward(c.ctx, w.deps);
       await eventually(() => c.text().includes(EVENT), "the first event relayed");
       retirePool(w.agents.anonymous(), w.deps.inflight, 1000);
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertEquals(w.cut, []);
       await eventually(() => s.open() === 0, "the retired pool's connection closed");
     });
@@ -321,7 +341,9 @@ Deno.test("a retired credential ends its watches cleanly, not through the watch-
 });
 
 Deno.test("the request's answer transform applies where the upstream body is relayed", async () => {
-  const s = await startScriptServer((_req, conn) => conn.socket.write(ok("abc", "content-type: text/plain\r\n")));
+  const s = await startScriptServer((_req, conn) =>
+    conn.socket.write(ok("abc", "content-type: text/plain\r\n"))
+  );
   try {
     await withWorld([s.url], s, async (w) => {
       const c = clientRequest("GET", "/api/v1/namespaces/default/endpoints/kubernetes");
@@ -336,7 +358,7 @@ Deno.test("the request's answer transform applies where the upstream body is rel
         return { ...a, headers, body: a.body.pipe(upper) };
       };
       forward(c.ctx, w.deps);
-      assertEquals(await c.done, "finished");
+      assertEquals(await within(c.done, "the answer to c"), "finished");
       assertMatch(c.text(), /x-rewritten: yes/i);
       assertMatch(c.text(), /ABC/);
     });
