@@ -70,7 +70,9 @@ export function tunnelUpgrade(
         return;
       }
       const usocket = r.socket;
-      socket.write(rawHead(r.head.statusCode, r.head.statusMessage || "Switching Protocols", r.head.rawHeaders));
+      socket.write(
+        rawHead(r.head.statusCode, r.head.statusMessage || "Switching Protocols", r.head.rawHeaders),
+      );
       if (r.rest.byteLength) socket.write(r.rest);
       if (head.byteLength) usocket.write(head);
       usocket.pipe(socket);
@@ -82,7 +84,9 @@ export function tunnelUpgrade(
     (err: Error) => {
       clearTimeout(timer);
       log.debug("upgrade failed", { error: err.message });
-      if (!socket.destroyed) refuse(socket, 502, `upgrade to the cloud kube-apiserver failed: ${err.message}`);
+      if (!socket.destroyed) {
+        refuse(socket, 502, `upgrade to the cloud kube-apiserver failed: ${err.message}`);
+      }
     },
   );
 }

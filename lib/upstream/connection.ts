@@ -340,4 +340,3 @@ function headerLine(name: string, value: string): string {
   if (!HEADER_VALUE_OK.test(value)) throw connError(`header ${name} holds a line break`, "ERR_INVALID_CHAR");
   return `${name}: ${value}\r\n`;
 }
-

@@ -4,6 +4,8 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
+import { HttpError } from "../http/errors.ts";
+import { NEED_MORE, ResponseHeadParser } from "../http/head_parser.ts";
 
 function env(name: string): string | undefined {
   try {
@@ -57,19 +59,23 @@ function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): Duplex {
   };
   raw.once("connect", () => raw.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`));
   raw.once("error", (e) => finish(e));
-  let buf = "";
+  // The proxy's answer to CONNECT, read with the same parser as any upstream answer.
+  const parser = new ResponseHeadParser();
+  parser.expect("CONNECT");
   const onData = (chunk: Uint8Array) => {
-    buf += new TextDecoder().decode(chunk);
-    const end = buf.indexOf("\r\n\r\n");
-    if (end < 0) return;
+    const at = parser.feed(chunk);
+    if (at === NEED_MORE) return;
     raw.off("data", onData);
-    const status = /^HTTP\/1\.[01] (\d{3})/.exec(buf)?.[1];
-    if (status !== "200") {
+    raw.pause();
+    if (at instanceof HttpError || parser.head!.statusCode !== 200) {
       raw.destroy();
-      return finish(
-        new Error(`HTTPS proxy ${proxy.host} refused CONNECT ${target}: ${buf.split("\r\n")[0]}`),
-      );
+      const said = at instanceof HttpError
+        ? at.message
+        : `${parser.head!.statusCode} ${parser.head!.statusMessage}`;
+      return finish(new Error(`HTTPS proxy ${proxy.host} refused CONNECT ${target}: ${said}`));
     }
+    // Bytes after the proxy's answer already belong to the tunnel.
+    if (at < chunk.byteLength) raw.unshift(chunk.subarray(at));
     const secure = tls.connect({
       ...options,
       socket: raw,
@@ -106,11 +112,12 @@ export type Dial = (opts: DialOptions) => Dialing;
 
 /**
  * Opens a TLS connection to the upstream, direct or through HTTPS_PROXY (HTTP CONNECT) unless
- * NO_PROXY exempts the host, and resolves once the handshake is done. The proxy settings are read
- * when the dialer is made.
+ * NO_PROXY exempts the host, and resolves once the handshake is done. HTTPS_PROXY and NO_PROXY are
+ * read when the dialer is made.
  */
 export function makeDial(): Dial {
   const proxy = proxyUrl();
+  const noProxy = env("NO_PROXY") ?? "";
   return (opts) => {
     let cancel = () => {};
     const ready = new Promise<tls.TLSSocket>((resolve, reject) => {
@@ -124,8 +131,12 @@ export function makeDial(): Dial {
         ALPNProtocols: ["http/1.1"],
       };
       const cancelled = () => Object.assign(new Error("connection attempt cancelled"), { code: "ECANCELED" });
-      if (proxy && !bypassProxy(opts.host)) {
-        const raw = tunnel(proxy, options, (err, socket) => err ? reject(err) : resolve(socket as tls.TLSSocket));
+      if (proxy && !bypassProxy(opts.host, noProxy)) {
+        const raw = tunnel(
+          proxy,
+          options,
+          (err, socket) => err ? reject(err) : resolve(socket as tls.TLSSocket),
+        );
         cancel = () => {
           raw.destroy();
           reject(cancelled());

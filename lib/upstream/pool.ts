@@ -191,7 +191,9 @@ export class UpstreamPool {
       failed(err: Error): void;
     },
   ) {
-    if (this.#destroyed) return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+    if (this.#destroyed) {
+      return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+    }
     const h = this.#host(ep);
     if (!fresh) {
       let c: UpstreamConnection | undefined;

@@ -11,7 +11,12 @@ import { UpstreamPool } from "./pool.ts";
 import { endpointOf } from "./endpoint.ts";
 import { makeDial } from "./https_proxy.ts";
 import type { UpstreamResponse } from "./response.ts";
-import { ok, removeScriptPki, type ScriptServer, startScriptServer } from "../../tests/support/tls_script_server.ts";
+import {
+  ok,
+  removeScriptPki,
+  type ScriptServer,
+  startScriptServer,
+} from "../../tests/support/tls_script_server.ts";
 import { eventually } from "../../tests/support/harness.ts";
 
 const enc = new TextEncoder();
@@ -27,7 +32,11 @@ function readAll(res: UpstreamResponse): Promise<Uint8Array> {
 }
 
 async function withServer(
-  fn: (s: ScriptServer, pool: UpstreamPool, get: (path: string, method?: string) => Promise<UpstreamResponse>) => Promise<void>,
+  fn: (
+    s: ScriptServer,
+    pool: UpstreamPool,
+    get: (path: string, method?: string) => Promise<UpstreamResponse>,
+  ) => Promise<void>,
   opts: { maxSockets?: number; idleMs?: number; dialed?: TLSSocket[] } = {},
 ) {
   const s = await startScriptServer(() => {});
@@ -219,8 +228,14 @@ Deno.test("backpressure client → upstream: a streamed request body waits for t
       headers: { host: ep.host, "content-length": size },
       stream: source,
     });
-    await eventually(() => serverSocket && source.isPaused(), "the client body paused by the upstream's backpressure");
-    assert(produced < size, `only part of the body was produced while the upstream did not read (${produced})`);
+    await eventually(
+      () => serverSocket && source.isPaused(),
+      "the client body paused by the upstream's backpressure",
+    );
+    assert(
+      produced < size,
+      `only part of the body was produced while the upstream did not read (${produced})`,
+    );
     serverSocket!.resume();
     const res = await call.response;
     assertEquals(text(await readAll(res)), "stored");
@@ -245,7 +260,9 @@ Deno.test("at most maxSockets connections per endpoint; further requests wait th
       most = Math.max(most, s.open());
       pending.push(() => conn.socket.write(ok(`on ${conn.id}`)));
     };
-    const answers = [get("/1"), get("/2"), get("/3"), get("/4")].map(async (p) => text(await readAll(await p)));
+    const answers = [get("/1"), get("/2"), get("/3"), get("/4")].map(async (p) =>
+      text(await readAll(await p))
+    );
     await eventually(() => pending.length === 2, "two requests at the server");
     assertEquals(s.connections.length, 2, "no third connection while two are busy");
     for (let i = 0; i < 4; i++) {
@@ -284,7 +301,9 @@ Deno.test("aborting a call closes its connection; an invalid answer is an error,
   await withServer(async (s, pool) => {
     s.handler = (req, conn) => {
       if (req.head.url === "/bad") {
-        conn.socket.write(enc.encode("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"));
+        conn.socket.write(
+          enc.encode("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"),
+        );
       }
     };
     const ep = endpointOf(s.url);

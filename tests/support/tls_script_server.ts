@@ -50,7 +50,9 @@ function material() {
 
 export function ok(body: string | Uint8Array, headers = ""): Uint8Array {
   const b = typeof body === "string" ? new TextEncoder().encode(body) : body;
-  const head = new TextEncoder().encode(`HTTP/1.1 200 OK\r\ncontent-length: ${b.byteLength}\r\n${headers}\r\n`);
+  const head = new TextEncoder().encode(
+    `HTTP/1.1 200 OK\r\ncontent-length: ${b.byteLength}\r\n${headers}\r\n`,
+  );
   const out = new Uint8Array(head.byteLength + b.byteLength);
   out.set(head);
   out.set(b, head.byteLength);
