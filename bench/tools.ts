@@ -191,6 +191,9 @@ export async function startNginxUpstream(
 ): Promise<Nginx> {
   const dir = await Deno.makeTempDir({ prefix: "bench-nginx-upstream-" });
   await Deno.writeTextFile(`${dir}/object.json`, opts.body);
+  // nginx's worker runs as an unprivileged user when started as root: it must read the body.
+  await Deno.chmod(dir, 0o755);
+  await Deno.chmod(`${dir}/object.json`, 0o644);
   return runNginx(
     dir,
     nginxConf(
