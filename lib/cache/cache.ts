@@ -6,6 +6,7 @@
 import type { CacheKey, Store, StoredList, StoredObject } from "../store/store.ts";
 import type { WriteQueue } from "./write_queue.ts";
 import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
+import { cacheKeyString } from "./cache_key.ts";
 import { log } from "../log.ts";
 import { createHash } from "node:crypto";
 
@@ -13,10 +14,6 @@ const enc = new TextEncoder();
 /** An unchanged object is re-written (its stored time refreshed) at most this often. */
 const REFRESH_MS = 10 * 60_000;
 const MAX_REMEMBERED = 100_000;
-
-export function keyString(k: CacheKey): string {
-  return `${k.identity}/${k.resource}/${k.namespace}/${k.name}`;
-}
 
 interface PendingPages {
   envelope: string;
@@ -56,7 +53,7 @@ export class Cache {
    */
   recordObject(key: CacheKey, body: Uint8Array, contentType: string): void {
     this.recorded++;
-    const id = keyString(key);
+    const id = cacheKeyString(key);
     const digest = createHash("sha1").update(body).digest("base64");
     const now = Date.now();
     const last = this.#written.get(id);
@@ -76,7 +73,7 @@ export class Cache {
   recordListPage(key: CacheKey, body: Uint8Array, contentType: string, requestContinue: string): void {
     const list = splitList(body);
     if (!list) return;
-    const id = keyString(key);
+    const id = cacheKeyString(key);
     let pending: PendingPages | undefined;
     if (requestContinue) {
       pending = this.#pages.get(id);

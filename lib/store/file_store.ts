@@ -16,7 +16,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
 import { log } from "../log.ts";
-import { isSegment, itemFileName, keyDir, keyPath } from "./key_path.ts";
+import { itemFileName, keyDir, keyPath } from "./key_path.ts";
+import { isSegment } from "./segment.ts";
 import type { CacheKey, EntryInfo, ListMeta, Store, StoredList, StoredObject, WriteOp } from "./store.ts";
 
 const CURRENT = "#current";
