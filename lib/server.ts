@@ -53,7 +53,11 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
 
   const store = await openStore({ backend: config.cacheBackend, dir: config.cacheDir });
   const queue = new WriteQueue(store, config.writeQueueBytes);
-  const cache = new Cache(store, queue);
+  const cache = new Cache(store, queue, {
+    maxWatchEventBytes: config.watchEventMaxBytes,
+    bounds: config.cacheBounds,
+  });
+  await cache.budget.load(); // bounds hold from the start, even if they were lowered
   const agents = new UpstreamAgents(upstreamCa, pairs);
   const metrics = new ProxyMetrics();
   const health = new UpstreamHealth({
@@ -143,6 +147,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
         watches,
         metrics,
         pairs: pairWatcher,
+        showIdentities: config.adminIdentities === "show",
       });
     } catch (e) {
       evictor.stop();

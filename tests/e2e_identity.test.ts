@@ -51,7 +51,7 @@ Deno.test("identity is derived as the apiserver derives it; unsure means never c
     lite = await startLite(cluster, { extra: ["--log-level", "debug"] });
     const port = lite.port;
     const ca = cluster.pki.caPem;
-    const upstreamUser = async (path: string, from: number) => {
+    const upstreamUser = (path: string, from: number) => {
       const rec = cluster.apiserver.requests.slice(from).filter((r) => r.path === path).at(-1);
       assert(rec, `the upstream saw ${path}`);
       return `${rec.authn}:${rec.user}`;
@@ -59,7 +59,7 @@ Deno.test("identity is derived as the apiserver derives it; unsure means never c
     const get = async (path: string, auth: string[]) => {
       const from = cluster.apiserver.requests.length;
       const r = await rawRequest(port, ca, path, auth.map((a) => `Authorization: ${a}`));
-      return { status: r.status, upstream: await upstreamUser(path, from), text: r.text };
+      return { status: r.status, upstream: upstreamUser(path, from), text: r.text };
     };
 
     await t.step("online: the upstream authenticates each variant as the real apiserver would", async () => {

@@ -61,10 +61,26 @@ function repSuffix(rep: Representation): string {
   return rep === "json" ? "" : `~${rep}`;
 }
 
-/** Content-changing query parameters other than the selectors, sorted: `~q=...` or "". */
-function paramSuffix(query: URLSearchParams): string {
-  const kept = [...query.entries()]
-    .filter(([k]) => !IGNORED_PARAMS.has(k) && k !== "labelSelector" && k !== "fieldSelector")
+/**
+ * Query parameters a plain get, list or watch answer depends on besides the selectors: the
+ * apiserver decodes the rest into GetOptions/ListOptions and ignores names it does not know.
+ */
+const RESOURCE_CONTENT_PARAMS: ReadonlySet<string> = new Set(["includeObject"]);
+
+/**
+ * Content-changing query parameters other than the selectors, sorted: `~q=...` or "". Discovery
+ * and /version answers depend on none; plain resource requests on RESOURCE_CONTENT_PARAMS only;
+ * subresources and other paths on any parameter not in IGNORED_PARAMS. Junk parameters therefore
+ * cannot mint new cache entries where they change nothing.
+ */
+function paramSuffix(info: RequestInfo): string {
+  if (!info.isResourceRequest && DISCOVERY.test(info.path)) return "";
+  const plainResource = info.isResourceRequest && info.subresource === "";
+  const kept = [...info.query.entries()]
+    .filter(([k]) =>
+      !IGNORED_PARAMS.has(k) && k !== "labelSelector" && k !== "fieldSelector" &&
+      (!plainResource || RESOURCE_CONTENT_PARAMS.has(k))
+    )
     .sort(([ak, av], [bk, bv]) => (ak < bk ? -1 : ak > bk ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
   if (kept.length === 0) return "";
   return "~q=" + encodePart(new URLSearchParams(kept).toString());
@@ -104,7 +120,7 @@ function listKey(identity: string, info: RequestInfo, shape: ListShape, rep: Rep
   let name = "_list";
   if (shape.label !== "") name += "~l=" + encodePart(shape.label);
   if (shape.field !== "") name += "~f=" + encodePart(shape.field);
-  name += paramSuffix(info.query) + repSuffix(rep);
+  name += paramSuffix(info) + repSuffix(rep);
   return resourceKey(identity, info, shape.namespace, name);
 }
 
@@ -136,13 +152,13 @@ export function cacheKeyFor(identity: string, info: RequestInfo, rep: Representa
       identity: identitySegment(identity),
       resource: DISCOVERY.test(info.path) ? "_discovery" : "_nonresource",
       namespace: "_cluster",
-      name: finishSegment(encodePart(info.path) + paramSuffix(info.query) + repSuffix(rep)),
+      name: finishSegment(encodePart(info.path) + paramSuffix(info) + repSuffix(rep)),
     };
   }
   if (usesListKey(info)) return listKey(identity, info, listShape(info), rep);
   let name = encodePart(info.name);
   if (info.subresource !== "") name += "~s=" + encodePart(info.subresource);
-  name += paramSuffix(info.query) + repSuffix(rep);
+  name += paramSuffix(info) + repSuffix(rep);
   return resourceKey(identity, info, info.namespace, name);
 }
 

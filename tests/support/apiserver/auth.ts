@@ -88,7 +88,9 @@ export function websocketToken(headers: AuthHeaders): string | undefined | "erro
       const enc = p.slice(WS_PREFIX.length);
       if (!/^[A-Za-z0-9_-]*$/.test(enc) || enc.length % 4 === 1) return "error";
       try {
-        token = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(Buffer.from(enc, "base64url"));
+        token = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(
+          Buffer.from(enc, "base64url"),
+        );
       } catch {
         return "error";
       }
