@@ -160,3 +160,41 @@ Deno.test("a certificate with a pair's CN but other groups does not get the pair
     await cluster.close();
   }
 });
+
+Deno.test("unverified client certificates are logged with their real reason", async () => {
+  const cluster: Cluster = await startCluster();
+  let lite: LiteProcess | undefined;
+  try {
+    lite = await startLite(cluster);
+    const day = 86_400_000;
+    const cases: Array<[string, { certPem: string; keyPem: string }, RegExp]> = [
+      [
+        "expired",
+        await cluster.pki.client("old-node", [], {
+          name: "expired",
+          notBefore: new Date(Date.now() - 10 * day),
+          notAfter: new Date(Date.now() - day),
+        }),
+        /cn=old-node reason="expired \(notAfter /,
+      ],
+      [
+        "not yet valid",
+        await cluster.pki.client("future-node", [], {
+          name: "future",
+          notBefore: new Date(Date.now() + day),
+          notAfter: new Date(Date.now() + 10 * day),
+        }),
+        /cn=future-node reason="not yet valid \(notBefore /,
+      ],
+      ["rogue", await cluster.pki.rogue("admin", ["system:masters"]), /cn=admin reason="unknown issuer \(/],
+    ];
+    for (const [what, pair, line] of cases) {
+      const r = await rawRequest(lite.port, cluster.pki.caPem, "/version", [], pair);
+      assertEquals(r.status, 200, `${what}: served as anonymous`);
+      await lite.waitForLine(line, 10_000);
+    }
+  } finally {
+    await lite?.kill();
+    await cluster.close();
+  }
+});
