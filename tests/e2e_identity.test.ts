@@ -41,6 +41,34 @@ function rawRequest(
   });
 }
 
+/** An upgrade request on its own TLS connection: resolves with the response head, then closes. */
+function rawUpgradeHead(port: number, ca: string, path: string, headers: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: "127.0.0.1", port, ca }, () => {
+      s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.map((h) => `${h}\r\n`).join("")}\r\n`);
+    });
+    let text = "";
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no response head to the upgrade of ${path} within 20s: ${JSON.stringify(text)}`));
+    }, 20_000);
+    s.on("data", (c: Uint8Array) => {
+      text += new TextDecoder().decode(c);
+      if (text.includes("\r\n\r\n")) {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(text.slice(0, text.indexOf("\r\n\r\n")));
+      }
+    });
+    s.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** One slow probe on a loaded machine must not flip the proxy offline mid-test. */
+const STEADY = ["--health-check-failures", "3"];
 const APP_CONFIG = "/api/v1/namespaces/default/configmaps/app-config";
 const KP_CONFIG = "/api/v1/namespaces/kube-system/configmaps/kube-proxy";
 
@@ -48,7 +76,7 @@ Deno.test("identity is derived as the apiserver derives it; unsure means never c
   const cluster: Cluster = await startCluster();
   let lite: LiteProcess | undefined;
   try {
-    lite = await startLite(cluster, { extra: ["--log-level", "debug"] });
+    lite = await startLite(cluster, { extra: ["--log-level", "debug", ...STEADY] });
     const port = lite.port;
     const ca = cluster.pki.caPem;
     const upstreamUser = (path: string, from: number) => {
@@ -79,6 +107,24 @@ Deno.test("identity is derived as the apiserver derives it; unsure means never c
       }
       await lite!.waitForLine(/identity=uncertain/);
     });
+
+    await t.step(
+      "online: an exec client's WebSocket bearer subprotocol reaches the upstream as its token",
+      async () => {
+        const exec = "/api/v1/namespaces/default/pods/nginx-1/exec";
+        const b64 = btoa("reader-token").replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+        const from = cluster.apiserver.requests.length;
+        const head = await rawUpgradeHead(port, ca, `${exec}?command=sh`, [
+          "Connection: Upgrade",
+          "Upgrade: websocket",
+          "Sec-WebSocket-Version: 13",
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+          `Sec-WebSocket-Protocol: base64url.bearer.authorization.k8s.io.${b64}, v5.channel.k8s.io`,
+        ]);
+        assert(head.startsWith("HTTP/1.1 101"), head);
+        assertEquals(upstreamUser(exec, from), "token:reader");
+      },
+    );
 
     await t.step(
       "offline: each answer is served only to its own identity, unsure ones to nobody",
@@ -126,7 +172,7 @@ Deno.test("a certificate with a pair's CN but other groups does not get the pair
   const cluster: Cluster = await startCluster();
   let lite: LiteProcess | undefined;
   try {
-    lite = await startLite(cluster);
+    lite = await startLite(cluster, { extra: STEADY });
     const ca = cluster.pki.caPem;
     const forged = await cluster.pki.client("system:node:edge-1", ["viewers"], { name: "forged" });
     const reordered = await cluster.pki.client("system:node:edge-1", ["system:nodes", "system:nodes"], {
@@ -165,7 +211,7 @@ Deno.test("unverified client certificates are logged with their real reason", as
   const cluster: Cluster = await startCluster();
   let lite: LiteProcess | undefined;
   try {
-    lite = await startLite(cluster);
+    lite = await startLite(cluster, { extra: STEADY });
     const day = 86_400_000;
     const cases: Array<[string, { certPem: string; keyPem: string }, RegExp]> = [
       [
