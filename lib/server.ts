@@ -57,7 +57,9 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     maxWatchEventBytes: config.watchEventMaxBytes,
     bounds: config.cacheBounds,
   });
-  await cache.budget.load(); // bounds hold from the start, even if they were lowered
+  // Bounds hold from the start, even if they were lowered; read in the background so that a large
+  // file-backend cache never delays the first answer.
+  cache.budget.load().catch((e) => log.warn("cannot read cache usage", { error: (e as Error).message }));
   const agents = new UpstreamAgents(upstreamCa, pairs);
   const metrics = new ProxyMetrics();
   const health = new UpstreamHealth({
