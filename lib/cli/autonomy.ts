@@ -126,7 +126,12 @@ export async function autonomyCommand(argv: string[]): Promise<number> {
   if (!args) return 0;
   configureLog({ level: args.logLevel, format: args.logFormat });
   const cfg = args.kubeconfig ? await fromKubeconfig(args.kubeconfig) : await inCluster();
-  const client = new KubeClient(cfg);
+  let client: KubeClient;
+  try {
+    client = new KubeClient(cfg);
+  } catch (e) {
+    throw new ConfigError(`autonomy: TLS settings of ${cfg.source}: ${(e as Error).message.split("\n")[0]}`);
+  }
   const controller = new AutonomyController(client, { nodeSelector: args.nodeSelector });
   const admin = await startAutonomyAdmin(
     args.adminAddress,
