@@ -205,8 +205,12 @@ Deno.test("autonomy: labelled node's pods survive a cut past their toleration, u
         await metric(adminUrl, "lite_apiserver_autonomy_pod_patches_total", `{action="cover",result="ok"}`),
         2,
       );
-      const patched = cluster.apiserver.requests.filter((r) => r.method === "PATCH").map((r) => r.path);
-      assert(patched.every((p) => /\/pods\/a\d$/.test(p)), `only edge-a pods patched: ${patched}`);
+      const patched = cluster.apiserver.requests.filter((r) => r.method === "PATCH" && r.user === SA)
+        .map((r) => r.path);
+      assertEquals(patched.sort(), [
+        "/api/v1/namespaces/default/pods/a1",
+        "/api/v1/namespaces/default/pods/a2",
+      ]);
     });
 
     await t.step("a patch racing another writer is re-read and re-planned", async () => {
@@ -304,9 +308,9 @@ Deno.test("autonomy: labelled node's pods survive a cut past their toleration, u
         ctl = startController(saKc);
         await ctl.waitForLine(/autonomy: running/);
         await eventually(() => isCovered(pod(cluster, "a4") as never), "a4 covered after the restart");
-        const patched = cluster.apiserver.requests.slice(from).filter((r) => r.method === "PATCH").map((r) =>
-          r.path
-        );
+        const patched = cluster.apiserver.requests.slice(from).filter((r) =>
+          r.method === "PATCH" && r.user === SA
+        ).map((r) => r.path);
         assertEquals(patched, ["/api/v1/namespaces/default/pods/a4"]); // idempotent: covered pods untouched
       },
     );
