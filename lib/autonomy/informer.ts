@@ -117,27 +117,40 @@ export class Informer {
         });
         const started = Date.now();
         let events = 0;
-        for await (const ev of this.client.watch(url, signal)) {
-          events++;
-          if (ev.type === "ERROR") {
-            const code = Number((ev.object as { code?: number }).code ?? 0);
-            if (code === 410) needList = true;
-            else log.warn("watch error event", { path: this.path, message: String(ev.object.message ?? "") });
-            break;
+        // A link that dies silently would hold the watch forever: give up once the server is
+        // well past the timeout it was asked for without a word.
+        const idle = new AbortController();
+        const idleMs = (this.watchSeconds + 30) * 1000;
+        let idleTimer = setTimeout(() => idle.abort(), idleMs);
+        try {
+          for await (const ev of this.client.watch(url, AbortSignal.any([signal, idle.signal]))) {
+            events++;
+            clearTimeout(idleTimer);
+            idleTimer = setTimeout(() => idle.abort(), idleMs);
+            if (ev.type === "ERROR") {
+              const code = Number((ev.object as { code?: number }).code ?? 0);
+              needList = code === 410;
+              if (!needList) {
+                log.warn("watch error event", { path: this.path, message: String(ev.object.message) });
+              }
+              break;
+            }
+            const rv = rvOf(ev.object);
+            if (rv) this.#rv = rv;
+            if (ev.type === "BOOKMARK") continue;
+            const k = keyOf(ev.object);
+            const old = this.items.get(k);
+            if (ev.type === "DELETED") {
+              this.items.delete(k);
+              this.handlers.remove(ev.object);
+            } else {
+              this.items.set(k, ev.object);
+              this.handlers.upsert(ev.object, old);
+            }
+            backoff = 250;
           }
-          const rv = rvOf(ev.object);
-          if (rv) this.#rv = rv;
-          if (ev.type === "BOOKMARK") continue;
-          const k = keyOf(ev.object);
-          const old = this.items.get(k);
-          if (ev.type === "DELETED") {
-            this.items.delete(k);
-            this.handlers.remove(ev.object);
-          } else {
-            this.items.set(k, ev.object);
-            this.handlers.upsert(ev.object, old);
-          }
-          backoff = 250;
+        } finally {
+          clearTimeout(idleTimer);
         }
         this.stats.watchRestarts++;
         if (needList) log.info("watch expired (410): relisting", { path: this.path });
