@@ -190,8 +190,9 @@ export class AutonomyController {
           log.info("autonomy: pod vanished before its patch", { pod: key });
           return;
         }
-        // 409, or 422 from our `test` op: someone else changed the pod; read it again and re-plan.
-        if (e.status !== 409 && !(e.status === 422 && /test/i.test(e.message))) {
+        // 409, or 422 (our `test` op failed: the real server words it only in the Status causes):
+        // someone else changed the pod; read it again and re-plan, a bounded number of times.
+        if (e.status !== 409 && e.status !== 422) {
           this.patches.inc({ action, result: "error" });
           throw e;
         }
