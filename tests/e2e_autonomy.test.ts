@@ -201,9 +201,15 @@ Deno.test("autonomy: labelled node's pods survive a cut past their toleration, u
       );
       assertEquals(secondsOf(pod(cluster, "b1"), UNREACHABLE), 300);
       assertEquals(secondsOf(pod(cluster, "b2"), UNREACHABLE), 900);
-      assertEquals(
-        await metric(adminUrl, "lite_apiserver_autonomy_pod_patches_total", `{action="cover",result="ok"}`),
-        2,
+      // Counted once the controller has the answer, a moment after the server applied it.
+      await eventually(
+        async () =>
+          await metric(
+            adminUrl,
+            "lite_apiserver_autonomy_pod_patches_total",
+            `{action="cover",result="ok"}`,
+          ) === 2,
+        "2 successful cover patches counted",
       );
       const patched = cluster.apiserver.requests.filter((r) => r.method === "PATCH" && r.user === SA)
         .map((r) => r.path);
