@@ -63,6 +63,8 @@ export class NodeLifecycle {
   readonly evictions: Eviction[] = [];
   #scheduled = new Map<string, { createdAt: number; fireAt: number; timer: ReturnType<typeof setTimeout> }>();
   #unsubscribe: () => void;
+  /** Nodes that carry a NoExecute taint now. */
+  #tainted = new Set<string>();
 
   /** `secondMs`: how long one tolerationSecond lasts here (1000 = real time). */
   constructor(readonly store: ObjectStore, readonly secondMs = 1000) {
@@ -115,6 +117,8 @@ export class NodeLifecycle {
   #onEvent(e: StoreEvent): void {
     if (e.def === NODES) {
       const name = String(meta(e.obj).name);
+      if (e.type === "DELETED" || noExecuteTaints(e.obj).length === 0) this.#tainted.delete(name);
+      else this.#tainted.add(name);
       if (e.type === "DELETED") return;
       const before = JSON.stringify(noExecuteTaints(e.old));
       if (e.type === "MODIFIED" && before === JSON.stringify(noExecuteTaints(e.obj))) return;
@@ -129,6 +133,8 @@ export class NodeLifecycle {
       if (e.type === "DELETED") return this.#cancel(key);
       const nodeName = (e.obj.spec as Obj | undefined)?.nodeName;
       if (!nodeName) return;
+      // Most pods are on untainted nodes: nothing to plan (and no copies made) for them.
+      if (!this.#tainted.has(String(nodeName))) return this.#cancel(key);
       queueMicrotask(() => {
         const pod = this.store.get(PODS, String(meta(e.obj).namespace), String(meta(e.obj).name));
         if (pod) this.#plan(pod, this.store.get(NODES, undefined, String(nodeName)));
