@@ -181,6 +181,12 @@ Deno.test("autonomy: labelled node's pods survive a cut past their toleration, u
       const args: string[] = docs.find((d) => d.kind === "Deployment").spec.template.spec.containers[0].args;
       assertEquals(args[0], "autonomy");
       assertEquals(parseAutonomyArgs(args.slice(1))?.nodeSelector, `${LABEL}=true`);
+      // A selector the apiserver cannot parse: one line naming the flag.
+      const bad = runLite(["autonomy", "--kubeconfig", saKc, "--admin-port", "0", "--node-selector", "a in"]);
+      assertEquals((await bad.status).code, 2);
+      const errLines = bad.lines.filter((l) => l.startsWith("lite-apiserver:"));
+      assertEquals(errLines.length, 1, bad.lines.join("\n"));
+      assert(/--node-selector a in: unable to parse requirement/.test(errLines[0]), errLines[0]);
     });
 
     await createNode(admin, "edge-a", true);
