@@ -24,6 +24,7 @@ export interface CredentialSource {
 
 const NONE: Credential = { kind: "none" };
 const PRINTABLE = /^[\x20-\x7e]*$/;
+const KNOWN_SCHEMES = new Set(["basic", "digest", "negotiate", "ntlm", "token", "oauth", "hoba", "mutual"]);
 const WS_PREFIX = "base64url.bearer.authorization.k8s.io.";
 const BASE64URL_RAW = /^[A-Za-z0-9_-]*$/;
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -52,8 +53,8 @@ export function bearerFromAuthorization(value: string): Credential {
   if (auth === "") return NONE;
   const parts = auth.split(" ");
   if (parts.length < 2 || parts[0].toLowerCase() !== "bearer") {
-    // Name the scheme only when it looks like one: the field may hold a secret.
-    const scheme = /^[A-Za-z-]{1,20}$/.test(parts[0]) ? `"${parts[0]}" ` : "";
+    // Name the scheme only when it is a well-known one: a lone field may be a secret.
+    const scheme = parts.length > 1 && KNOWN_SCHEMES.has(parts[0].toLowerCase()) ? `"${parts[0]}" ` : "";
     return uncertain(`Authorization scheme ${scheme}is not Bearer`);
   }
   if (parts[1] === "") return uncertain("Authorization: Bearer with an empty token");
