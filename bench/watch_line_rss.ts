@@ -71,6 +71,7 @@ const args = [
   "0",
   "--cache-dir",
   cacheDir,
+  ...(Deno.env.get("BENCH_LITE_FLAGS")?.split(" ").filter(Boolean) ?? []),
 ];
 const proc = new Deno.Command(Deno.execPath(), {
   args: ["run", "-A", "--quiet", `${root}/main.ts`, ...args],
