@@ -63,7 +63,9 @@ export class CacheBudget {
     for (const e of await this.store.entries()) {
       this.#set(e.key, e.kind, e.bytes, e.storedAt);
     }
-    for (const [id, u] of this.#ids) {
+    // Lowered bounds: the largest identities pay first for an overall excess.
+    const biggest = [...this.#ids.entries()].sort((a, b) => b[1].bytes - a[1].bytes);
+    for (const [id, u] of biggest) {
       u.measuredAt = now;
       this.#trim(id);
     }
