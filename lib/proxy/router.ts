@@ -103,7 +103,7 @@ export function createRouter(deps: RouterDeps): Router {
     req,
     res,
     peer,
-    identity: resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn)),
+    identity: resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups)),
     info: parseRequestInfo(req.method ?? "GET", req.url ?? "/"),
     rep: representationOf(req.headers.accept),
     startedAt: performance.now(),
@@ -139,7 +139,7 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   const handleUpgrade = (req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer) => {
-    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
+    const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
     tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
   };
 

@@ -2,11 +2,13 @@
  * Keep-alive connection pools to the upstream, one per credential: one for each configured client
  * pair (by CN) and one with no client certificate for token and anonymous callers.
  */
-import type { Identity } from "../identity/identity.ts";
+import { type Identity, pairIdentity } from "../identity/identity.ts";
 import { UpstreamPool } from "./pool.ts";
 
 export interface PairMaterial {
   cn: string;
+  /** The certificate's O values (security: a local cert must prove the same CN and groups). */
+  groups: string[];
   certPem: string;
   keyPem: string;
   serial: string;
@@ -30,8 +32,10 @@ export class UpstreamAgents {
     return new UpstreamPool({ ...POOL_OPTIONS, ca: this.#ca, cert: pair?.certPem, key: pair?.keyPem });
   }
 
-  hasPair(cn: string): boolean {
-    return this.#pairs.has(cn);
+  /** True when a configured pair asserts exactly this identity: the same CN and set of groups. */
+  hasPair(cn: string, groups: string[]): boolean {
+    const pair = this.#pairs.get(cn);
+    return !!pair && pairIdentity(pair.cn, pair.groups) === pairIdentity(cn, groups);
   }
 
   pair(cn: string): PairMaterial | undefined {

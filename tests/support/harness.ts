@@ -26,7 +26,15 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): Promise<Cluster> {
+export async function startCluster(
+  opts: {
+    bookmarkIntervalMs?: number;
+    /** Extra bearer tokens (e.g. a ServiceAccount's). */
+    tokens?: Record<string, { user: string; groups?: string[] }>;
+    /** Node lifecycle time scale: ms per tolerationSecond (default 1000). */
+    tolerationSecondMs?: number;
+  } = {},
+): Promise<Cluster> {
   const pki = await createPki();
   const apiserverPair = await pki.server("apiserver");
   const apiserver = await startFakeApiServer({
@@ -34,8 +42,9 @@ export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): 
     caKey: pki.caKey,
     certFile: apiserverPair.cert,
     keyFile: apiserverPair.key,
-    tokens: TOKENS,
+    tokens: { ...TOKENS, ...opts.tokens },
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
+    tolerationSecondMs: opts.tolerationSecondMs,
   });
   const serving = await pki.server("lite-apiserver");
   const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });
@@ -93,7 +102,8 @@ export function runLite(args: string[], env: Record<string, string> = {}, launch
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
+    // No update check: it would reach dl.deno.land (through HTTPS_PROXY when a test sets one).
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...env },
   }).spawn();
   const lines: string[] = [];
   const waiters = new Set<() => void>();
