@@ -41,6 +41,8 @@ export interface ExchangeHandlers {
   upgrade?(head: ResponseHead, socket: TLSSocket, rest: Uint8Array): void;
   /** No (complete) response head: `gotBytes` says whether any response byte had arrived. */
   error(err: Error, gotBytes: boolean): void;
+  /** The exchange is over and the connection goes back to its pool: it is no longer this caller's. */
+  released?(): void;
 }
 
 type State = "idle" | "head" | "body" | "done";
@@ -77,6 +79,7 @@ export class UpstreamConnection {
   #keepAlive = true;
   #requestSent = false;
   #bodySource?: Readable;
+  #released?: () => void;
   #error?: Error;
 
   constructor(socket: TLSSocket) {
@@ -101,6 +104,7 @@ export class UpstreamConnection {
     if (this.closed || this.#state !== "idle") throw new Error("connection is not idle");
     this.#state = "head";
     this.#handlers = handlers;
+    this.#released = handlers.released;
     this.#method = spec.method;
     this.#upgrade = spec.upgrade === true;
     this.#gotBytes = false;
@@ -280,6 +284,9 @@ export class UpstreamConnection {
   #settleIdle() {
     if (this.closed || this.#state !== "idle" || !this.#requestSent) return;
     if (!this.#keepAlive) return this.destroy();
+    const released = this.#released;
+    this.#released = undefined;
+    released?.();
     this.idleSince = performance.now();
     this.onReusable(this);
   }

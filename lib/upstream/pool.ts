@@ -99,6 +99,7 @@ export class UpstreamPool {
           answer = res;
           resolve(res);
         },
+        released: () => (conn = undefined),
         error: (err, gotBytes) => {
           conn = undefined;
           if (reused && !gotBytes && replayable && !aborted && !this.#destroyed) return attempt(true);
@@ -136,8 +137,8 @@ export class UpstreamPool {
         aborted = true;
         dialing?.cancel();
         if (waiter) this.#unwait(ep, waiter);
-        // A complete answer left the connection to the pool: it is no longer this call's.
-        if (!answer?.complete) conn?.destroy();
+        // Once the exchange is over the connection is back in the pool (`released` cleared it).
+        conn?.destroy();
         answer?.destroy();
       },
     };

@@ -318,6 +318,35 @@ Deno.test("aborting a call closes its connection; an invalid answer is an error,
   });
 });
 
+Deno.test("an early answer while the body is still streaming: the connection is not reused, and abort closes it", async () => {
+  await withServer(async (s, pool, get) => {
+    s.raw = (socket) => {
+      socket.once("data", () => socket.write(ok("too large", "connection: keep-alive\r\n")));
+    };
+    const ep = endpointOf(s.url);
+    const endless = new Readable({ read() {} });
+    endless.push(new Uint8Array(1024));
+    const call = pool.request(ep, {
+      method: "PUT",
+      path: "/upload",
+      headers: { host: ep.host, "content-length": 1 << 20 },
+      stream: endless,
+    });
+    const res = await call.response;
+    assertEquals(text(await readAll(res)), "too large");
+    s.raw = undefined;
+    s.handler = (_req, conn) => conn.socket.write(ok("fresh"));
+    assertEquals(text(await readAll(await get("/next"))), "fresh");
+    assertEquals(
+      s.connections.length,
+      2,
+      "the unfinished upload's connection was not offered to the next request",
+    );
+    call.abort();
+    await eventually(() => s.open() === 1, "the unfinished upload's connection closed at abort");
+  });
+});
+
 Deno.test({
   name: "script server PKI cleanup",
   fn: removeScriptPki,
