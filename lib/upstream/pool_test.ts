@@ -347,6 +347,25 @@ Deno.test("an early answer while the body is still streaming: the connection is 
   });
 });
 
+Deno.test("aborting a finished call does not touch its connection's next exchange", async () => {
+  await withServer(async (s, pool, get) => {
+    let answerB: (() => void) | undefined;
+    s.handler = (req, conn) => {
+      if (req.head.url === "/a") conn.socket.write(ok("a"));
+      else answerB = () => conn.socket.write(ok("b"));
+    };
+    const ep = endpointOf(s.url);
+    const a = pool.request(ep, { method: "GET", path: "/a", headers: { host: ep.host } });
+    assertEquals(text(await readAll(await a.response)), "a");
+    const b = get("/b");
+    await eventually(() => answerB, "/b at the server");
+    a.abort();
+    answerB!();
+    assertEquals(text(await readAll(await b)), "b");
+    assertEquals(s.requests.map((r) => `${r.path}@${r.conn}`), ["/a@1", "/b@1"], "/b was not cut and re-sent");
+  });
+});
+
 Deno.test({
   name: "script server PKI cleanup",
   fn: removeScriptPki,
