@@ -25,7 +25,7 @@ import {
   type ScriptServer,
   startScriptServer,
 } from "../../tests/support/tls_script_server.ts";
-import { eventually, freePort } from "../../tests/support/harness.ts";
+import { eventually, freePort, within } from "../../tests/support/harness.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -69,17 +69,6 @@ function clientRequest(method: string, url: string, headers: Record<string, stri
     source: "local",
   };
   return { ctx, text: () => out.map((b) => dec.decode(b)).join(""), done };
-}
-
-/** Waits for a promise, at most `ms`, failing with what it waited for. */
-function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 interface World {

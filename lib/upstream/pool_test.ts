@@ -17,12 +17,17 @@ import {
   type ScriptServer,
   startScriptServer,
 } from "../../tests/support/tls_script_server.ts";
-import { eventually } from "../../tests/support/harness.ts";
+import { eventually, within } from "../../tests/support/harness.ts";
 
 const enc = new TextEncoder();
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
+/** The whole body (bounded: a body that never ends fails the test). */
 function readAll(res: UpstreamResponse): Promise<Uint8Array> {
+  return within(readBody(res), "the whole response body");
+}
+
+function readBody(res: UpstreamResponse): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const parts: Uint8Array[] = [];
     res.on("data", (c: Uint8Array) => parts.push(c));
@@ -53,7 +58,7 @@ async function withServer(
   });
   const ep = endpointOf(s.url);
   const get = (path: string, method = "GET") =>
-    pool.request(ep, { method, path, headers: { host: ep.host } }).response;
+    within(pool.request(ep, { method, path, headers: { host: ep.host } }).response, `the answer to ${path}`);
   try {
     await fn(s, pool, get);
   } finally {
@@ -237,7 +242,7 @@ Deno.test("backpressure client → upstream: a streamed request body waits for t
       `only part of the body was produced while the upstream did not read (${produced})`,
     );
     serverSocket!.resume();
-    const res = await call.response;
+    const res = await within(call.response, "the answer to the upload");
     assertEquals(text(await readAll(res)), "stored");
     assert(received >= size);
   });
@@ -308,7 +313,10 @@ Deno.test("aborting a call closes its connection; an invalid answer is an error,
     };
     const ep = endpointOf(s.url);
     const bad = pool.request(ep, { method: "GET", path: "/bad", headers: { host: ep.host } });
-    const err = await bad.response.then(() => undefined, (e: Error & { code?: string }) => e);
+    const err = await within(bad.response, "the invalid answer").then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
     assertEquals(err?.code, "EPROTO");
     const hang = pool.request(ep, { method: "GET", path: "/hang", headers: { host: ep.host } });
     await eventually(() => s.requests.length === 2, "the second request at the server");
@@ -332,7 +340,7 @@ Deno.test("an early answer while the body is still streaming: the connection is 
       headers: { host: ep.host, "content-length": 1 << 20 },
       stream: endless,
     });
-    const res = await call.response;
+    const res = await within(call.response, "the early answer");
     assertEquals(text(await readAll(res)), "too large");
     s.raw = undefined;
     s.handler = (_req, conn) => conn.socket.write(ok("fresh"));
@@ -362,7 +370,11 @@ Deno.test("aborting a finished call does not touch its connection's next exchang
     a.abort();
     answerB!();
     assertEquals(text(await readAll(await b)), "b");
-    assertEquals(s.requests.map((r) => `${r.path}@${r.conn}`), ["/a@1", "/b@1"], "/b was not cut and re-sent");
+    assertEquals(
+      s.requests.map((r) => `${r.path}@${r.conn}`),
+      ["/a@1", "/b@1"],
+      "/b was not cut and re-sent",
+    );
   });
 });
 

@@ -378,3 +378,14 @@ export async function eventually<T>(
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }
+
+/** Waits for a promise for at most `timeoutMs`, failing with what it waited for (a bound, not a sleep). */
+export function within<T>(p: Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
