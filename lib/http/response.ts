@@ -111,7 +111,7 @@ export class ServerResponse extends Writable {
       throw new RangeError(`invalid status code ${statusCode}`);
     }
     this.statusCode = statusCode;
-    if (statusMessage !== undefined) this.statusMessage = statusMessage;
+    if (statusMessage !== undefined && !INVALID_VALUE.test(statusMessage)) this.statusMessage = statusMessage;
     if (Array.isArray(headers)) {
       for (let i = 0; i + 1 < headers.length; i += 2) this.setHeader(headers[i], headers[i + 1]);
     } else if (headers) {

@@ -225,3 +225,17 @@ Deno.test("protocol errors get their status and close: 400, 414, 431, 505", asyn
     }
   });
 });
+
+Deno.test("timeouts: a silent new connection is closed without an answer; a started head gets a 408", async () => {
+  await withServer((_req, res) => res.end("x"), async (port) => {
+    const t0 = performance.now();
+    const silent = await exchange(port, "");
+    assertEquals(silent, "", "nothing is sent to a connection that sent nothing");
+    assert(performance.now() - t0 >= 250, "not before the header timeout");
+    const slow = await exchange(port, "GET / HTTP/1.1\r\nHost: x\r\n");
+    assert(slow.startsWith("HTTP/1.1 408 "), slow);
+    // An idle keep-alive connection is closed after the idle timeout, without an answer.
+    const idle = await exchange(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assertEquals(count(idle, "HTTP/1.1 "), 1);
+  }, { headerTimeoutMs: 300, idleTimeoutMs: 600 });
+});
