@@ -14,6 +14,7 @@ import { type ConnectionOptions, serveConnection } from "../http/server_connecti
 import type { ServerRequest } from "../http/request.ts";
 import type { ServerResponse } from "../http/response.ts";
 import { statusText } from "../http/status_text.ts";
+import { clientCertFailure } from "../certs/client_cert_check.ts";
 
 /** What the TLS layer proved about a connection's peer. */
 export interface Peer {
@@ -87,10 +88,11 @@ function readPeer(socket: TLSSocket): Peer {
 }
 
 /** The one place an unverified client certificate is reported. */
-function reportUnverified(peer: Peer, socket: TLSSocket): void {
+function reportUnverified(peer: Peer, socket: TLSSocket, caPem: string): void {
   log.warn("client certificate did not verify: treating the connection as anonymous", {
     cn: peer.cn,
-    reason: peer.error,
+    // security (issue 10): the real reason, not the TLS layer's one code for every failure.
+    reason: clientCertFailure(socket.getPeerCertificate().raw, caPem) ?? peer.error,
     remote: socket.remoteAddress,
   });
 }
@@ -179,7 +181,7 @@ export async function startListener(
     if (sockets.size >= limits.maxConnections) return refuse(socket);
     socket.setNoDelay(true);
     const peer = readPeer(socket);
-    if (peer.presented && !peer.verified) reportUnverified(peer, socket);
+    if (peer.presented && !peer.verified) reportUnverified(peer, socket, opts.serving.caPem);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     serveConnection(socket, {
