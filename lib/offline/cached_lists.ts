@@ -6,7 +6,13 @@ import type { Cache } from "../cache/cache.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { broaderListKeys, cacheKeyString, listKeyFor } from "../cache/cache_key.ts";
 import { itemKind, parseJson } from "../cache/list_codec.ts";
-import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from "../request/selectors.ts";
+import {
+  matchFields,
+  matchLabels,
+  namedFieldSelector,
+  parseFieldSelector,
+  parseLabelSelector,
+} from "../request/selectors.ts";
 import type { ListMeta } from "../store/store.ts";
 
 export interface FoundList {
@@ -34,12 +40,7 @@ export async function findList(cache: Cache, ctx: RequestContext): Promise<Found
   }
   const info = ctx.info;
   const labels = parseLabelSelector(info.labelSelector);
-  const field = info.name
-    ? `${info.fieldSelector ? info.fieldSelector + "," : ""}metadata.name=${
-      info.name.replace(/[\\,=]/g, (c) => "\\" + c)
-    }`
-    : info.fieldSelector;
-  const fields = parseFieldSelector(field);
+  const fields = parseFieldSelector(namedFieldSelector(info.fieldSelector, info.name));
   const nsPrefix = info.namespace ? `${info.namespace}/` : "";
   for (const broader of broaderListKeys(ctx.identity.cacheId, info, ctx.rep)) {
     const list = await cache.getList(broader);

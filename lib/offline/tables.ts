@@ -12,6 +12,7 @@ import {
   fieldSelectorIsMetadataOnly,
   matchFields,
   matchLabels,
+  namedFieldSelector,
   parseFieldSelector,
   parseLabelSelector,
 } from "../request/selectors.ts";
@@ -41,12 +42,10 @@ function withoutSelectors(info: RequestInfo, namespace: string): RequestInfo {
 }
 
 function selectors(info: RequestInfo) {
-  const field = info.name
-    ? `${info.fieldSelector ? info.fieldSelector + "," : ""}metadata.name=${
-      info.name.replace(/[\\,=]/g, (c) => "\\" + c)
-    }`
-    : info.fieldSelector;
-  return { labels: parseLabelSelector(info.labelSelector), fields: parseFieldSelector(field) };
+  return {
+    labels: parseLabelSelector(info.labelSelector),
+    fields: parseFieldSelector(namedFieldSelector(info.fieldSelector, info.name)),
+  };
 }
 
 /** Full objects by `namespace/name`, from the identity's cached JSON lists (for field selectors). */
