@@ -1,10 +1,10 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
 import {
   escapeFieldValue,
-  namedFieldSelector,
   fieldValue,
   matchFields,
   matchLabels,
+  namedFieldSelector,
   normaliseFieldSelector,
   normaliseLabelSelector,
   parseFieldSelector,

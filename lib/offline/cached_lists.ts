@@ -13,7 +13,8 @@ import {
   parseFieldSelector,
   parseLabelSelector,
 } from "../request/selectors.ts";
-import type { ListMeta } from "../store/store.ts";
+import type { CacheKey, ListMeta, StoredList } from "../store/store.ts";
+import { newest } from "./newest.ts";
 
 export interface FoundList {
   meta: ListMeta;
@@ -26,42 +27,64 @@ export interface FoundList {
 
 const dec = new TextDecoder();
 
+/**
+ * The cached answer to a collection request: among the list cached for the same selectors and the
+ * broader cached lists (filtered by the request's selectors and namespace), the newest (see
+ * newest.ts), so a list kept current by a watch beats an older relist of a narrower shape.
+ */
 export async function findList(cache: Cache, ctx: RequestContext): Promise<FoundList | undefined> {
   const key = listKeyFor(ctx.identity.cacheId, ctx.info, ctx.rep);
-  const exact = await cache.getList(key);
-  if (exact) {
-    return {
-      meta: exact.meta,
-      items: exact.items,
-      itemKeys: exact.itemKeys,
-      id: cacheKeyString(key),
-      derived: false,
-    };
-  }
+  const id = cacheKeyString(key);
   const info = ctx.info;
+  const candidates: Array<{ key: CacheKey; list: StoredList; resourceVersion: string; writtenAt: number }> =
+    [];
+  for (const k of [key, ...broaderListKeys(ctx.identity.cacheId, info, ctx.rep)]) {
+    const list = await cache.getList(k);
+    if (list) {
+      candidates.push({
+        key: k,
+        list,
+        resourceVersion: list.meta.resourceVersion,
+        writtenAt: list.meta.storedAt,
+      });
+    }
+  }
+  const best = newest(candidates);
+  if (!best) return undefined;
+  const list = best.list;
+  if (best.key === key) {
+    return { meta: list.meta, items: list.items, itemKeys: list.itemKeys, id, derived: false };
+  }
   const labels = parseLabelSelector(info.labelSelector);
   const fields = parseFieldSelector(namedFieldSelector(info.fieldSelector, info.name));
   const nsPrefix = info.namespace ? `${info.namespace}/` : "";
-  for (const broader of broaderListKeys(ctx.identity.cacheId, info, ctx.rep)) {
-    const list = await cache.getList(broader);
-    if (!list) continue;
-    const items: Uint8Array[] = [];
-    const itemKeys: string[] = [];
-    list.items.forEach((body, i) => {
-      const k = list.itemKeys[i];
-      if (nsPrefix && !k.startsWith(nsPrefix)) return;
-      const obj = JSON.parse(dec.decode(body)) as { metadata?: { labels?: Record<string, string> } };
-      if (!matchLabels(labels, obj.metadata?.labels) || !matchFields(fields, obj)) return;
-      items.push(body);
-      itemKeys.push(k);
-    });
-    return { meta: list.meta, items, itemKeys, id: cacheKeyString(key), derived: true };
-  }
-  return undefined;
+  const items: Uint8Array[] = [];
+  const itemKeys: string[] = [];
+  list.items.forEach((body, i) => {
+    const k = list.itemKeys[i];
+    if (nsPrefix && !k.startsWith(nsPrefix)) return;
+    const obj = JSON.parse(dec.decode(body)) as { metadata?: { labels?: Record<string, string> } };
+    if (!matchLabels(labels, obj.metadata?.labels) || !matchFields(fields, obj)) return;
+    items.push(body);
+    itemKeys.push(k);
+  });
+  return { meta: list.meta, items, itemKeys, id, derived: true };
 }
 
-/** Finds one object inside cached lists (for a GET whose own answer was never cached). */
-export async function findInLists(cache: Cache, ctx: RequestContext): Promise<Uint8Array | undefined> {
+/** One object as an item of a cached list, with the list's write time. */
+export interface ListedObject {
+  body: Uint8Array;
+  resourceVersion: string;
+  writtenAt: number;
+}
+
+/**
+ * The copies of one object (a GET's target) held as items of the identity's cached JSON lists:
+ * the namespace's and all namespaces' lists without selectors, and the list of a watch or
+ * informer on that one name (`metadata.name=<name>`). Each body is a whole object (kind and
+ * apiVersion added from the list).
+ */
+export async function findInLists(cache: Cache, ctx: RequestContext): Promise<ListedObject[]> {
   const info = {
     ...ctx.info,
     name: "",
@@ -70,18 +93,25 @@ export async function findInLists(cache: Cache, ctx: RequestContext): Promise<Ui
     fieldSelector: "",
     query: new URLSearchParams(),
   };
-  const own = listKeyFor(ctx.identity.cacheId, info, "json");
+  const id = ctx.identity.cacheId;
+  const own = listKeyFor(id, info, "json");
+  const named = listKeyFor(id, { ...info, fieldSelector: namedFieldSelector("", ctx.info.name) }, "json");
   const wanted = `${ctx.info.namespace}/${ctx.info.name}`;
-  for (const key of [own, ...broaderListKeys(ctx.identity.cacheId, info, "json")]) {
+  const found: ListedObject[] = [];
+  for (const key of [own, ...broaderListKeys(id, info, "json"), named]) {
     const list = await cache.getList(key);
     if (!list) continue;
     const i = binarySearch(list.itemKeys, wanted);
     if (i < 0) continue;
-    const obj = parseJson(list.items[i]) as Record<string, unknown>;
+    const obj = parseJson(list.items[i]) as { metadata?: { resourceVersion?: unknown } };
     const { kind, apiVersion } = itemKind(list.meta.envelope);
-    return new TextEncoder().encode(JSON.stringify({ kind, apiVersion, ...obj }));
+    found.push({
+      body: new TextEncoder().encode(JSON.stringify({ kind, apiVersion, ...obj })),
+      resourceVersion: String(obj.metadata?.resourceVersion ?? ""),
+      writtenAt: list.meta.storedAt,
+    });
   }
-  return undefined;
+  return found;
 }
 
 function binarySearch(keys: string[], k: string): number {
