@@ -39,6 +39,12 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * A TLS handshake to the cloud takes 2-3 round trips: 700 ms allows ~200 ms RTT links and a cold
+ * start on a loaded node (a late handshake still brings the cloud back at once).
+ */
+const START_CONNECT_TIMEOUT_MS = 700;
+
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
   configureLog({ level: config.logLevel, format: config.logFormat });
   for (const n of config.notices) log.info(n);
@@ -61,6 +67,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     intervalMs: config.healthIntervalMs,
     failures: config.healthFailures,
     timeoutMs: Math.min(config.backendTimeoutMs, Math.max(config.healthIntervalMs, 500)),
+    // Offline reboot: a black-holed cloud is known within this, not after the probe timeout.
+    connectTimeoutMs: Math.min(config.backendTimeoutMs, START_CONNECT_TIMEOUT_MS),
     agent: () => agents.anonymous(),
   });
   const watches = new HeldWatches({ bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs) });
@@ -68,6 +76,16 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   let servingNow = serving;
 
   const router = createRouter({ agents, health, cache, watches, metrics, inflight, config });
+
+  health.onChange((online) => {
+    metrics.transitions.inc({ state: online ? "online" : "offline" });
+    if (online) {
+      const n = watches.endAll();
+      if (n) log.info("ended held offline watches so clients relist from the cloud", { watches: n });
+    } else abandonInFlight(inflight);
+  });
+  // Probing starts before the listener: after an offline reboot the first verdict comes sooner.
+  health.start();
 
   let listener: Listener;
   try {
@@ -86,15 +104,6 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     await store.close();
     throw e;
   }
-
-  health.start();
-  health.onChange((online) => {
-    metrics.transitions.inc({ state: online ? "online" : "offline" });
-    if (online) {
-      const n = watches.endAll();
-      if (n) log.info("ended held offline watches so clients relist from the cloud", { watches: n });
-    } else abandonInFlight(inflight);
-  });
 
   // Certificates: follow rotations without a restart.
   let pairWatcher: ClientPairWatcher | undefined;
