@@ -80,8 +80,9 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   health.onChange((online) => {
     metrics.transitions.inc({ state: online ? "online" : "offline" });
     if (online) {
-      const n = watches.endAll();
-      if (n) log.info("ended held offline watches so clients relist from the cloud", { watches: n });
+      const held = watches.count;
+      const resumed = watches.cloudBack(router.resumeWatch);
+      if (held) log.info("held watches handed back to the cloud", { resumed, ended: held - resumed });
     } else abandonInFlight(inflight);
   });
   // Probing starts before the listener: after an offline reboot the first verdict comes sooner.

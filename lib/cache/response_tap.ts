@@ -7,11 +7,29 @@ import type { IncomingMessage } from "node:http";
 import type { CacheKey } from "../store/store.ts";
 import type { Cache, WatchEvent } from "./cache.ts";
 import { log } from "../log.ts";
+import { metaOf } from "./list_codec.ts";
+
+/**
+ * How far a watch relayed to the client has got: what a held watch carries on from when the
+ * upstream stream is cut (lib/offline/held_watches.ts).
+ */
+export interface WatchProgress {
+  /** The resourceVersion of the last whole event relayed ("" before the first). */
+  lastRv: string;
+  /** kind and apiVersion of the watched objects, from the last event (for BOOKMARKs). */
+  kind: string;
+  apiVersion: string;
+  /** The client has part of an event: the stream cannot carry on cleanly. */
+  partial: boolean;
+}
 
 /** What to do with a cacheable response. */
 export interface CachePlan {
-  /** object: put as is; list: itemise (JSON lists); watch: patch the list under `key`. */
-  kind: "object" | "list" | "watch";
+  /**
+   * object: put as is; list: itemise (JSON lists); watch: patch the list under `key`; follow: a
+   * watch that is not recorded (Tables), only followed for its progress.
+   */
+  kind: "object" | "list" | "watch" | "follow";
   key: CacheKey;
   /** The continue token the client sent, for paged lists. */
   requestContinue: string;
@@ -19,6 +37,8 @@ export interface CachePlan {
   wholeListOnly?: boolean;
   /** The status that is cached (200, or 201 for a TokenRequest). */
   status?: number;
+  /** Watches: updated as events are relayed. */
+  progress?: WatchProgress;
 }
 
 const MAX_BODY = 64 << 20;
@@ -43,7 +63,7 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage
   } else if (encoding && encoding !== "identity") {
     return;
   }
-  if (plan.kind === "watch") return tapWatch(cache, plan.key, source);
+  if (plan.kind === "watch" || plan.kind === "follow") return tapWatch(cache, plan, source);
   const chunks: Uint8Array[] = [];
   let size = 0;
   let complete = false;
@@ -127,8 +147,9 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
-function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream): void {
+function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream): void {
   const dec = new TextDecoder();
+  const progress = plan.progress;
   let buf = "";
   source.on("data", (c: Uint8Array) => {
     buf += dec.decode(c, { stream: true });
@@ -138,12 +159,29 @@ function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream): v
       buf = buf.slice(nl + 1);
       if (line) {
         try {
-          cache.recordWatchEvent(key, parseWatchLine(line));
+          const ev = parseWatchLine(line);
+          if (plan.kind === "watch") cache.recordWatchEvent(plan.key, ev);
+          if (progress) follow(progress, ev, line);
         } catch {
           log.debug("unparsable watch event not cached");
         }
       }
       nl = buf.indexOf("\n");
     }
+    if (progress) progress.partial = buf.trim() !== "";
   });
+}
+
+/** Records how far the client's watch has got (ERROR events carry no version). */
+function follow(progress: WatchProgress, ev: WatchEvent, line: string): void {
+  if (ev.type === "ERROR") return;
+  const rv = ev.resourceVersion ?? String(metaOf(ev.object).resourceVersion ?? "");
+  if (rv) progress.lastRv = rv;
+  if (progress.kind) return;
+  // Once per watch: the fast path of parseWatchLine leaves the object unparsed.
+  const object = (ev.object ?? JSON.parse(line).object) as { kind?: unknown; apiVersion?: unknown };
+  if (typeof object?.kind === "string" && typeof object.apiVersion === "string") {
+    progress.kind = object.kind;
+    progress.apiVersion = object.apiVersion;
+  }
 }

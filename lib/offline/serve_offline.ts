@@ -149,13 +149,20 @@ async function holdWatch(ctx: RequestContext, deps: OfflineDeps, reason: string)
     hit(ctx, deps);
     return deps.watches.hold(ctx, list);
   }
-  // Tables and other shapes of watches: held open with no events until the cloud is back.
-  const key = cacheKeyFor(ctx.identity.cacheId, { ...ctx.info, verb: "list" }, ctx.rep);
-  const cached = await deps.cache.getObject(key);
-  if (!cached) return miss(ctx, deps, reason);
+  // Table watches (`kubectl get -w`): held open with no events (nothing to invent) from the
+  // version of the cached Table the client listed (a cached Table, or one derived from JSON).
+  const listCtx: RequestContext = { ...ctx, info: { ...ctx.info, verb: "list" } };
+  const table = ctx.rep === "table" ? await cachedReadAnswer(listCtx, deps.cache) : undefined;
+  if (!table) return miss(ctx, deps, reason);
+  let resourceVersion = "";
+  try {
+    resourceVersion = String(
+      (parseJson(table.body) as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion ?? "",
+    );
+  } catch { /* no version: held without one, ended when the cloud is back */ }
   hit(ctx, deps);
   deps.watches.hold(ctx, {
-    meta: { envelope: "{}", resourceVersion: "", contentType: cached.contentType, storedAt: cached.storedAt },
+    meta: { envelope: "{}", resourceVersion, contentType: table.contentType, storedAt: Date.now() },
     items: [],
     itemKeys: [],
     id: "",
