@@ -4,7 +4,14 @@
  * `kubectl get -w` started offline is held too. Real kubectl 1.27 and 1.33.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { eventually, kubectlStream, startCluster, startLite, writeKubeconfig } from "./support/harness.ts";
+import {
+  eventually,
+  httpsClient,
+  kubectlStream,
+  startCluster,
+  startLite,
+  writeKubeconfig,
+} from "./support/harness.ts";
 
 /** Collects a child's stdout and stderr; `exited` is set when it ends. */
 function follow(child: Deno.ChildProcess) {
@@ -99,6 +106,72 @@ for (const version of ["1.27", "1.33"]) {
           c.kill();
         } catch { /* already exited */ }
       }
+      await lite.kill();
+      await cluster.close();
+      await Deno.remove(lite.cacheDir, { recursive: true }).catch(() => {});
+    }
+  });
+}
+
+type Event = { type: string; object: { metadata: { name?: string; resourceVersion: string } } };
+
+/** Reads watch events until `until` holds or the stream ends. */
+async function readEvents(
+  reader: ReadableStreamDefaultReader<string>,
+  events: Event[],
+  until: (evs: Event[]) => boolean,
+): Promise<boolean> {
+  let buf = "";
+  while (!until(events)) {
+    const { value, done } = await reader.read();
+    if (done) return true;
+    buf += value;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) events.push(JSON.parse(line));
+    }
+  }
+  return false;
+}
+
+for (const mode of ["blackhole", "refuse"] as const) {
+  Deno.test(`a relayed watch cut (${mode}) is held: BOOKMARKs at the last version, nothing invented, ends at timeoutSeconds`, async () => {
+    const cluster = await startCluster();
+    const lite = await startLite(cluster);
+    const client = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+    try {
+      const list = await client.json("/api/v1/namespaces/default/pods");
+      const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
+      const res = await client.request(
+        `/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&timeoutSeconds=8&resourceVersion=${rv}`,
+      );
+      assertEquals(res.status, 200);
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      const events: Event[] = [];
+      const p = cluster.apiserver.get("v1", "Pod", "default", "nginx-1") as Event["object"];
+      cluster.apiserver.update({ ...p, metadata: { ...p.metadata, labels: { changed: "yes" } } });
+      await readEvents(reader, events, (evs) => evs.some((e) => e.type === "MODIFIED"));
+      const lastRv = events.at(-1)!.object.metadata.resourceVersion;
+
+      const from = lite.lines.length;
+      await cluster.apiserver.setFault(mode);
+      await lite.waitForLine(/upstream watch cut: holding the client's watch/, 15_000, from);
+      // Held: a BOOKMARK at the version the client last saw, then the end at timeoutSeconds.
+      const before = events.length;
+      const ended = await readEvents(
+        reader,
+        events,
+        (evs) => evs.slice(before).some((e) => e.type === "BOOKMARK"),
+      );
+      assertEquals(ended, false, "held, not ended, at the cut");
+      const bookmark = events.slice(before).find((e) => e.type === "BOOKMARK")!;
+      assertEquals(bookmark.object.metadata.resourceVersion, lastRv);
+      assertEquals(await readEvents(reader, events, () => false), true, "ended at timeoutSeconds");
+      assertEquals(events.slice(before).filter((e) => e.type !== "BOOKMARK"), [], "nothing invented");
+    } finally {
+      client.close();
       await lite.kill();
       await cluster.close();
       await Deno.remove(lite.cacheDir, { recursive: true }).catch(() => {});
