@@ -17,7 +17,7 @@ import { sendCached } from "./send.ts";
 import { findInLists, findList, type ListedObject } from "./cached_lists.ts";
 import type { HeldWatches } from "./held_watches.ts";
 import { objectName } from "./object_name.ts";
-import { derivedTable } from "./tables.ts";
+import { offlineTable } from "./tables.ts";
 import { isTokenRequest, stillValid } from "../cache/token_requests.ts";
 import { parseRequestInfo } from "../request/request_info.ts";
 
@@ -76,11 +76,11 @@ export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promi
   if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
     return newestObject(cached, await findInLists(cache, ctx));
   }
-  if (cached) return { body: cached.body, contentType: cached.contentType };
   if (ctx.info.isResourceRequest && ctx.rep === "table" && !ctx.info.subresource) {
-    const table = await derivedTable(cache, ctx);
+    const table = await offlineTable(cache, ctx, cached);
     if (table) return { body: table, contentType: "application/json" };
   }
+  if (cached) return { body: cached.body, contentType: cached.contentType };
   return undefined;
 }
 

@@ -160,9 +160,12 @@ export class UpstreamHealth {
       });
       // Settled here, not via the request's error event (Deno does not emit it for a destroyed
       // request on a reused keep-alive socket).
+      let handshaken = false;
       const timer = setTimeout(() => {
         clearTimeout(connectTimer);
-        finish(false, `no answer within ${this.#opts.timeoutMs}ms`);
+        // Unknown state and the handshake completed: up but slow, not a failure.
+        if (!e.known && handshaken) finish(true);
+        else finish(false, `no answer within ${this.#opts.timeoutMs}ms`);
         req.socket?.destroy();
         req.destroy();
       }, this.#opts.timeoutMs);
@@ -174,13 +177,17 @@ export class UpstreamHealth {
       if (!e.known && connectMs) {
         req.on("socket", (socket) => {
           const tlsSocket = socket as typeof socket & { connecting?: boolean; authorized?: boolean };
-          if (!tlsSocket.connecting && tlsSocket.authorized) return; // a reused, established connection
+          if (!tlsSocket.connecting && tlsSocket.authorized) {
+            handshaken = true; // a reused, established connection
+            return;
+          }
           let late = false;
           connectTimer = setTimeout(() => {
             late = true;
             finish(false, `no TLS handshake within ${connectMs}ms`, true, true);
           }, connectMs);
           socket.once("secureConnect", () => {
+            handshaken = true;
             clearTimeout(connectTimer);
             if (late) this.#reachedLate(e);
           });
