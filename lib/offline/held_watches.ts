@@ -100,7 +100,7 @@ export class HeldWatches {
   adopt(ctx: RequestContext): boolean {
     if (this.#byCtx.has(ctx)) return true;
     const res = ctx.res;
-    if (res.writableEnded || res.destroyed) return false;
+    if (!clientConnected(ctx)) return false;
     const progress = ctx.plan?.progress;
     if (!progress || progress.partial) {
       res.end();
@@ -152,7 +152,7 @@ export class HeldWatches {
     const targets = only ? [this.#byCtx.get(only)].filter((h): h is Held => !!h) : [...this.#open];
     for (const h of targets) {
       const rv = h.rv();
-      const open = !h.ctx.res.writableEnded && !h.ctx.res.destroyed;
+      const open = clientConnected(h.ctx);
       h.release(!rv);
       if (!rv || !open) continue;
       resumed++;
@@ -167,6 +167,13 @@ export class HeldWatches {
     for (const h of [...this.#open]) h.release(true);
     return n;
   }
+}
+
+/** The client's response can still be written to (the client has not gone away). */
+function clientConnected(ctx: RequestContext): boolean {
+  const res = ctx.res;
+  const socket = res.socket ?? ctx.req.socket;
+  return !res.writableEnded && !res.destroyed && !!socket && !socket.destroyed;
 }
 
 function sendBookmark(
