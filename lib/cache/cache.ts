@@ -3,7 +3,7 @@
  * back. Lists are itemised; paged lists are assembled across pages before they replace the old
  * list; watch events patch the same identity's list for the same selectors, one item per event.
  */
-import type { CacheKey, Store, StoredList, StoredObject } from "../store/store.ts";
+import type { CacheKey, ListMeta, Store, StoredList, StoredObject } from "../store/store.ts";
 import type { WriteQueue } from "./write_queue.ts";
 import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
 import { log } from "../log.ts";
@@ -162,5 +162,13 @@ export class Cache {
   async getList(key: CacheKey): Promise<StoredList | undefined> {
     await this.queue.idle(1000);
     return this.store.getList(key);
+  }
+
+  async getListItem(
+    key: CacheKey,
+    itemKey: string,
+  ): Promise<{ meta: ListMeta; body: Uint8Array } | undefined> {
+    await this.queue.idle(1000);
+    return this.store.getListItem(key, itemKey);
   }
 }

@@ -99,29 +99,15 @@ export async function findInLists(cache: Cache, ctx: RequestContext): Promise<Li
   const wanted = `${ctx.info.namespace}/${ctx.info.name}`;
   const found: ListedObject[] = [];
   for (const key of [own, ...broaderListKeys(id, info, "json"), named]) {
-    const list = await cache.getList(key);
-    if (!list) continue;
-    const i = binarySearch(list.itemKeys, wanted);
-    if (i < 0) continue;
-    const obj = parseJson(list.items[i]) as { metadata?: { resourceVersion?: unknown } };
-    const { kind, apiVersion } = itemKind(list.meta.envelope);
+    const item = await cache.getListItem(key, wanted);
+    if (!item) continue;
+    const obj = parseJson(item.body) as { metadata?: { resourceVersion?: unknown } };
+    const { kind, apiVersion } = itemKind(item.meta.envelope);
     found.push({
       body: new TextEncoder().encode(JSON.stringify({ kind, apiVersion, ...obj })),
       resourceVersion: String(obj.metadata?.resourceVersion ?? ""),
-      writtenAt: list.meta.storedAt,
+      writtenAt: item.meta.storedAt,
     });
   }
   return found;
-}
-
-function binarySearch(keys: string[], k: string): number {
-  let lo = 0;
-  let hi = keys.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (keys[mid] === k) return mid;
-    if (keys[mid] < k) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return -1;
 }
