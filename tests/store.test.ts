@@ -176,7 +176,7 @@ for (const backend of BACKENDS) {
       assertEquals((await store.getList(lk))!.itemKeys, ["/node-1", long, "ns/ü.x"]);
     }));
 
-  Deno.test(`${backend}: one list item is read alone, with the list's meta`, () =>
+  Deno.test(`${backend}: one list item, or the list's meta, is read alone`, () =>
     withStore(backend, async (store) => {
       const lk = key("_list~~json");
       assertEquals(await store.getListItem(lk, "default/a"), undefined, "no list");
@@ -187,6 +187,8 @@ for (const backend of BACKENDS) {
         meta: m,
         items: [["default/a", enc.encode("a1")], ["default/b%2Fc", enc.encode("bc1")]],
       }]);
+      assertEquals(await store.getListMeta(lk), m);
+      assertEquals(await store.getListMeta(key("_list~other")), undefined);
       const a = await store.getListItem(lk, "default/a");
       assertEquals([a?.meta, dec.decode(a!.body)], [m, "a1"]);
       assertEquals(dec.decode((await store.getListItem(lk, "default/b%2Fc"))!.body), "bc1");

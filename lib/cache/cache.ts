@@ -164,6 +164,11 @@ export class Cache {
     return this.store.getList(key);
   }
 
+  async getListMeta(key: CacheKey): Promise<ListMeta | undefined> {
+    await this.queue.idle(1000);
+    return this.store.getListMeta(key);
+  }
+
   async getListItem(
     key: CacheKey,
     itemKey: string,

@@ -13,7 +13,7 @@ import {
   parseFieldSelector,
   parseLabelSelector,
 } from "../request/selectors.ts";
-import type { CacheKey, ListMeta, StoredList } from "../store/store.ts";
+import type { CacheKey, ListMeta } from "../store/store.ts";
 import { newest } from "./newest.ts";
 
 export interface FoundList {
@@ -36,22 +36,15 @@ export async function findList(cache: Cache, ctx: RequestContext): Promise<Found
   const key = listKeyFor(ctx.identity.cacheId, ctx.info, ctx.rep);
   const id = cacheKeyString(key);
   const info = ctx.info;
-  const candidates: Array<{ key: CacheKey; list: StoredList; resourceVersion: string; writtenAt: number }> =
-    [];
+  // Metas first: only the newest list's items are read.
+  const candidates: Array<{ key: CacheKey; resourceVersion: string; writtenAt: number }> = [];
   for (const k of [key, ...broaderListKeys(ctx.identity.cacheId, info, ctx.rep)]) {
-    const list = await cache.getList(k);
-    if (list) {
-      candidates.push({
-        key: k,
-        list,
-        resourceVersion: list.meta.resourceVersion,
-        writtenAt: list.meta.storedAt,
-      });
-    }
+    const meta = await cache.getListMeta(k);
+    if (meta) candidates.push({ key: k, resourceVersion: meta.resourceVersion, writtenAt: meta.storedAt });
   }
   const best = newest(candidates);
-  if (!best) return undefined;
-  const list = best.list;
+  const list = best && await cache.getList(best.key);
+  if (!best || !list) return undefined;
   if (best.key === key) {
     return { meta: list.meta, items: list.items, itemKeys: list.itemKeys, id, derived: false };
   }

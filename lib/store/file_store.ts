@@ -317,6 +317,11 @@ class FileStore implements Store {
     throw new Error(`list ${listDir} kept changing while being read`);
   }
 
+  async getListMeta(key: CacheKey): Promise<ListMeta | undefined> {
+    const state = await this.#readState(keyPath(this.#root, key));
+    return state && { ...state.meta };
+  }
+
   async getListItem(
     key: CacheKey,
     itemKey: string,

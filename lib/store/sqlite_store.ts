@@ -298,6 +298,18 @@ class SqliteStore implements Store {
     });
   }
 
+  getListMeta(key: CacheKey): Promise<ListMeta | undefined> {
+    return this.#guard((st) => {
+      const row = st.getListMeta.get(...keyArgs(key)) as Row | undefined;
+      return row && {
+        envelope: row.envelope as string,
+        resourceVersion: row.resource_version as string,
+        contentType: row.content_type as string,
+        storedAt: row.stored_at as number,
+      };
+    });
+  }
+
   getListItem(key: CacheKey, itemKey: string): Promise<{ meta: ListMeta; body: Uint8Array } | undefined> {
     return this.#guard((st, db) => {
       db.exec("BEGIN");
