@@ -17,6 +17,7 @@ import { UpstreamHealth } from "./upstream/health.ts";
 import { abandonInFlight, type InFlight, retireAgent } from "./proxy/forward.ts";
 import { createRouter } from "./proxy/router.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
+import { listedKind } from "./offline/cached_lists.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
 import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
@@ -71,7 +72,10 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     connectTimeoutMs: Math.min(config.backendTimeoutMs, START_CONNECT_TIMEOUT_MS),
     agent: () => agents.anonymous(),
   });
-  const watches = new HeldWatches({ bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs) });
+  const watches = new HeldWatches({
+    bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs),
+    kindOf: (ctx) => listedKind(cache, ctx),
+  });
   const inflight = new Set<InFlight>();
   let servingNow = serving;
 

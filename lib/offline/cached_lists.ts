@@ -64,6 +64,20 @@ export async function findList(cache: Cache, ctx: RequestContext): Promise<Found
   return { meta: list.meta, items, itemKeys, id, derived: true };
 }
 
+/** kind and apiVersion of a collection request's items, from the envelope of a cached list. */
+export async function listedKind(
+  cache: Cache,
+  ctx: RequestContext,
+): Promise<{ kind: string; apiVersion: string } | undefined> {
+  if (ctx.rep !== "json") return undefined;
+  const key = listKeyFor(ctx.identity.cacheId, ctx.info, "json");
+  for (const k of [key, ...broaderListKeys(ctx.identity.cacheId, ctx.info, "json")]) {
+    const meta = await cache.getListMeta(k);
+    if (meta) return itemKind(meta.envelope);
+  }
+  return undefined;
+}
+
 /** One object as an item of a cached list, with the list's write time. */
 export interface ListedObject {
   body: Uint8Array;

@@ -17,6 +17,9 @@ import { itemKind, parseJson } from "../cache/list_codec.ts";
 import { statusObject } from "../proxy/status.ts";
 import { log } from "../log.ts";
 
+/** kind and apiVersion of the objects a watch is about, from what the cache holds. */
+export type KindOf = (ctx: RequestContext) => Promise<{ kind: string; apiVersion: string } | undefined>;
+
 /** Re-attaches a held watch to the cloud from `fromRv` (the client's stream is kept). */
 export type ResumeWatch = (ctx: RequestContext, fromRv: string) => void;
 
@@ -39,11 +42,14 @@ export class HeldWatches {
   #open = new Set<Held>();
   #byCtx = new WeakMap<RequestContext, Held>();
   #bookmarkMs: number;
+  #kindOf?: KindOf;
   served = 0;
   adopted = 0;
 
-  constructor(opts: { bookmarkIntervalMs: number }) {
+  /** `kindOf`: the watched objects' kind, for BOOKMARKs on a watch cut before its first event. */
+  constructor(opts: { bookmarkIntervalMs: number; kindOf?: KindOf }) {
     this.#bookmarkMs = opts.bookmarkIntervalMs;
+    this.#kindOf = opts.kindOf;
   }
 
   get count(): number {
@@ -119,7 +125,7 @@ export class HeldWatches {
   #keep(ctx: RequestContext, rv: () => string, kind: string, apiVersion: string): void {
     const q = ctx.info.query;
     const res = ctx.res;
-    const bookmarks = q.get("allowWatchBookmarks") === "true" && ctx.rep === "json" && kind !== "";
+    const bookmarks = q.get("allowWatchBookmarks") === "true" && ctx.rep === "json";
     // timeoutSeconds counts from the client's request, as the apiserver counts it.
     const timeoutS = Number(q.get("timeoutSeconds") ?? "") || DEFAULT_TIMEOUT_S;
     const leftMs = Math.max(0, ctx.startedAt + timeoutS * 1000 - performance.now());
@@ -137,8 +143,14 @@ export class HeldWatches {
     this.#open.add(held);
     this.#byCtx.set(ctx, held);
     timers.push(setTimeout(() => held.release(true), leftMs));
-    if (bookmarks) {
-      timers.push(setInterval(() => sendBookmark(ctx, kind, apiVersion, rv()), this.#bookmarkMs));
+    const startBookmarks = (k: string, v: string) => {
+      if (!this.#open.has(held)) return;
+      timers.push(setInterval(() => sendBookmark(ctx, k, v, rv()), this.#bookmarkMs));
+    };
+    if (bookmarks && kind) startBookmarks(kind, apiVersion);
+    else if (bookmarks && this.#kindOf) {
+      // Cut before any event: the kind comes from the cached lists (no kind, no BOOKMARKs).
+      this.#kindOf(ctx).then((k) => k && startBookmarks(k.kind, k.apiVersion)).catch(() => {});
     }
     res.once("close", () => held.release(false));
   }

@@ -161,20 +161,22 @@ export class UpstreamHealth {
       // Settled here, not via the request's error event (Deno does not emit it for a destroyed
       // request on a reused keep-alive socket).
       let handshaken = false;
+      // Unknown state: the handshake decides (below), then the answer gets the usual time.
+      const connectMs = this.#opts.connectTimeoutMs;
+      const unknown = !e.known && !!connectMs;
       const timer = setTimeout(() => {
         clearTimeout(connectTimer);
         // Unknown state and the handshake completed: up but slow, not a failure.
-        if (!e.known && handshaken) finish(true);
+        if (unknown && handshaken) finish(true);
         else finish(false, `no answer within ${this.#opts.timeoutMs}ms`);
         req.socket?.destroy();
         req.destroy();
-      }, this.#opts.timeoutMs);
+      }, this.#opts.timeoutMs + (unknown ? connectMs! : 0));
       // Unknown state: tell a black hole (no handshake) from a slow cloud (handshake, slow answer).
       // The verdict is given at the connect timeout, but the attempt goes on until the probe
       // timeout: a handshake that completes late (a cold start on a loaded node) brings the
       // endpoint back at once rather than at the next probe.
-      const connectMs = this.#opts.connectTimeoutMs;
-      if (!e.known && connectMs) {
+      if (unknown) {
         req.on("socket", (socket) => {
           const tlsSocket = socket as typeof socket & { connecting?: boolean; authorized?: boolean };
           if (!tlsSocket.connecting && tlsSocket.authorized) {
