@@ -112,6 +112,16 @@ function newestObject(cached: StoredObject | undefined, listed: ListedObject[]):
 
 export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
   try {
+    if (ctx.identity.kind === "uncertain") {
+      deps.observe(ctx, 503);
+      return sendStatus(
+        ctx.res,
+        503,
+        `${unreachable(reason)}; this request's credentials cannot be classified (${ctx.identity.reason}), ` +
+          "so it is never answered from the cache",
+        { retryAfter: 1 },
+      );
+    }
     const method = ctx.req.method ?? "GET";
     if (method !== "GET" && method !== "HEAD") return await offlineWrite(ctx, deps, reason);
     if (!ctx.plan) {
