@@ -182,7 +182,7 @@ class Connection implements ResponseSink {
       return false;
     }
     const req = new ServerRequest(head, this.socket, { pull: () => this.pull() });
-    const res = new ServerResponse(this, head);
+    const res = new ServerResponse(this, head, this.socket);
     this.req = req;
     this.res = res;
     if (head.body === "none") {
