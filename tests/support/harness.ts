@@ -4,7 +4,7 @@
  * Everything waits on conditions (log lines, ports, events), never on fixed sleeps.
  */
 import { type CertPair, createPki, type Pki } from "./pki.ts";
-import { type FakeApiServer, startFakeApiServer } from "./apiserver/mod.ts";
+import { type FakeApiServer, startFakeApiServer, type WireMode, type WireModeName } from "./apiserver/mod.ts";
 
 export const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 export const KUBECTL_DIR = "/usr/lib/google-cloud-sdk/bin";
@@ -25,7 +25,10 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): Promise<Cluster> {
+export async function startCluster(
+  // wire: serve through the wire relay in this wire mode (apiserver/wire_modes.ts); default: plain TLS.
+  opts: { bookmarkIntervalMs?: number; wire?: WireMode | WireModeName } = {},
+): Promise<Cluster> {
   const pki = await createPki();
   const apiserverPair = await pki.server("apiserver");
   const apiserver = await startFakeApiServer({
@@ -35,6 +38,7 @@ export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): 
     keyFile: apiserverPair.key,
     tokens: TOKENS,
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
+    wire: opts.wire,
   });
   const serving = await pki.server("lite-apiserver");
   const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });
