@@ -6,7 +6,7 @@
  * small objects, a large list, errors (404, 403), a watch; online, across a cut and after restore.
  * Every client is a bounded process: a stalled connection fails the case with what it waited for.
  */
-import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
 import { type CurlAnswer, curlKeepAlive, kubectlBounded } from "./support/clients.ts";
 import {
   type Cluster,
