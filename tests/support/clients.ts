@@ -104,3 +104,106 @@ export async function curlKeepAlive(
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
+
+/** One JSON line printed by a client-library driver (tests/support/clients/*). */
+export type ClientEvent = { event: string; [k: string]: unknown };
+
+/** A client-library driver process: its JSON event lines, and commands on its stdin. */
+export interface ClientProcess {
+  events: ClientEvent[];
+  /** Resolves with the first event from index `from` on that matches, or fails after timeoutMs. */
+  waitFor(
+    pred: (e: ClientEvent) => boolean,
+    what: string,
+    timeoutMs?: number,
+    from?: number,
+  ): Promise<ClientEvent>;
+  /** Sends a command line (e.g. "dump t1", "list t2") and waits for its answer with that tag. */
+  ask(cmd: "dump" | "list", what: string, timeoutMs?: number): Promise<ClientEvent>;
+  stderr(): string;
+  kill(): Promise<void>;
+}
+
+/** Starts a driver (`cmd args`) that prints JSON lines and reads commands on stdin. */
+export function startClientProcess(name: string, cmd: string, args: string[]): ClientProcess {
+  const child = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+  const events: ClientEvent[] = [];
+  const waiters = new Set<() => void>();
+  let err = "";
+  let exited = false;
+  const wake = () => {
+    for (const w of [...waiters]) w();
+  };
+  (async () => {
+    let buf = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        try {
+          events.push(JSON.parse(line));
+        } catch {
+          events.push({ event: "output", line });
+        }
+      }
+      wake();
+    }
+  })();
+  (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      err = (err + chunk).slice(-4000);
+    }
+  })();
+  child.status.then(() => {
+    exited = true;
+    wake();
+  });
+  const writer = child.stdin.getWriter();
+  let seq = 0;
+  const waitFor = (pred: (e: ClientEvent) => boolean, what: string, timeoutMs = 20_000, from = 0) =>
+    new Promise<ClientEvent>((resolve, reject) => {
+      const check = () => {
+        const hit = events.slice(from).find(pred);
+        if (hit) done(), resolve(hit);
+        else if (exited) {
+          done();
+          reject(new Error(`${name} exited before ${what}; stderr: ${err.slice(-1500)}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        const tail = events.slice(-8).map((e) => JSON.stringify(e).slice(0, 300)).join("\n");
+        reject(
+          new Error(
+            `${name}: no ${what} within ${timeoutMs} ms; last events:\n${tail}\nstderr: ${err.slice(-800)}`,
+          ),
+        );
+      }, timeoutMs);
+      const done = () => (clearTimeout(timer), waiters.delete(check));
+      waiters.add(check);
+      check();
+    });
+  return {
+    events,
+    waitFor,
+    async ask(cmd, what, timeoutMs = 20_000) {
+      const tag = `${cmd}-${++seq}`;
+      const from = events.length;
+      await writer.write(new TextEncoder().encode(`${cmd} ${tag}\n`));
+      return waitFor((e) => e.tag === tag, `an answer to "${cmd}" (${what})`, timeoutMs, from);
+    },
+    stderr: () => err,
+    async kill() {
+      if (!exited) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }
+      await writer.close().catch(() => {});
+      await child.status;
+    },
+  };
+}
