@@ -88,7 +88,7 @@ Deno.test({
           last = await c.p.ask("dump", `${c.name} cache (${what})`);
           if (JSON.stringify(last.items) === JSON.stringify(want)) return;
           // Wait for the client's next event (a bounded wait) before asking again.
-          const from = c.p.events.length;
+          const from = c.p.events.indexOf(last) + 1; // events after the dump, even in the same read
           await c.p.waitFor(
             (e) => e.event !== "dump",
             "a next event",
