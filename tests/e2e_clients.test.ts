@@ -1,11 +1,12 @@
 /**
- * Real client libraries through lite-apiserver, with the simulated apiserver's answers split like a
- * real server's (head, then the body 40 ms later): an informer from @kubernetes/client-node (under
- * Node, client certificate) and a list+watch reflector with Debian's python3-kubernetes (bearer
- * token), both from kubeconfigs. They see the initial list and changes made in the cloud, keep
- * working across a cut (their cache intact, LISTs answered from lite-apiserver's cache) and
- * converge on the cloud's state after recovery. The libraries are installed by
- * scripts/install-test-clients (run from here when missing; scripts/test runs it too).
+ * Real client libraries through lite-apiserver, with the simulated apiserver's answers cut like a
+ * real server's (head and body split, then dribbled bodies, then a Nagle-like late last segment):
+ * an informer from @kubernetes/client-node (under Node, client certificate) and a list+watch
+ * reflector with Debian's python3-kubernetes (bearer token), both from kubeconfigs. They see the
+ * initial list and changes made in the cloud, keep working across a cut (their cache intact, LISTs
+ * answered from lite-apiserver's cache) and converge on the cloud's state after recovery. The
+ * libraries are installed by scripts/install-test-clients (run from here; a no-op once installed,
+ * and scripts/test runs it too).
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { type ClientEvent, type ClientProcess, runBounded, startClientProcess } from "./support/clients.ts";
@@ -109,6 +110,7 @@ Deno.test({
       });
 
       await t.step("changes made in the cloud arrive through the watch", async () => {
+        api.setWire("dribble");
         api.create(cm("c1", "1"));
         const app = api.get("v1", "ConfigMap", "default", "app")!;
         api.update({ ...app, data: { v: "2" } });
@@ -142,6 +144,7 @@ Deno.test({
 
       await t.step("after recovery both converge on the cloud's state", async () => {
         const from = lite.lines.length;
+        api.setWire("nagle");
         await api.setFault("none");
         await lite.waitForLine(/upstream reachable again/, 20_000, from);
         const want = await cloud();
