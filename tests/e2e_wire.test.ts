@@ -136,11 +136,24 @@ Deno.test({
         }
       };
 
+      /** A case whose failure also shows what lite-apiserver warned about meanwhile. */
+      const step = (t: Deno.TestContext, name: string, fn: () => Promise<void>) =>
+        t.step(name, async () => {
+          const from = l.lines.length;
+          try {
+            await fn();
+          } catch (e) {
+            const warned = l.lines.slice(from).filter((x) => /\b(WARN|ERROR)\b/.test(x)).slice(-6);
+            if (!warned.length) throw e;
+            throw new Error(`${(e as Error).message}\nlite-apiserver meanwhile:\n${warned.join("\n")}`);
+          }
+        });
+
       for (const [i, mode] of MODES.entries()) {
         await t.step(`${mode}: online`, async (t) => {
           api.setWire(mode);
           await online();
-          await t.step("curl: small, list, 404, 403 and list on one connection", async () => {
+          await step(t, "curl: small, list, 404, 403 and list on one connection", async () => {
             const compressed = mode === "gzip";
             const asKubelet = await curlKeepAlive([
               u("/api/v1/namespaces/default/configmaps/small"),
@@ -173,7 +186,7 @@ Deno.test({
             ]);
           });
           for (const version of VERSIONS) {
-            await t.step(`kubectl ${version}: list, get, 404, 403`, async () => {
+            await step(t, `kubectl ${version}: list, get, 404, 403`, async () => {
               await readsWork(mode, version);
               const missing = await kubectlBounded(version, kc, ["get", "configmap", "missing"]);
               assertEquals(missing.code, 1, `kubectl ${version} get missing: ${missing.stderr}`);
@@ -184,7 +197,7 @@ Deno.test({
             });
           }
           const version = VERSIONS[i % VERSIONS.length];
-          await t.step(`kubectl ${version} get -w sees a change made in the cloud`, async () => {
+          await step(t, `kubectl ${version} get -w sees a change made in the cloud`, async () => {
             const name = `watched-${mode}`;
             await watchSees(version, kc, name, () =>
               api.create({
@@ -203,14 +216,15 @@ Deno.test({
           const from = l.lines.length;
           await api.setFault("blackhole");
           await l.waitForLine(/upstream unreachable: offline/, 20_000, from);
-          await t.step(`offline: kubectl ${version} and curl are served from the cache`, async () => {
+          await step(t, `offline: kubectl ${version} and curl are served from the cache`, async () => {
             await readsWork(`${mode} offline`, version);
             checkRun(await curlRun(`${mode} offline`, mode === "gzip"), smallListCheck());
           });
           const back = l.lines.length;
           await api.setFault("none");
           await l.waitForLine(/upstream reachable again/, 20_000, back);
-          await t.step(
+          await step(
+            t,
             `after restore: kubectl ${version} and curl see a change made in the cloud`,
             async () => {
               const cm = api.get("v1", "ConfigMap", "default", "small")!;
