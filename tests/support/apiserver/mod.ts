@@ -2,7 +2,8 @@
  * A faithful simulated kube-apiserver for tests, the demo and benchmarks: TLS with client-cert and
  * token authentication, an RBAC-like authorizer, legacy discovery, CRUD with one global
  * resourceVersion, selectors, paging, server-side Tables, watches with bookmarks, a tiny
- * deployment controller, and a fault relay (blackhole / refuse) in front of it.
+ * deployment controller, and a fault relay (blackhole / refuse) in front of it; with the `wire`
+ * option, a wire relay behind that cuts answers the way real servers and networks do.
  */
 import type { IncomingMessage } from "node:http";
 import * as http from "node:http";
