@@ -7,6 +7,7 @@ import YAML from "yaml";
 import { ConfigError } from "./errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
+import { type CacheBounds, DEFAULT_BOUNDS } from "../cache/cache_budget.ts";
 
 export interface ServeConfig {
   /** Upstream endpoints in priority order, as absolute https URLs without a trailing slash. */
@@ -32,6 +33,13 @@ export interface ServeConfig {
   adminAddress: string;
   /** 0 disables the admin listener. */
   adminPort: number;
+  // --- security (issue 10): cache bounds, watch-event bound, admin exposure ---
+  /** Cache bounds per identity and overall; an identity over them loses its own LRU entries. */
+  cacheBounds: CacheBounds;
+  /** A watch event larger than this is relayed but ends the caching of that watch. */
+  watchEventMaxBytes: number;
+  /** Whether /status and /metrics name cached identities (CNs, impersonation ids). */
+  adminIdentities: "show" | "hide";
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -62,6 +70,12 @@ const KEYS = [
   "log-format",
   "admin-address",
   "admin-port",
+  "cache-max-bytes",
+  "cache-max-entries",
+  "cache-max-bytes-per-identity",
+  "cache-max-entries-per-identity",
+  "watch-event-max-bytes",
+  "admin-identities",
 ] as const;
 type Key = typeof KEYS[number];
 type Raw = Partial<Record<Key, string | string[]>>;
@@ -114,6 +128,24 @@ export function serveCommandSpec(): Command {
     .option(
       "--admin-port <port>",
       "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)",
+    )
+    .option("--cache-max-bytes <n>", "bound of the whole cache in bytes (default 2 GiB)")
+    .option("--cache-max-entries <n>", "bound of the whole cache in entries (default 200000)")
+    .option(
+      "--cache-max-bytes-per-identity <n>",
+      "bound of one identity's cache in bytes; its least recently used entries go first (default 512 MiB)",
+    )
+    .option(
+      "--cache-max-entries-per-identity <n>",
+      "bound of one identity's cache in entries (default 20000)",
+    )
+    .option(
+      "--watch-event-max-bytes <n>",
+      "a larger watch event is relayed but ends the caching of that watch (default 8388608)",
+    )
+    .option(
+      "--admin-identities <show|hide>",
+      "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
     )
     // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
     .addOption(new Option("--timeout <duration>", "alias of --backend-timeout").hideHelp())
@@ -223,6 +255,12 @@ export function normaliseUpstream(value: string, defaultPort: number): string {
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}`;
 }
 
+/** Loopback addresses: reachable from this node only. */
+export function isLoopback(a: string): boolean {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a) || /^(::1|0*:(0*:)*0*1|::ffff:127\.[\d.]+)$/i.test(a) ||
+    a === "localhost";
+}
+
 function validIp(a: string): boolean {
   return /^(\d{1,3}\.){3}\d{1,3}$/.test(a) && a.split(".").every((p) => Number(p) <= 255) ||
     /^[0-9a-fA-F:]+$/.test(a) && a.includes(":") || a === "localhost";
@@ -319,7 +357,61 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
+  const adminIdentities = one(raw, "admin-identities");
+  if (adminIdentities !== undefined && adminIdentities !== "show" && adminIdentities !== "hide") {
+    throw new ConfigError(`--admin-identities: "${adminIdentities}" is not show or hide`);
+  }
+  if (adminIdentities === undefined && !isLoopback(adminAddress)) {
+    throw new ConfigError(
+      `--admin-address ${adminAddress} is not a loopback address: /status and /metrics would tell the network ` +
+        "which identities are cached; choose knowingly with --admin-identities hide or show",
+    );
+  }
+  const cacheBounds: CacheBounds = {
+    perIdentity: {
+      bytes: int(
+        one(raw, "cache-max-bytes-per-identity"),
+        "--cache-max-bytes-per-identity",
+        DEFAULT_BOUNDS.perIdentity.bytes,
+        1 << 16,
+        2 ** 50,
+      ),
+      entries: int(
+        one(raw, "cache-max-entries-per-identity"),
+        "--cache-max-entries-per-identity",
+        DEFAULT_BOUNDS.perIdentity.entries,
+        1,
+        1e9,
+      ),
+    },
+    total: {
+      bytes: int(
+        one(raw, "cache-max-bytes"),
+        "--cache-max-bytes",
+        DEFAULT_BOUNDS.total.bytes,
+        1 << 16,
+        2 ** 50,
+      ),
+      entries: int(
+        one(raw, "cache-max-entries"),
+        "--cache-max-entries",
+        DEFAULT_BOUNDS.total.entries,
+        1,
+        1e9,
+      ),
+    },
+  };
+
   return {
+    cacheBounds,
+    watchEventMaxBytes: int(
+      one(raw, "watch-event-max-bytes"),
+      "--watch-event-max-bytes",
+      8 << 20,
+      1024,
+      2 ** 31,
+    ),
+    adminIdentities: (adminIdentities ?? "show") as "show" | "hide",
     upstreams,
     caFile,
     apiserverCaFile,

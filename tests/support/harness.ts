@@ -27,8 +27,15 @@ export interface Cluster {
 }
 
 export async function startCluster(
-  // wire: serve through the wire relay in this wire mode (apiserver/wire_modes.ts); default: plain TLS.
-  opts: { bookmarkIntervalMs?: number; wire?: WireMode | WireModeName } = {},
+  opts: {
+    bookmarkIntervalMs?: number;
+    /** Extra bearer tokens (e.g. a ServiceAccount's). */
+    tokens?: Record<string, { user: string; groups?: string[] }>;
+    /** Node lifecycle time scale: ms per tolerationSecond (default 1000). */
+    tolerationSecondMs?: number;
+    /** Serve through the wire relay in this wire mode (apiserver/wire_modes.ts); default: plain TLS. */
+    wire?: WireMode | WireModeName;
+  } = {},
 ): Promise<Cluster> {
   const pki = await createPki();
   const apiserverPair = await pki.server("apiserver");
@@ -37,9 +44,10 @@ export async function startCluster(
     caKey: pki.caKey,
     certFile: apiserverPair.cert,
     keyFile: apiserverPair.key,
-    tokens: TOKENS,
+    tokens: { ...TOKENS, ...opts.tokens },
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
     wire: opts.wire,
+    tolerationSecondMs: opts.tolerationSecondMs,
   });
   const serving = await pki.server("lite-apiserver");
   const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });
@@ -97,7 +105,8 @@ export function runLite(args: string[], env: Record<string, string> = {}, launch
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
+    // No update check: it would reach dl.deno.land (through HTTPS_PROXY when a test sets one).
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...env },
   }).spawn();
   const lines: string[] = [];
   const waiters = new Set<() => void>();

@@ -14,6 +14,7 @@ import type { AddressInfo } from "node:net";
 import { authenticate, type ConnCert, readConnCert } from "./auth.ts";
 import { startDeploymentController } from "./controller.ts";
 import { createHandler, type RequestRecord, requestRecord } from "./handler.ts";
+import { type Eviction, NodeLifecycle } from "./node_lifecycle.ts";
 import { type FaultMode, FaultRelay } from "./relay.ts";
 import { findByKind } from "./resources.ts";
 import { seed as seedStore } from "./seed.ts";
@@ -24,6 +25,7 @@ import { WireRelay } from "./wire_relay.ts";
 export type { RequestRecord } from "./handler.ts";
 export type { FaultMode } from "./relay.ts";
 export { WIRE_MODES, type WireMode, type WireModeName } from "./wire_modes.ts";
+export type { Eviction } from "./node_lifecycle.ts";
 
 /** Options for {@link startFakeApiServer}. */
 export interface FakeApiServerOptions {
@@ -46,6 +48,8 @@ export interface FakeApiServerOptions {
    * wire_modes.ts) instead of straight from the TLS server. Switch modes later with `setWire`.
    */
   wire?: WireMode | WireModeName;
+  /** How long one tolerationSecond lasts for the node lifecycle simulation (default 1000 ms). */
+  tolerationSecondMs?: number;
 }
 
 /** A running fake apiserver. */
@@ -74,6 +78,12 @@ export interface FakeApiServer {
   setWire(mode: WireMode | WireModeName): void;
   /** Answers requests whose path matches `pattern` only after `ms` (undefined: no delay). */
   setDelay(pattern: RegExp | undefined, ms?: number): void;
+  /** Node lifecycle: the node stops reporting (Ready Unknown, unreachable NoExecute taint). */
+  cutNode(name: string): void;
+  /** Node lifecycle: the node reports again (taints gone, Ready True). */
+  restoreNode(name: string): void;
+  /** Pods the taint manager evicted (deleted), in order. */
+  evictions: Eviction[];
   close(): Promise<void>;
 }
 
@@ -87,7 +97,12 @@ function defOf(apiVersion: string, kind: string) {
 export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<FakeApiServer> {
   const store = new ObjectStore();
   if (opts.seed ?? true) seedStore(store);
-  const stopController = startDeploymentController(store);
+  const stopDeployments = startDeploymentController(store);
+  const lifecycle = new NodeLifecycle(store, opts.tolerationSecondMs ?? 1000);
+  const stopController = () => {
+    stopDeployments();
+    lifecycle.stop();
+  };
   const requests: RequestRecord[] = [];
   const waiters = new Set<(r: RequestRecord) => void>();
   const watches = new Set<() => void>();
@@ -140,7 +155,7 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     const tls = socket as unknown as TLSSocket;
     let conn = tls.encrypted ? conns.get(tls) : relayConns.get(socket.remotePort ?? 0) ?? { state: "none" };
     if (!conn) conns.set(tls, conn = readConnCert(tls));
-    const id = authenticate(conn, req.headers.authorization, opts.tokens ?? {});
+    const id = authenticate(conn, req.headers, opts.tokens ?? {});
     const url = new URL(req.url ?? "/", "https://x");
     const allowed = id.authn !== "anonymous" && id.authn !== "invalid" &&
       /\/(exec|attach|portforward)$/.test(url.pathname);
@@ -249,6 +264,9 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     setDelay: (pattern, ms = 0) => {
       delay = pattern ? { pattern, ms } : undefined;
     },
+    cutNode: (name) => lifecycle.cut(name),
+    restoreNode: (name) => lifecycle.restore(name),
+    evictions: lifecycle.evictions,
     async close() {
       stopController();
       for (const cancel of [...watches]) cancel();
