@@ -33,10 +33,6 @@ export interface ServeConfig {
   adminAddress: string;
   /** 0 disables the admin listener. */
   adminPort: number;
-  // HTTP layer (lib/http): request-header timeout, request-body and connection caps.
-  requestHeaderTimeoutMs: number;
-  maxRequestBodyBytes: number;
-  maxConnections: number;
   // --- security (issue 10): cache bounds, watch-event bound, admin exposure ---
   /** Cache bounds per identity and overall; an identity over them loses its own LRU entries. */
   cacheBounds: CacheBounds;
@@ -44,6 +40,10 @@ export interface ServeConfig {
   watchEventMaxBytes: number;
   /** Whether /status and /metrics name cached identities (CNs, impersonation ids). */
   adminIdentities: "show" | "hide";
+  // HTTP layer (lib/http): request-header timeout, request-body and connection caps.
+  requestHeaderTimeoutMs: number;
+  maxRequestBodyBytes: number;
+  maxConnections: number;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -74,15 +74,15 @@ const KEYS = [
   "log-format",
   "admin-address",
   "admin-port",
-  "request-header-timeout",
-  "max-request-body-bytes",
-  "max-connections",
   "cache-max-bytes",
   "cache-max-entries",
   "cache-max-bytes-per-identity",
   "cache-max-entries-per-identity",
   "watch-event-max-bytes",
   "admin-identities",
+  "request-header-timeout",
+  "max-request-body-bytes",
+  "max-connections",
 ] as const;
 type Key = typeof KEYS[number];
 type Raw = Partial<Record<Key, string | string[]>>;
@@ -136,15 +136,6 @@ export function serveCommandSpec(): Command {
       "--admin-port <port>",
       "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)",
     )
-    .option(
-      "--request-header-timeout <duration>",
-      "a request's head must arrive whole within this time of its first byte (default 60s)",
-    )
-    .option(
-      "--max-request-body-bytes <n>",
-      "larger request bodies are refused with 413, as the apiserver does (default 3145728)",
-    )
-    .option("--max-connections <n>", "open client connections beyond this get a 503 (default 2048)")
     .option("--cache-max-bytes <n>", "bound of the whole cache in bytes (default 2 GiB)")
     .option("--cache-max-entries <n>", "bound of the whole cache in entries (default 200000)")
     .option(
@@ -163,6 +154,15 @@ export function serveCommandSpec(): Command {
       "--admin-identities <show|hide>",
       "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
     )
+    .option(
+      "--request-header-timeout <duration>",
+      "a request's head must arrive whole within this time of its first byte (default 60s)",
+    )
+    .option(
+      "--max-request-body-bytes <n>",
+      "larger request bodies are refused with 413, as the apiserver does (default 3145728)",
+    )
+    .option("--max-connections <n>", "open client connections beyond this get a 503 (default 2048)")
     // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
     .addOption(new Option("--timeout <duration>", "alias of --backend-timeout").hideHelp())
     .addOption(new Option("--cache-type <type>", "alias of --cache-backend (SuperEdge)").hideHelp())
@@ -373,11 +373,6 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
-  const requestHeaderTimeoutMs = parseDuration(
-    one(raw, "request-header-timeout") ?? "60s",
-    "--request-header-timeout",
-  );
-  if (requestHeaderTimeoutMs < 100) throw new ConfigError("--request-header-timeout: at least 100ms");
   const adminIdentities = one(raw, "admin-identities");
   if (adminIdentities !== undefined && adminIdentities !== "show" && adminIdentities !== "hide") {
     throw new ConfigError(`--admin-identities: "${adminIdentities}" is not show or hide`);
@@ -422,6 +417,11 @@ function resolveConfig(raw: Raw): ServeConfig {
       ),
     },
   };
+  const requestHeaderTimeoutMs = parseDuration(
+    one(raw, "request-header-timeout") ?? "60s",
+    "--request-header-timeout",
+  );
+  if (requestHeaderTimeoutMs < 100) throw new ConfigError("--request-header-timeout: at least 100ms");
 
   return {
     cacheBounds,

@@ -39,4 +39,6 @@ export interface RequestContext {
   body?: Uint8Array;
   /** Applied where the upstream body is relayed to the client (proxy/relay.ts), when set. */
   transform?: AnswerTransform;
+  /** A held watch resumed upstream: the client's own request context (see watch_resume.ts). */
+  resumes?: RequestContext;
 }

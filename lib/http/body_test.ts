@@ -94,3 +94,22 @@ Deno.test("encodeChunk and LAST_CHUNK round-trip through the decoder", () => {
   const r = chunked(all);
   assertEquals([r.body, r.done, r.end], [parts.join(""), true, all.length]);
 });
+
+Deno.test("the chunked decoder never throws on arbitrary bytes", () => {
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const alphabet = enc.encode("0123456789abcdefABCDEF;=\r\n \tX:-\u0000");
+  for (let n = 0; n < 5000; n++) {
+    const bytes = new Uint8Array(Math.floor(rand() * 120));
+    for (let i = 0; i < bytes.length; i++) {
+      bytes[i] = rand() < 0.9 ? alphabet[Math.floor(rand() * alphabet.length)] : Math.floor(rand() * 256);
+    }
+    const d = new ChunkedDecoder(() => {}, 64);
+    let pos = 0;
+    for (let k = 0; k < 4 && pos < bytes.length; k++) {
+      const r = d.feed(bytes, pos);
+      if (typeof r !== "number" || d.done) break;
+      pos = r;
+    }
+  }
+});

@@ -51,3 +51,68 @@ export function latin1(buf: Uint8Array, s: number, e: number, ascii = true): str
   }
   return out;
 }
+
+/** A string decoded from bytes, remembered by those exact bytes. */
+interface Interned {
+  bytes: Uint8Array;
+  text: string;
+  lower: string;
+}
+
+/**
+ * Remembers the strings of recurring byte sequences (header names, common values), so a busy
+ * connection does not build the same short strings for every request. Bounded: once full, new
+ * sequences are decoded and not remembered.
+ */
+export class Interner {
+  #map = new Map<number, Interned[]>();
+  #size = 0;
+  constructor(private maxEntries: number, private maxLength: number) {}
+
+  /** The interned entry for buf[s..e) (decoded as latin1). */
+  get(buf: Uint8Array, s: number, e: number, ascii = true): Interned {
+    return this.find(buf, s, e) ?? this.add(buf, s, e, ascii);
+  }
+
+  /** The entry remembered for exactly buf[s..e), if any. */
+  find(buf: Uint8Array, s: number, e: number): Interned | undefined {
+    const len = e - s;
+    if (len === 0) return EMPTY;
+    if (len > this.maxLength) return undefined;
+    const list = this.#map.get(keyOf(buf, s, e));
+    if (list) {
+      outer: for (const it of list) {
+        const b = it.bytes;
+        for (let i = 0; i < len; i++) if (b[i] !== buf[s + i]) continue outer;
+        return it;
+      }
+    }
+    return undefined;
+  }
+
+  /** Decodes buf[s..e) and remembers it while there is room. */
+  add(buf: Uint8Array, s: number, e: number, ascii = true): Interned {
+    const made = this.#make(buf, s, e, ascii);
+    if (this.#size < this.maxEntries && e - s <= this.maxLength && e > s) {
+      made.bytes = buf.slice(s, e);
+      const key = keyOf(buf, s, e);
+      const list = this.#map.get(key);
+      if (list) list.push(made);
+      else this.#map.set(key, [made]);
+      this.#size++;
+    }
+    return made;
+  }
+
+  #make(buf: Uint8Array, s: number, e: number, ascii: boolean): Interned {
+    const text = latin1(buf, s, e, ascii);
+    return { bytes: EMPTY.bytes, text, lower: text.toLowerCase() };
+  }
+}
+
+function keyOf(buf: Uint8Array, s: number, e: number): number {
+  const len = e - s;
+  return (len << 16) ^ (buf[s] << 8) ^ buf[e - 1] ^ (buf[s + (len >> 1)] << 20);
+}
+
+const EMPTY: Interned = { bytes: new Uint8Array(), text: "", lower: "" };

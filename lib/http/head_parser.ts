@@ -3,7 +3,7 @@
  * then header fields. Feed it bytes as they arrive; only a line split across two chunks is copied.
  * Anything ambiguous for message framing (the stuff of request smuggling) is an error, never a guess.
  */
-import { COLON, CR, FIELD_VALUE, HTAB, latin1, LF, SP, TARGET, TOKEN } from "./chars.ts";
+import { COLON, CR, FIELD_VALUE, HTAB, Interner, latin1, LF, SP, TARGET, TOKEN } from "./chars.ts";
 import { badRequest, HttpError } from "./errors.ts";
 import { addHeader, type HeaderMap, newHeaderMap, tokens } from "./headers.ts";
 
@@ -266,15 +266,27 @@ export function parseField(buf: Uint8Array, s: number, e: number): [string, stri
   let vs = colon + 1, ve = e;
   while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
   while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
+  const name = NAMES.get(buf, s, colon);
+  // Credentials are never kept in the shared table of recurring values.
+  const secret = name.lower === "authorization" || name.lower === "proxy-authorization" ||
+    name.lower === "cookie";
+  // A value seen before was validated then.
+  const known = secret ? undefined : VALUES.find(buf, vs, ve);
+  if (known) return [name.text, name.lower, known.text];
   let ascii = true;
   for (let i = vs; i < ve; i++) {
     const c = buf[i];
     if (FIELD_VALUE[c] === 0) throw badRequest("invalid character in a header value");
     if (c > 0x7f) ascii = false;
   }
-  const raw = latin1(buf, s, colon);
-  return [raw, raw.toLowerCase(), latin1(buf, vs, ve, ascii)];
+  const value = secret ? latin1(buf, vs, ve, ascii) : VALUES.add(buf, vs, ve, ascii).text;
+  return [name.text, name.lower, value];
 }
+
+/** Header names and short recurring values (Accept, Host, User-Agent...) seen on this process. */
+const NAMES = new Interner(512, 64);
+const VALUES = new Interner(1024, 160);
+const METHODS = new Interner(32, 16);
 
 /** 1*DIGIT, at most 15 digits (a safe integer): no sign, no hex, no spaces, no list. */
 function parseLength(v: string): number {
@@ -314,7 +326,7 @@ export class RequestHeadParser extends HeadParser<RequestHead> {
     if (i === t || i >= e || buf[i] !== SP) throw badRequest("malformed request line");
     if (e - (i + 1) !== 8) throw badRequest("malformed request line");
     this.version(buf, i + 1);
-    this.method = latin1(buf, s, m);
+    this.method = METHODS.get(buf, s, m).text;
     this.url = latin1(buf, t, i);
   }
 
@@ -336,8 +348,15 @@ export class RequestHeadParser extends HeadParser<RequestHead> {
       expectContinue = true;
     }
     const upgrade = h.upgrade !== undefined && tokens(h.connection).includes("upgrade");
+    const minor = this.versionMinor;
     return {
-      ...this.common(body, this.keepAlive()),
+      versionMinor: minor,
+      httpVersion: minor === 1 ? "1.1" : "1.0",
+      headers: h,
+      rawHeaders: this.rawHeaders,
+      body,
+      contentLength: body === "length" ? this.contentLength : -1,
+      keepAlive: this.keepAlive(),
       method: this.method,
       url: this.url,
       upgrade,

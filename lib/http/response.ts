@@ -5,7 +5,7 @@
  * Content-Length, else the whole body's length when `end(body)` is the only write, else chunked
  * (HTTP/1.1) or close-delimited (HTTP/1.0). The head and the first body bytes go in one write.
  */
-import { Writable } from "node:stream";
+import { type Duplex, Writable } from "node:stream";
 import type { OutgoingHttpHeaders } from "node:http";
 import { encodeChunk, LAST_CHUNK } from "./body.ts";
 import { statusText } from "./status_text.ts";
@@ -66,8 +66,12 @@ export class ServerResponse extends Writable {
   #wrote = false;
   #taken = false;
 
-  constructor(sink: ResponseSink, forRequest: ResponseFor) {
+  /** The connection's socket (as Node's `res.socket`), when the response was made for one. */
+  readonly socket: Duplex | null;
+
+  constructor(sink: ResponseSink, forRequest: ResponseFor, socket: Duplex | null = null) {
     super({ highWaterMark: 64 * 1024 });
+    this.socket = socket;
     this.#sink = sink;
     this.#for = forRequest;
     if (!forRequest.keepAlive) this.#close = true;
@@ -111,7 +115,7 @@ export class ServerResponse extends Writable {
       throw new RangeError(`invalid status code ${statusCode}`);
     }
     this.statusCode = statusCode;
-    if (statusMessage !== undefined) this.statusMessage = statusMessage;
+    if (statusMessage !== undefined && !INVALID_VALUE.test(statusMessage)) this.statusMessage = statusMessage;
     if (Array.isArray(headers)) {
       for (let i = 0; i + 1 < headers.length; i += 2) this.setHeader(headers[i], headers[i + 1]);
     } else if (headers) {

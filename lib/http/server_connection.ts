@@ -182,7 +182,7 @@ class Connection implements ResponseSink {
       return false;
     }
     const req = new ServerRequest(head, this.socket, { pull: () => this.pull() });
-    const res = new ServerResponse(this, head);
+    const res = new ServerResponse(this, head, this.socket);
     this.req = req;
     this.res = res;
     if (head.body === "none") {
@@ -360,7 +360,9 @@ class Connection implements ResponseSink {
 
   /** Called by the sweep when the deadline passed. */
   expire(): void {
-    if (this.state === HEAD && this.headerDeadline) {
+    // A head that started gets its 408; a connection that sent nothing is closed without a word
+    // (an unsolicited answer on an idle connection confuses clients that reuse it).
+    if (this.state === HEAD && this.headerDeadline && this.parser.started) {
       this.opts.onError?.("request header timeout", 408);
       this.errorAnswer(408, `the request head did not arrive within ${this.opts.headerTimeoutMs}ms`);
     } else this.socket.destroy();
@@ -389,10 +391,16 @@ function join(a: Uint8Array, b: Uint8Array): Uint8Array {
 const tracked = new Set<Connection>();
 let sweep: ReturnType<typeof setInterval> | undefined;
 let sweepMs = 1000;
+let sweepRunningMs = 0;
 
 function track(c: Connection): void {
   tracked.add(c);
+  if (sweep && sweepRunningMs > sweepMs) {
+    clearInterval(sweep);
+    sweep = undefined;
+  }
   if (!sweep) {
+    sweepRunningMs = sweepMs;
     sweep = setInterval(() => {
       const now = performance.now();
       for (const t of tracked) if (t.deadline && now >= t.deadline) t.expire();

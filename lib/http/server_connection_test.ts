@@ -225,3 +225,53 @@ Deno.test("protocol errors get their status and close: 400, 414, 431, 505", asyn
     }
   });
 });
+
+Deno.test("timeouts: a silent new connection is closed without an answer; a started head gets a 408", async () => {
+  await withServer((_req, res) => res.end("x"), async (port) => {
+    const t0 = performance.now();
+    const silent = await exchange(port, "");
+    assertEquals(silent, "", "nothing is sent to a connection that sent nothing");
+    assert(performance.now() - t0 >= 250, "not before the header timeout");
+    const slow = await exchange(port, "GET / HTTP/1.1\r\nHost: x\r\n");
+    assert(slow.startsWith("HTTP/1.1 408 "), slow);
+    // An idle keep-alive connection is closed after the idle timeout, without an answer.
+    const idle = await exchange(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assertEquals(count(idle, "HTTP/1.1 "), 1);
+  }, { headerTimeoutMs: 300, idleTimeoutMs: 600 });
+});
+
+Deno.test("random bytes never break the server: each connection gets an answer or a close", async () => {
+  let seed = 99;
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const pieces = [
+    "GET / HTTP/1.1\r\n",
+    "POST /x HTTP/1.1\r\n",
+    "Host: x\r\n",
+    "Content-Length: 3\r\n",
+    "Content-Length: 99\r\n",
+    "Transfer-Encoding: chunked\r\n",
+    "Expect: 100-continue\r\n",
+    "Connection: close\r\n",
+    "\r\n",
+    "\n",
+    "\r",
+    "3\r\nabc\r\n",
+    "0\r\n\r\n",
+    "zz\r\n",
+    "X: \u0000\r\n",
+    " folded\r\n",
+  ];
+  await withServer((req, res) => {
+    if (req.url === "/x") req.on("data", () => {}).on("end", () => res.end("done"));
+    else res.end("ok");
+  }, async (port) => {
+    for (let n = 0; n < 150; n++) {
+      let text = "";
+      const k = 1 + Math.floor(rand() * 8);
+      for (let i = 0; i < k; i++) text += pieces[Math.floor(rand() * pieces.length)];
+      // Bounded (10 s): the server answers, or closes at the latest after its header or idle timeout.
+      const out = await exchange(port, text);
+      assert(out === "" || out.startsWith("HTTP/1.1 "), JSON.stringify(out));
+    }
+  }, { headerTimeoutMs: 150, idleTimeoutMs: 150 });
+});

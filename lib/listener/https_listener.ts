@@ -165,6 +165,9 @@ export async function startListener(
     );
     const bytes = new TextEncoder().encode(body);
     socket.on("error", () => {});
+    // Read and drop what the client sends, so closing does not reset the connection before it
+    // has read the answer.
+    socket.resume();
     socket.end(
       `HTTP/1.1 503 ${
         statusText(503)

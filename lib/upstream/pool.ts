@@ -85,8 +85,11 @@ export class UpstreamPool {
     return n;
   }
 
-  /** Sends a request; the response resolves once its head has arrived. */
-  request(ep: Endpoint, spec: RequestSpec): UpstreamCall {
+  /**
+   * Sends a request; the response resolves once its head has arrived. `events.connected` runs when
+   * the request has a connection (a reused one, or a fresh one whose TLS handshake completed).
+   */
+  request(ep: Endpoint, spec: RequestSpec, events?: { connected?(): void }): UpstreamCall {
     let conn: UpstreamConnection | undefined;
     let dialing: Dialing | undefined;
     let aborted = false;
@@ -115,6 +118,7 @@ export class UpstreamPool {
             waiter = undefined;
             if (aborted) return this.#release(ep, c);
             conn = c;
+            events?.connected?.();
             try {
               c.send(spec, handlers(reused));
             } catch (e) {
