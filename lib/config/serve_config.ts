@@ -7,6 +7,7 @@ import YAML from "yaml";
 import { ConfigError } from "./errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
+import { type KubernetesServiceConfig, resolveKubernetesService } from "./kubernetes_service_config.ts";
 
 export interface ServeConfig {
   /** Upstream endpoints in priority order, as absolute https URLs without a trailing slash. */
@@ -32,6 +33,8 @@ export interface ServeConfig {
   adminAddress: string;
   /** 0 disables the admin listener. */
   adminPort: number;
+  /** In-cluster clients: kube-proxy's view of the `kubernetes` Service, the SAN check. */
+  kubernetesService: KubernetesServiceConfig;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -62,6 +65,12 @@ const KEYS = [
   "log-format",
   "admin-address",
   "admin-port",
+  // In-cluster clients (lib/config/kubernetes_service_config.ts).
+  "kubernetes-service-rewrite",
+  "kubernetes-service-endpoint",
+  "kube-proxy-identity",
+  "kubernetes-service-ip",
+  "cluster-domain",
 ] as const;
 type Key = typeof KEYS[number];
 type Raw = Partial<Record<Key, string | string[]>>;
@@ -115,6 +124,26 @@ export function serveCommandSpec(): Command {
       "--admin-port <port>",
       "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)",
     )
+    // In-cluster clients (README "In-cluster clients").
+    .option(
+      "--kubernetes-service-rewrite <mode>",
+      "show kube-proxy this node's lite-apiserver as the kubernetes Service's endpoint: auto, on or off " +
+        "(default auto: on when a non-loopback --address or --kubernetes-service-endpoint is given)",
+    )
+    .option(
+      "--kubernetes-service-endpoint <ip[:port]>",
+      "the node address (and port, default --port) kube-proxy is given (default: the first non-loopback --address)",
+    )
+    .option(
+      "--kube-proxy-identity <name>",
+      "user name (client certificate CN) of the node's kube-proxy; repeatable (default system:kube-proxy)",
+      collect,
+    )
+    .option(
+      "--kubernetes-service-ip <ip>",
+      "the kubernetes Service's ClusterIP for the serving-certificate check (default: read from the cluster)",
+    )
+    .option("--cluster-domain <domain>", "the cluster's DNS domain (default cluster.local)")
     // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
     .addOption(new Option("--timeout <duration>", "alias of --backend-timeout").hideHelp())
     .addOption(new Option("--cache-type <type>", "alias of --cache-backend (SuperEdge)").hideHelp())
@@ -319,8 +348,17 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
+  const kubernetesService = resolveKubernetesService({
+    mode: one(raw, "kubernetes-service-rewrite"),
+    endpoint: one(raw, "kubernetes-service-endpoint"),
+    proxyIdentities: many(raw, "kube-proxy-identity"),
+    clusterIp: one(raw, "kubernetes-service-ip"),
+    clusterDomain: one(raw, "cluster-domain"),
+  }, addresses);
+
   return {
     upstreams,
+    kubernetesService,
     caFile,
     apiserverCaFile,
     tlsCertFile,
