@@ -14,7 +14,8 @@ import { startDeploymentController } from "./controller.ts";
 import { createHandler, type RequestRecord, requestRecord } from "./handler.ts";
 import { type FaultMode, FaultRelay } from "./relay.ts";
 import { findByKind } from "./resources.ts";
-import { seed as seedStore } from "./seed.ts";
+import { APISERVER_ADDRESSES, seed as seedStore } from "./seed.ts";
+import { type ApiserverAddresses, startKubernetesEndpointsReconciler } from "./kubernetes_service.ts";
 import { type Obj, ObjectStore } from "./store.ts";
 
 export type { RequestRecord } from "./handler.ts";
@@ -60,6 +61,11 @@ export interface FakeApiServer {
   /** Forgets history: older resourceVersions now give 410 Gone on watch and continue. */
   compact(): void;
   setFault(mode: FaultMode): Promise<void>;
+  /**
+   * The apiserver moved: the kubernetes Endpoints and EndpointSlice now list these addresses
+   * (a seeded cluster only; the reconciler keeps them so, as a real apiserver does).
+   */
+  setKubernetesEndpoints(a: ApiserverAddresses): void;
   /** Answers requests whose path matches `pattern` only after `ms` (undefined: no delay). */
   setDelay(pattern: RegExp | undefined, ms?: number): void;
   close(): Promise<void>;
@@ -76,6 +82,9 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   const store = new ObjectStore();
   if (opts.seed ?? true) seedStore(store);
   const stopController = startDeploymentController(store);
+  const kubernetesEndpoints = (opts.seed ?? true)
+    ? startKubernetesEndpointsReconciler(store, APISERVER_ADDRESSES)
+    : undefined;
   const requests: RequestRecord[] = [];
   const waiters = new Set<(r: RequestRecord) => void>();
   const watches = new Set<() => void>();
@@ -168,6 +177,7 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     await relay.start(opts.port ?? 0);
   } catch (e) {
     stopController();
+    kubernetesEndpoints?.stop();
     await new Promise((r) => server.close(r));
     throw e;
   }
@@ -203,11 +213,16 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     get: (apiVersion, kind, namespace, name) => store.get(defOf(apiVersion, kind), namespace, name),
     compact: () => store.compact(),
     setFault: (mode) => relay.setMode(mode),
+    setKubernetesEndpoints: (a) => {
+      if (!kubernetesEndpoints) throw new Error("fake apiserver: not seeded, no kubernetes Service");
+      kubernetesEndpoints.setAddresses(a);
+    },
     setDelay: (pattern, ms = 0) => {
       delay = pattern ? { pattern, ms } : undefined;
     },
     async close() {
       stopController();
+      kubernetesEndpoints?.stop();
       for (const cancel of [...watches]) cancel();
       await relay.close();
       const closed = new Promise<void>((r) => server.close(() => r()));

@@ -97,6 +97,7 @@ export const RESOURCES: ResourceDef[] = [
     },
   }),
   def("coordination.k8s.io", "v1", "leases", "Lease", true),
+  def("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true),
   def("edge.example.com", "v1", "widgets", "Widget", true, {
     shortNames: ["wd"],
     categories: ["all"],
