@@ -11,6 +11,11 @@ export const KUBECTL_DIR = "/usr/lib/google-cloud-sdk/bin";
 export const TOKENS = {
   "reader-token": { user: "reader", groups: ["readers"] },
   "admin-token": { user: "admin", groups: ["system:masters"] },
+  // A pod's ServiceAccount token (in-cluster clients).
+  "flannel-sa-token": {
+    user: "system:serviceaccount:kube-flannel:flannel",
+    groups: ["system:serviceaccounts", "system:serviceaccounts:kube-flannel"],
+  },
 };
 
 export interface Cluster {
