@@ -18,6 +18,7 @@ import {
   writeKubeconfig,
 } from "./support/harness.ts";
 import type { CertPair } from "./support/pki.ts";
+import { podRequest } from "./support/pod_client.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
@@ -80,35 +81,9 @@ const sliceAddrs = (o: Any) => (o.endpoints ?? []).flatMap((e: Any) => e.address
 const kubernetesItem = (list: Any) =>
   list.items.find((i: Any) => i.metadata.name === "kubernetes" && i.metadata.namespace === "default");
 
-/** A pod-style client: curl with the SA token and CA, `kubernetes.default.svc` resolved to the node address. */
-async function podCurl(port: number, caFile: string, path: string, token?: string) {
-  const out = await new Deno.Command("curl", {
-    args: [
-      "-sS",
-      "--max-time",
-      "20",
-      "--resolve",
-      `kubernetes.default.svc:${port}:${NODE_IP}`,
-      "--cacert",
-      caFile,
-      ...(token ? ["-H", `Authorization: Bearer ${token}`] : []),
-      "-D",
-      "-",
-      `https://kubernetes.default.svc:${port}${path}`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  const split = text.indexOf("\r\n\r\n");
-  const head = text.slice(0, split);
-  return {
-    code: out.code,
-    stderr: new TextDecoder().decode(out.stderr),
-    status: Number(/^HTTP\/\S+ (\d+)/.exec(head)?.[1] ?? 0),
-    source: /x-lite-apiserver-source: (\S+)/i.exec(head)?.[1] ?? "upstream",
-    body: split >= 0 ? text.slice(split + 4) : "",
-  };
+/** A pod-style client (see support/pod_client.ts) on the node address 127.0.0.2. */
+function podCurl(port: number, caFile: string, path: string, token?: string) {
+  return podRequest({ nodeIp: NODE_IP, port, caFile, token }, path);
 }
 
 Deno.test("in-cluster clients: kube-proxy sees the node address; others the truth; pods read as themselves", async (t) => {
@@ -371,7 +346,17 @@ Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", asy
   const kubeProxy = await addKubeProxy(cluster);
   try {
     await t.step("a serving certificate without the Service's SANs is named in a warning", async () => {
-      const lite = await startLite(cluster, { extra: ["--kubernetes-service-endpoint", `${NODE_IP}:6443`] });
+      const bare = await cluster.pki.server("lite-no-service-sans");
+      const lite = await startLite(cluster, {
+        extra: [
+          "--tls-cert-file",
+          bare.cert,
+          "--tls-private-key-file",
+          bare.key,
+          "--kubernetes-service-endpoint",
+          `${NODE_IP}:6443`,
+        ],
+      });
       try {
         const line = await lite.waitForLine(/lacks SANs|has the kubernetes Service's SANs/);
         assertMatch(line, /WARN/);

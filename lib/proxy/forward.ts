@@ -152,7 +152,10 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     const base = target(ep.url);
     const headers = endToEnd(ctx.req.headers);
     headers.host = base.host;
-    if (ctx.plan && ctx.req.headers.accept) headers.accept = preferJson(ctx.req.headers.accept);
+    // JSON is negotiated where the cache or an answer rewrite must read the answer.
+    if ((ctx.plan || ctx.rewrite) && ctx.req.headers.accept) {
+      headers.accept = preferJson(ctx.req.headers.accept);
+    }
     if (ctx.body) headers["content-length"] = ctx.body.byteLength;
     // Answer rewrite (in-cluster clients, issue 12): ask for an unencoded answer it can read.
     if (ctx.rewrite) delete headers["accept-encoding"];

@@ -41,7 +41,15 @@ export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): 
     tokens: TOKENS,
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
   });
-  const serving = await pki.server("lite-apiserver");
+  // The SANs in-cluster clients verify (README "In-cluster clients"), and the node address 127.0.0.2.
+  const serving = await pki.server("lite-apiserver", [
+    "IP:127.0.0.2",
+    "IP:10.96.0.1",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+  ]);
   const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });
   const tlsConfigFile = `${pki.dir}/tls-config.json`;
   await Deno.writeTextFile(
