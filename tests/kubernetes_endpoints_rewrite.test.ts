@@ -150,6 +150,28 @@ Deno.test("rewrite: Tables: the row's cells and its object", () => {
   const s = rewriteDocument(slices, to, "endpointslices", "") as Any;
   assertEquals(s.rows[0].cells, ["kubernetes", "IPv4", "51003", "192.168.1.10", "1m"]);
   assertEquals(s.rows[0].object.endpoints[0].addresses, ["192.168.1.10"]);
+  // Dual stack, objects as metadata only: the IPv6 slice's row is emptied, not given an IPv4 address.
+  const v6 = {
+    ...slices,
+    rows: [{
+      cells: ["kubernetes-v6", "IPv6", "6443", "fd00::1", "1m"],
+      object: {
+        kind: "PartialObjectMetadata",
+        metadata: {
+          name: "kubernetes-v6",
+          namespace: "default",
+          labels: { "kubernetes.io/service-name": "kubernetes" },
+        },
+      },
+    }],
+  };
+  assertEquals((rewriteDocument(v6, to, "endpointslices", "") as Any).rows[0].cells, [
+    "kubernetes-v6",
+    "IPv6",
+    "51003",
+    "<unset>",
+    "1m",
+  ]);
 });
 
 const kubeProxy: Identity = {

@@ -125,9 +125,10 @@ function rewriteTable(
     if (resource === "endpoints") {
       if (endpointsCol >= 0) cells[endpointsCol] = hostPort(to.ip, to.port);
     } else {
-      const object = isObj(row.object) ? row.object : undefined;
-      const sameFamily = !object || object.kind !== "EndpointSlice" ||
-        object.addressType === (isIPv6(to.ip) ? "IPv6" : "IPv4");
+      // The slice's family: from its full object, else from the AddressType cell.
+      const object = isObj(row.object) && row.object.kind === "EndpointSlice" ? row.object : undefined;
+      const addressType = object ? object.addressType : cells[names.indexOf("AddressType")];
+      const sameFamily = addressType === undefined || addressType === (isIPv6(to.ip) ? "IPv6" : "IPv4");
       if (endpointsCol >= 0) cells[endpointsCol] = sameFamily ? to.ip : "<unset>";
       if (portsCol >= 0) cells[portsCol] = String(to.port);
     }
