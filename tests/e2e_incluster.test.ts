@@ -345,33 +345,44 @@ Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", asy
   const cluster = await startCluster();
   const kubeProxy = await addKubeProxy(cluster);
   try {
-    await t.step("a serving certificate without the Service's SANs is named in a warning", async () => {
-      const bare = await cluster.pki.server("lite-no-service-sans");
-      const lite = await startLite(cluster, {
-        extra: [
-          "--tls-cert-file",
-          bare.cert,
-          "--tls-private-key-file",
-          bare.key,
-          "--kubernetes-service-endpoint",
-          `${NODE_IP}:6443`,
-        ],
-      });
-      try {
-        const line = await lite.waitForLine(/lacks SANs|has the kubernetes Service's SANs/);
-        assertMatch(line, /WARN/);
-        assertMatch(
-          line,
-          new RegExp(`lacks SANs that in-cluster clients verify: ${SERVICE_SANS.join(", ")};`),
-        );
-        assertMatch(
-          await lite.waitForLine(/is shown the kubernetes Service at/),
-          new RegExp(`at ${NODE_IP}:6443 `),
-        );
-      } finally {
-        await lite.kill();
-      }
-    });
+    await t.step(
+      "a serving certificate without the Service's SANs is named in a warning, again on reload",
+      async () => {
+        const bare = await cluster.pki.server("lite-no-service-sans");
+        const lite = await startLite(cluster, {
+          extra: [
+            "--tls-cert-file",
+            bare.cert,
+            "--tls-private-key-file",
+            bare.key,
+            "--kubernetes-service-endpoint",
+            `${NODE_IP}:6443`,
+          ],
+        });
+        try {
+          const line = await lite.waitForLine(/lacks SANs|has the kubernetes Service's SANs/);
+          assertMatch(line, /WARN/);
+          assertMatch(
+            line,
+            new RegExp(`lacks SANs that in-cluster clients verify: ${SERVICE_SANS.join(", ")};`),
+          );
+          assertMatch(
+            await lite.waitForLine(/is shown the kubernetes Service at/),
+            new RegExp(`at ${NODE_IP}:6443 `),
+          );
+          // A renewed certificate with the SANs is checked again when it is picked up.
+          const from = lite.lines.length;
+          await Deno.writeTextFile(bare.cert, cluster.serving.certPem);
+          await Deno.writeTextFile(bare.key, cluster.serving.keyPem);
+          assertMatch(
+            await lite.waitForLine(/has the kubernetes Service's SANs/, 30_000, from),
+            /clusterIp=10\.96\.0\.1/,
+          );
+        } finally {
+          await lite.kill();
+        }
+      },
+    );
 
     await t.step(
       "with the SANs, flags for another ClusterIP and cluster domain name what is missing",
