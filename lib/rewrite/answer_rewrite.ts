@@ -13,9 +13,10 @@ import {
   rewriteWatchLine,
   type ServiceEndpoint,
 } from "./kubernetes_endpoints.ts";
+import { rewriteProtobufBody, rewriteProtobufWatchEvent } from "./kubernetes_endpoints_protobuf.ts";
 
 export interface AnswerRewrite {
-  /** A whole JSON answer (object, list, Table); other content types pass unchanged. */
+  /** A whole answer (JSON object, list, Table; enveloped protobuf); other content types pass unchanged. */
   body(body: Uint8Array, contentType: string): Uint8Array;
   /** One watch event line, without its newline. */
   line(line: string): string;
@@ -50,6 +51,10 @@ function isJson(contentType: string | undefined): boolean {
   return !!contentType && /^application\/json\b/i.test(contentType);
 }
 
+function isProtobuf(contentType: string | undefined): boolean {
+  return !!contentType && /^application\/vnd\.kubernetes\.protobuf\b/i.test(contentType);
+}
+
 /**
  * The rewrite for this request, or undefined: only reads of Endpoints/EndpointSlices that can hold
  * the `kubernetes` Service's, by one of kube-proxy's identities, not impersonating anyone.
@@ -70,16 +75,21 @@ export function answerRewriteFor(
   const to = settings.endpoint;
   const ns = info.namespace;
   const line = (l: string) => rewriteWatchLine(l, to, resource, ns);
+  const json = (b: Uint8Array) => rewriteBody(b, to, resource, ns);
+  const protobuf = (b: Uint8Array) => rewriteProtobufBody(b, to);
   return {
-    body: (b, contentType) => isJson(contentType) ? rewriteBody(b, to, resource, ns) : b,
+    body: (b, contentType) => isJson(contentType) ? json(b) : isProtobuf(contentType) ? protobuf(b) : b,
     line,
     stream(status, h) {
-      if (status !== 200 || !isJson(String(h["content-type"] ?? ""))) return undefined;
+      const contentType = String(h["content-type"] ?? "");
       const encoding = String(h["content-encoding"] ?? "identity").toLowerCase();
-      if (encoding !== "identity") return undefined;
-      return info.verb === "watch"
-        ? lineStream(line)
-        : wholeBodyStream((b) => rewriteBody(b, to, resource, ns));
+      if (status !== 200 || encoding !== "identity") return undefined;
+      const watch = info.verb === "watch";
+      if (isJson(contentType)) return watch ? lineStream(line) : wholeBodyStream(json);
+      if (isProtobuf(contentType)) {
+        return watch ? frameStream((e) => rewriteProtobufWatchEvent(e, to)) : wholeBodyStream(protobuf);
+      }
+      return undefined;
     },
   };
 }
@@ -105,6 +115,35 @@ export function lineStream(rewrite: (line: string) => string): Transform {
     flush(done) {
       buf += dec.decode();
       done(null, buf ? enc.encode(rewrite(buf)) : undefined);
+    },
+  });
+}
+
+/** Rewrites a length-delimited stream (4-byte big-endian length + payload) frame by frame. */
+export function frameStream(rewrite: (frame: Uint8Array) => Uint8Array): Transform {
+  let buf = new Uint8Array(0);
+  return new Transform({
+    transform(chunk: Uint8Array, _enc, done) {
+      const joined = new Uint8Array(buf.byteLength + chunk.byteLength);
+      joined.set(buf);
+      joined.set(chunk, buf.byteLength);
+      let off = 0;
+      const out: Uint8Array[] = [];
+      while (joined.byteLength - off >= 4) {
+        const len = new DataView(joined.buffer, joined.byteOffset + off, 4).getUint32(0);
+        if (joined.byteLength - off - 4 < len) break;
+        const frame = rewrite(joined.subarray(off + 4, off + 4 + len));
+        const head = new Uint8Array(4);
+        new DataView(head.buffer).setUint32(0, frame.byteLength);
+        out.push(head, frame);
+        off += 4 + len;
+      }
+      buf = joined.slice(off);
+      done(null, out.length ? Buffer.concat(out) : undefined);
+    },
+    flush(done) {
+      // A cut-off frame is passed on as it came: the client sees the same truncation.
+      done(null, buf.byteLength ? buf : undefined);
     },
   });
 }
