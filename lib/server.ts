@@ -20,9 +20,7 @@ import { HeldWatches } from "./offline/held_watches.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
 import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
-import type { KubernetesServiceRewrite } from "./rewrite/answer_rewrite.ts";
-import { createSansCheck } from "./certs/kubernetes_service_sans_check.ts";
-import { readKubernetesClusterIp } from "./upstream/kubernetes_service_ip.ts";
+import { inClusterSupport } from "./in_cluster.ts";
 
 export interface RunningServer {
   config: ServeConfig;
@@ -71,13 +69,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   let servingNow = serving;
 
   // In-cluster clients: kube-proxy is shown this node's lite-apiserver as the kubernetes Service.
-  const ks = config.kubernetesService;
-  const kubernetesService: KubernetesServiceRewrite | undefined = ks.rewrite
-    ? {
-      endpoint: { ip: ks.endpointIp, port: ks.endpointPort ?? config.port },
-      proxyIdentities: new Set(ks.proxyIdentities),
-    }
-    : undefined;
+  const inCluster = inClusterSupport(config, { pairs, caPem: upstreamCa });
+  const kubernetesService = inCluster.rewrite;
 
   const router = createRouter({
     agents,
@@ -108,32 +101,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     throw e;
   }
 
-  if (kubernetesService) {
-    if (ks.endpointPort === undefined) kubernetesService.endpoint.port = listener.port;
-    const { ip, port } = kubernetesService.endpoint;
-    log.info(
-      `in-cluster clients: kube-proxy (${
-        ks.proxyIdentities.join(", ")
-      }) is shown the kubernetes Service at ` +
-        (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`),
-      { reason: ks.reason },
-    );
-  } else log.info("in-cluster clients: the kubernetes Service is not rewritten", { reason: ks.reason });
-  const sansCheck = kubernetesService
-    ? createSansCheck({
-      clusterDomain: ks.clusterDomain,
-      clusterIp: () =>
-        ks.clusterIp ? Promise.resolve({ clusterIp: ks.clusterIp }) : readKubernetesClusterIp(
-          config.upstreams,
-          pairs,
-          ks.proxyIdentities,
-          upstreamCa,
-          config.backendTimeoutMs,
-        ),
-    })
-    : undefined;
-  // Not awaited: a slow or unreachable cloud must not delay serving.
-  sansCheck?.(serving.certPem);
+  inCluster.listening(listener.port, serving.certPem);
 
   health.start();
   health.onChange((online) => {
@@ -172,7 +140,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     // Client pairs are re-checked against a new CA.
     if (caChanged) pairWatcher?.reloadNow();
     log.info("serving certificate reloaded", { caChanged });
-    sansCheck?.(m.certPem);
+    inCluster.servingChanged(m.certPem);
   });
   await servingWatcher.start(serving);
 
