@@ -101,6 +101,9 @@ Deno.test("in-cluster clients: kube-proxy sees the node address; others the trut
     NODE_IP,
     "--kubernetes-service-endpoint",
     NODE_IP,
+    // A loaded machine can miss a probe: only a real cut should take this process offline.
+    "--health-check-failures",
+    "3",
   ];
   let lite: LiteProcess & { cacheDir: string } = await startLite(cluster, { extra });
   const clients: Array<{ close(): void }> = [];
