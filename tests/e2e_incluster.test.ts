@@ -184,12 +184,15 @@ Deno.test("in-cluster clients: kube-proxy sees the node address; others the trut
       const ep = await kubectl("1.33", kpConfig, ["get", "endpoints", "kubernetes", "-n", "default"]);
       assertEquals(ep.code, 0, ep.stderr);
       assertMatch(ep.stdout, new RegExp(`kubernetes\\s+${NODE_IP.replaceAll(".", "\\.")}:${port}\\s`));
-      const sl = await kubectl("1.33", kpConfig, ["get", "endpointslices", "-A"]);
-      assertEquals(sl.code, 0, sl.stderr);
-      assertMatch(
-        sl.stdout,
-        new RegExp(`default\\s+kubernetes\\s+IPv4\\s+${port}\\s+${NODE_IP.replaceAll(".", "\\.")}\\s`),
-      );
+      for (const version of ["1.27", "1.33"]) {
+        const sl = await kubectl(version, kpConfig, ["get", "endpointslices", "-A"]);
+        assertEquals(sl.code, 0, sl.stderr);
+        assertMatch(
+          sl.stdout,
+          new RegExp(`default\\s+kubernetes\\s+IPv4\\s+${port}\\s+${NODE_IP.replaceAll(".", "\\.")}\\s`),
+          `kubectl ${version}`,
+        );
+      }
       const truth = await kubectl("1.33", klConfig, ["get", "endpoints", "kubernetes", "-n", "default"]);
       assertMatch(truth.stdout, /kubernetes\s+192\.168\.50\.1:6443\s/);
     });
