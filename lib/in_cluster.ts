@@ -59,6 +59,13 @@ export function inClusterSupport(
         }) is shown the kubernetes Service at ${at}`,
         { reason: ks.reason },
       );
+      if (!upstream.pairs.some((p) => ks.proxyIdentities.includes(p.cn))) {
+        log.warn(
+          "in-cluster clients: no client pair for kube-proxy's identity in --tls-config-file yet: its requests " +
+            "are forwarded without credentials and not rewritten until one is added (kubeconfig redirect)",
+          { identities: ks.proxyIdentities.join(",") },
+        );
+      }
       // Not awaited: a slow or unreachable cloud must not delay serving.
       sansCheck?.(servingCertPem);
     },

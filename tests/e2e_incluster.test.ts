@@ -146,7 +146,7 @@ Deno.test("in-cluster clients: kube-proxy sees the node address; others the trut
         await lite.waitForLine(/kubernetes Service's SANs/),
         /serving certificate has the kubernetes Service's SANs clusterIp=10\.96\.0\.1/,
       );
-      assert(!lite.lines.some((l) => /lacks SANs/.test(l)), "no SAN warning");
+      assert(!lite.lines.some((l) => /lacks SANs|no client pair for kube-proxy/.test(l)), "no warning");
     });
 
     await t.step(
@@ -394,6 +394,11 @@ Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", asy
       "with the SANs, flags for another ClusterIP and cluster domain name what is missing",
       async () => {
         const serving = await cluster.pki.server("lite-sans", SERVICE_SANS);
+        const kubeletOnly = `${cluster.dir}/tls-config-kubelet-only.json`;
+        await Deno.writeTextFile(
+          kubeletOnly,
+          JSON.stringify([{ cert: cluster.kubelet.combined, key: cluster.kubelet.combined }]),
+        );
         const lite = await startLite(cluster, {
           extra: [
             "--tls-cert-file",
@@ -406,6 +411,8 @@ Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", asy
             "10.43.0.1",
             "--cluster-domain",
             "edge.local",
+            "--tls-config-file",
+            kubeletOnly,
           ],
         });
         try {
@@ -413,6 +420,11 @@ Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", asy
           assertMatch(
             line,
             /lacks SANs that in-cluster clients verify: IP:10\.43\.0\.1, DNS:kubernetes\.default\.svc\.edge\.local;/,
+          );
+          // kube-proxy's pair is not configured: the operator is told its requests are not rewritten.
+          assertMatch(
+            await lite.waitForLine(/no client pair for kube-proxy's identity/),
+            /WARN .* identities=system:kube-proxy/,
           );
         } finally {
           await lite.kill();
