@@ -25,7 +25,8 @@ export type Target = keyof typeof TARGETS;
  * - LOG_TOKENS, LOG_STREAM: read by npm:yaml on every parse (config and kubeconfig files);
  * - NO_COLOR, FORCE_COLOR, CLICOLOR_FORCE: read by npm:commander when printing help or errors;
  * - NODE_USE_SYSTEM_CA, NODE_EXTRA_CA_CERTS: read by Deno's node:tls when a connection is made
- *   without an explicit `ca` (the proxy always passes one, but a miss would be a crash, not a log).
+ *   without an explicit `ca` (the proxy always passes one, but a miss would be a crash, not a log);
+ * - KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: `autonomy` in-cluster, as client-go reads them.
  */
 export const RUNTIME_ENV = [
   "HTTPS_PROXY",
@@ -39,6 +40,8 @@ export const RUNTIME_ENV = [
   "CLICOLOR_FORCE",
   "NODE_USE_SYSTEM_CA",
   "NODE_EXTRA_CA_CERTS",
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
 ];
 
 /**

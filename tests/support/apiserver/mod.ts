@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import { authenticate, type ConnCert, readConnCert } from "./auth.ts";
 import { startDeploymentController } from "./controller.ts";
 import { createHandler, type RequestRecord, requestRecord } from "./handler.ts";
+import { type Eviction, NodeLifecycle } from "./node_lifecycle.ts";
 import { type FaultMode, FaultRelay } from "./relay.ts";
 import { findByKind } from "./resources.ts";
 import { APISERVER_ADDRESSES, seed as seedStore } from "./seed.ts";
@@ -20,6 +21,7 @@ import { type Obj, ObjectStore } from "./store.ts";
 
 export type { RequestRecord } from "./handler.ts";
 export type { FaultMode } from "./relay.ts";
+export type { Eviction } from "./node_lifecycle.ts";
 
 /** Options for {@link startFakeApiServer}. */
 export interface FakeApiServerOptions {
@@ -37,6 +39,8 @@ export interface FakeApiServerOptions {
   seed?: boolean;
   /** Interval of BOOKMARK events on watches with allowWatchBookmarks=true (default 1000 ms). */
   bookmarkIntervalMs?: number;
+  /** How long one tolerationSecond lasts for the node lifecycle simulation (default 1000 ms). */
+  tolerationSecondMs?: number;
 }
 
 /** A running fake apiserver. */
@@ -68,6 +72,12 @@ export interface FakeApiServer {
   setKubernetesEndpoints(a: ApiserverAddresses): void;
   /** Answers requests whose path matches `pattern` only after `ms` (undefined: no delay). */
   setDelay(pattern: RegExp | undefined, ms?: number): void;
+  /** Node lifecycle: the node stops reporting (Ready Unknown, unreachable NoExecute taint). */
+  cutNode(name: string): void;
+  /** Node lifecycle: the node reports again (taints gone, Ready True). */
+  restoreNode(name: string): void;
+  /** Pods the taint manager evicted (deleted), in order. */
+  evictions: Eviction[];
   close(): Promise<void>;
 }
 
@@ -81,10 +91,16 @@ function defOf(apiVersion: string, kind: string) {
 export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<FakeApiServer> {
   const store = new ObjectStore();
   if (opts.seed ?? true) seedStore(store);
-  const stopController = startDeploymentController(store);
+  const stopDeployments = startDeploymentController(store);
+  const lifecycle = new NodeLifecycle(store, opts.tolerationSecondMs ?? 1000);
   const kubernetesEndpoints = (opts.seed ?? true)
     ? startKubernetesEndpointsReconciler(store, APISERVER_ADDRESSES)
     : undefined;
+  const stopController = () => {
+    stopDeployments();
+    lifecycle.stop();
+    kubernetesEndpoints?.stop();
+  };
   const requests: RequestRecord[] = [];
   const waiters = new Set<(r: RequestRecord) => void>();
   const watches = new Set<() => void>();
@@ -177,7 +193,6 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     await relay.start(opts.port ?? 0);
   } catch (e) {
     stopController();
-    kubernetesEndpoints?.stop();
     await new Promise((r) => server.close(r));
     throw e;
   }
@@ -220,9 +235,11 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     setDelay: (pattern, ms = 0) => {
       delay = pattern ? { pattern, ms } : undefined;
     },
+    cutNode: (name) => lifecycle.cut(name),
+    restoreNode: (name) => lifecycle.restore(name),
+    evictions: lifecycle.evictions,
     async close() {
       stopController();
-      kubernetesEndpoints?.stop();
       for (const cancel of [...watches]) cancel();
       await relay.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
