@@ -7,7 +7,7 @@
  */
 import { isCovered } from "../lib/autonomy/tolerations.ts";
 import { eventually, kubectl, runLite, startCluster, startLite, writeKubeconfig } from "./support/harness.ts";
-import { podRequest } from "./support/pod_client.ts";
+import { grantPodServiceAccount, POD_SERVICE_ACCOUNT, podRequest } from "./support/pod_client.ts";
 
 const KUBECTL = "1.33";
 const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
@@ -26,11 +26,11 @@ async function show(kc: string, args: string[], expectOk = true): Promise<string
 
 /** In-cluster clients: a pod's read with its ServiceAccount token, as `kubernetes.default.svc`. */
 async function podRead(port: number, caFile: string, expectSource: string): Promise<void> {
-  const path = "/api/v1/namespaces/kube-system/configmaps";
+  const path = "/api/v1/nodes";
   console.log(
     `   $ curl --cacert ca.crt -H "Authorization: Bearer <flannel's token>" https://kubernetes.default.svc${path}`,
   );
-  const r = await podRequest({ nodeIp: "127.0.0.1", port, caFile, token: "flannel-sa-token" }, path);
+  const r = await podRequest({ nodeIp: "127.0.0.1", port, caFile, token: POD_SERVICE_ACCOUNT.token }, path);
   if (r.status !== 200 || r.source !== expectSource) {
     throw new Error(`pod read: HTTP ${r.status} from ${r.source} (${r.stderr || r.body.slice(0, 200)})`);
   }
@@ -79,6 +79,7 @@ try {
   note(`the cloud saw user "${rec.user}" (authenticated by ${rec.authn}), not a proxy identity`);
   // In-cluster clients: a pod (flannel) reaches the API through the node's lite-apiserver.
   note("a pod with in-cluster config (kube-proxy sends kubernetes.default.svc to this node):");
+  grantPodServiceAccount(cluster.apiserver);
   await podRead(lite.port, cluster.pki.caCert, "upstream");
 
   step(3, "Opt edge-1 into edge autonomy: label it, run `lite-apiserver autonomy` in the cloud");

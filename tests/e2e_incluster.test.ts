@@ -18,13 +18,13 @@ import {
   writeKubeconfig,
 } from "./support/harness.ts";
 import type { CertPair } from "./support/pki.ts";
-import { podRequest } from "./support/pod_client.ts";
+import { grantPodServiceAccount, POD_SERVICE_ACCOUNT, podRequest } from "./support/pod_client.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
 const NODE_IP = "127.0.0.2";
-const SA_TOKEN = "flannel-sa-token";
-const SA_USER = "system:serviceaccount:kube-flannel:flannel";
+const SA_TOKEN = POD_SERVICE_ACCOUNT.token;
+const SA_USER = POD_SERVICE_ACCOUNT.user;
 const SERVICE_SANS = [
   "IP:10.96.0.1",
   "DNS:kubernetes",
@@ -89,6 +89,7 @@ function podCurl(port: number, caFile: string, path: string, token?: string) {
 Deno.test("in-cluster clients: kube-proxy sees the node address; others the truth; pods read as themselves", async (t) => {
   const cluster = await startCluster();
   const kubeProxy = await addKubeProxy(cluster);
+  grantPodServiceAccount(cluster.apiserver);
   const serving = await cluster.pki.server("lite-incluster", [`IP:${NODE_IP}`, ...SERVICE_SANS]);
   const extra = [
     "--tls-cert-file",
@@ -302,7 +303,7 @@ Deno.test("in-cluster clients: kube-proxy sees the node address; others the trut
         const r = await podCurl(port, cluster.pki.caCert, "/api/v1/namespaces/kube-system/pods", SA_TOKEN);
         assertEquals([r.status, r.source], [200, "cache"], r.body);
         assert(JSON.parse(r.body).items.length > 0);
-        // kubelet read this path online, the reader token did not: the reader gets no one's data.
+        // The pod read this path online, the reader token did not: the reader gets no one's data.
         const other = await podCurl(
           port,
           cluster.pki.caCert,

@@ -45,3 +45,33 @@ export async function podRequest(
     body: split >= 0 ? text.slice(split + 4) : "",
   };
 }
+
+/** The pod's ServiceAccount: its token is in the harness's TOKENS (the simulated apiserver accepts it). */
+export const POD_SERVICE_ACCOUNT = {
+  token: "flannel-sa-token",
+  user: "system:serviceaccount:kube-flannel:flannel",
+};
+
+/**
+ * What a CNI agent's ClusterRole grants in a real cluster (reads of nodes, pods, services and their
+ * endpoints), bound to the pod's ServiceAccount: the simulated apiserver enforces RBAC for them.
+ */
+export function grantPodServiceAccount(apiserver: { create(obj: Record<string, unknown>): unknown }): void {
+  const read = ["get", "list", "watch"];
+  apiserver.create({
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRole",
+    metadata: { name: "cni-agent" },
+    rules: [
+      { apiGroups: [""], resources: ["nodes", "pods", "services", "endpoints"], verbs: read },
+      { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: read },
+    ],
+  });
+  apiserver.create({
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRoleBinding",
+    metadata: { name: "cni-agent" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cni-agent" },
+    subjects: [{ kind: "ServiceAccount", name: "flannel", namespace: "kube-flannel" }],
+  });
+}
