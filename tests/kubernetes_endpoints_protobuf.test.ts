@@ -3,14 +3,8 @@
  * (tests/testdata/k8s), renamed to be the kubernetes Service's objects.
  */
 import { deepStrictEqual as assertEquals, equal } from "node:assert/strict";
-import {
-  bytesField,
-  concatBytes,
-  K8S_MAGIC,
-  readFields,
-  stringField,
-  type WireField,
-} from "../lib/protobuf/wire.ts";
+import { bytesField, concatBytes, K8S_MAGIC, readFields, stringField } from "../lib/protobuf/wire.ts";
+import { envelope, ours } from "./support/k8s_protobuf.ts";
 import {
   rewriteProtobufBody,
   rewriteProtobufWatchEvent,
@@ -20,45 +14,6 @@ import { parseRequestInfo } from "../lib/request/request_info.ts";
 
 const DATA = new URL("./testdata/k8s/", import.meta.url);
 const to = { ip: "192.168.1.10", port: 51003 };
-
-/** Replaces fields `n` of a message (all of them) with `values`, in place of the first. */
-function replace(fields: WireField[], n: number, values: Uint8Array[]): Uint8Array {
-  const out: Uint8Array[] = [];
-  let placed = false;
-  for (const f of fields) {
-    if (f.field !== n) out.push(f.bytes);
-    else if (!placed) {
-      out.push(...values);
-      placed = true;
-    }
-  }
-  if (!placed) out.push(...values);
-  return concatBytes(out);
-}
-
-/** Unknown's raw object and a function to put a new raw back in the same envelope. */
-function envelope(body: Uint8Array) {
-  const unknown = readFields(body.subarray(4));
-  const raw = unknown.find((f) => f.field === 2)!.data!;
-  return { raw, wrap: (r: Uint8Array) => concatBytes([K8S_MAGIC, replace(unknown, 2, [bytesField(2, r)])]) };
-}
-
-/** The real object renamed default/kubernetes, labelled kubernetes.io/service-name=kubernetes. */
-async function ours(type: string, addressType?: string): Promise<Uint8Array> {
-  const { raw, wrap } = envelope(await Deno.readFile(new URL(`${type}.pb`, DATA)));
-  const fields = readFields(raw);
-  const meta = readFields(fields.find((f) => f.field === 1)!.data!);
-  let m = replace(meta, 1, [bytesField(1, "kubernetes")]);
-  m = replace(readFields(m), 3, [bytesField(3, "default")]);
-  const label = bytesField(
-    11,
-    concatBytes([bytesField(1, "kubernetes.io/service-name"), bytesField(2, "kubernetes")]),
-  );
-  m = concatBytes([m, label]);
-  let obj = replace(fields, 1, [bytesField(1, m)]);
-  if (addressType) obj = replace(readFields(obj), 4, [bytesField(4, addressType)]);
-  return wrap(obj);
-}
 
 const sub = (data: Uint8Array, n: number) =>
   readFields(data).filter((f) => f.field === n).map((f) => f.data!);
