@@ -4,6 +4,7 @@
  * check at start-up compares the serving certificate with.
  */
 import { ConfigError } from "./errors.ts";
+import { isLoopback } from "./addresses.ts";
 
 export type RewriteMode = "auto" | "on" | "off";
 
@@ -29,10 +30,6 @@ export interface KubernetesServiceRaw {
   proxyIdentities: string[];
   clusterIp?: string;
   clusterDomain?: string;
-}
-
-function isLoopback(ip: string): boolean {
-  return /^127\./.test(ip) || ip === "::1" || ip === "localhost";
 }
 
 function isWildcard(ip: string): boolean {

@@ -8,6 +8,8 @@ import { ConfigError } from "./errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 import { type KubernetesServiceConfig, resolveKubernetesService } from "./kubernetes_service_config.ts";
+import { isLoopback } from "./addresses.ts";
+import { type CacheBounds, DEFAULT_BOUNDS } from "../cache/cache_budget.ts";
 
 export interface ServeConfig {
   /** Upstream endpoints in priority order, as absolute https URLs without a trailing slash. */
@@ -35,6 +37,13 @@ export interface ServeConfig {
   adminPort: number;
   /** In-cluster clients: kube-proxy's view of the `kubernetes` Service, the SAN check. */
   kubernetesService: KubernetesServiceConfig;
+  // --- security (issue 10): cache bounds, watch-event bound, admin exposure ---
+  /** Cache bounds per identity and overall; an identity over them loses its own LRU entries. */
+  cacheBounds: CacheBounds;
+  /** A watch event larger than this is relayed but ends the caching of that watch. */
+  watchEventMaxBytes: number;
+  /** Whether /status and /metrics name cached identities (CNs, impersonation ids). */
+  adminIdentities: "show" | "hide";
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -71,6 +80,12 @@ const KEYS = [
   "kube-proxy-identity",
   "kubernetes-service-ip",
   "cluster-domain",
+  "cache-max-bytes",
+  "cache-max-entries",
+  "cache-max-bytes-per-identity",
+  "cache-max-entries-per-identity",
+  "watch-event-max-bytes",
+  "admin-identities",
 ] as const;
 type Key = typeof KEYS[number];
 type Raw = Partial<Record<Key, string | string[]>>;
@@ -144,6 +159,24 @@ export function serveCommandSpec(): Command {
       "the kubernetes Service's ClusterIP for the serving-certificate check (default: read from the cluster)",
     )
     .option("--cluster-domain <domain>", "the cluster's DNS domain (default cluster.local)")
+    .option("--cache-max-bytes <n>", "bound of the whole cache in bytes (default 2 GiB)")
+    .option("--cache-max-entries <n>", "bound of the whole cache in entries (default 200000)")
+    .option(
+      "--cache-max-bytes-per-identity <n>",
+      "bound of one identity's cache in bytes; its least recently used entries go first (default 512 MiB)",
+    )
+    .option(
+      "--cache-max-entries-per-identity <n>",
+      "bound of one identity's cache in entries (default 20000)",
+    )
+    .option(
+      "--watch-event-max-bytes <n>",
+      "a larger watch event is relayed but ends the caching of that watch (default 8388608)",
+    )
+    .option(
+      "--admin-identities <show|hide>",
+      "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
+    )
     // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
     .addOption(new Option("--timeout <duration>", "alias of --backend-timeout").hideHelp())
     .addOption(new Option("--cache-type <type>", "alias of --cache-backend (SuperEdge)").hideHelp())
@@ -355,8 +388,61 @@ function resolveConfig(raw: Raw): ServeConfig {
     clusterIp: one(raw, "kubernetes-service-ip"),
     clusterDomain: one(raw, "cluster-domain"),
   }, addresses);
+  const adminIdentities = one(raw, "admin-identities");
+  if (adminIdentities !== undefined && adminIdentities !== "show" && adminIdentities !== "hide") {
+    throw new ConfigError(`--admin-identities: "${adminIdentities}" is not show or hide`);
+  }
+  if (adminIdentities === undefined && !isLoopback(adminAddress)) {
+    throw new ConfigError(
+      `--admin-address ${adminAddress} is not a loopback address: /status and /metrics would tell the network ` +
+        "which identities are cached; choose knowingly with --admin-identities hide or show",
+    );
+  }
+  const cacheBounds: CacheBounds = {
+    perIdentity: {
+      bytes: int(
+        one(raw, "cache-max-bytes-per-identity"),
+        "--cache-max-bytes-per-identity",
+        DEFAULT_BOUNDS.perIdentity.bytes,
+        1 << 16,
+        2 ** 50,
+      ),
+      entries: int(
+        one(raw, "cache-max-entries-per-identity"),
+        "--cache-max-entries-per-identity",
+        DEFAULT_BOUNDS.perIdentity.entries,
+        1,
+        1e9,
+      ),
+    },
+    total: {
+      bytes: int(
+        one(raw, "cache-max-bytes"),
+        "--cache-max-bytes",
+        DEFAULT_BOUNDS.total.bytes,
+        1 << 16,
+        2 ** 50,
+      ),
+      entries: int(
+        one(raw, "cache-max-entries"),
+        "--cache-max-entries",
+        DEFAULT_BOUNDS.total.entries,
+        1,
+        1e9,
+      ),
+    },
+  };
 
   return {
+    cacheBounds,
+    watchEventMaxBytes: int(
+      one(raw, "watch-event-max-bytes"),
+      "--watch-event-max-bytes",
+      8 << 20,
+      1024,
+      2 ** 31,
+    ),
+    adminIdentities: (adminIdentities ?? "show") as "show" | "hide",
     upstreams,
     kubernetesService,
     caFile,
