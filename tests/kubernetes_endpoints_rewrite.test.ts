@@ -14,6 +14,7 @@ import type { Identity } from "../lib/identity/identity.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
+const epIps = (o: Any) => o.subsets.flatMap((x: Any) => x.addresses.map((a: Any) => a.ip));
 const TESTDATA = new URL("./testdata/k8s", import.meta.url).pathname;
 const to = { ip: "192.168.1.10", port: 51003 };
 
@@ -89,6 +90,16 @@ Deno.test("rewrite: lists (items without kind) keep their shape; other items unt
   assertEquals(out.items[0].subsets[0].addresses, [{ ip: "192.168.1.10" }]);
   equal(out.items[1], other);
   assertEquals(out.metadata, list.metadata);
+  // As bytes: only the kubernetes item is re-encoded; every other byte is the apiserver's.
+  const text = JSON.stringify({ ...list, items: [other, item, other] }, null, 1);
+  const rewritten = new TextDecoder().decode(
+    rewriteBody(new TextEncoder().encode(text), to, "endpoints", ""),
+  );
+  const at = text.lastIndexOf("\n  {", text.indexOf('"name": "kubernetes"'));
+  equal(rewritten.slice(0, at), text.slice(0, at));
+  const tail = text.slice(text.lastIndexOf("\n  {"));
+  equal(rewritten.slice(-tail.length), tail);
+  assertEquals(JSON.parse(rewritten).items.map(epIps), [["10.0.0.1"], ["192.168.1.10"], ["10.0.0.1"]]);
   // Nothing of ours in it: the very same bytes come back.
   const bytes = new TextEncoder().encode(JSON.stringify({ ...list, items: [other] }));
   equal(rewriteBody(bytes, to, "endpoints", ""), bytes);

@@ -4,6 +4,8 @@
  * clients to reach the API through it). Pure: JSON objects, lists, Tables and watch lines in,
  * rewritten copies out; anything else is returned unchanged.
  */
+import { Buffer } from "node:buffer";
+import { scanItems } from "../cache/list_codec.ts";
 
 /** Where the node's in-cluster clients should be sent: lite-apiserver's node address and port. */
 export interface ServiceEndpoint {
@@ -184,6 +186,12 @@ function mayNeedRewrite(text: string): boolean {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+const NEEDLE = enc.encode(`"${SERVICE}"`);
+
+function bytesOf(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 /** A JSON body rewritten; the same bytes when nothing in it is ours or it is not JSON. */
 export function rewriteBody(
   body: Uint8Array,
@@ -191,16 +199,59 @@ export function rewriteBody(
   resource: EndpointsResource,
   requestNamespace: string,
 ): Uint8Array {
-  const text = dec.decode(body);
-  if (!mayNeedRewrite(text)) return body;
+  if (bytesOf(body).indexOf(NEEDLE) < 0) return body;
+  const list = rewriteListItems(body, to);
+  if (list) return list;
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(dec.decode(body));
   } catch {
     return body;
   }
   const out = rewriteDocument(doc, to, resource, requestNamespace);
   return out === doc ? body : enc.encode(JSON.stringify(out));
+}
+
+/**
+ * A list (`items`) rewritten item by item: only the items that mention the Service are parsed and
+ * re-encoded; every other byte is kept. undefined when the body is not such a list.
+ */
+function rewriteListItems(body: Uint8Array, to: ServiceEndpoint): Uint8Array | undefined {
+  const bounds = scanItems(body);
+  if (!bounds) return undefined;
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(
+      dec.decode(body.subarray(0, bounds.open + 1)) + dec.decode(body.subarray(bounds.close)),
+    );
+  } catch {
+    return undefined;
+  }
+  if (!isObj(envelope) || envelope.kind === "Table") return undefined;
+  const kind = itemKind(envelope);
+  const hay = bytesOf(body);
+  const parts: Uint8Array[] = [];
+  let kept = 0;
+  let hit = -1;
+  for (const [from, end] of bounds.items) {
+    // One forward scan for the next mention, not one per item.
+    if (hit < from) hit = hay.indexOf(NEEDLE, from);
+    if (hit < 0) break;
+    if (hit >= end) continue;
+    let item: unknown;
+    try {
+      item = JSON.parse(dec.decode(body.subarray(from, end)));
+    } catch {
+      return undefined;
+    }
+    const out = rewriteItem(item, kind, to);
+    if (out === item) continue;
+    parts.push(body.subarray(kept, from), enc.encode(JSON.stringify(out)));
+    kept = end;
+  }
+  if (parts.length === 0) return body;
+  parts.push(body.subarray(kept));
+  return Buffer.concat(parts);
 }
 
 /** One watch event line (`{"type":…,"object":…}`, no newline) rewritten; others unchanged. */
