@@ -49,6 +49,16 @@ async function waitEnd(reader: ReadableStreamDefaultReader<string>): Promise<voi
   while (!(await reader.read()).done) { /* drain until the proxy ends the stream */ }
 }
 
+/** Reads until `text` has been seen; fails if the stream ends first. */
+async function untilText(reader: ReadableStreamDefaultReader<string>, text: string): Promise<void> {
+  let seen = "";
+  while (!seen.includes(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the watch ended before ${text} arrived:\n${seen}`);
+    seen += value;
+  }
+}
+
 for (const backend of ["sqlite", "file"] as const) {
   Deno.test(`edge autonomy with the ${backend} cache`, async (t) => {
     const cluster = await startCluster();
@@ -125,8 +135,10 @@ for (const backend of ["sqlite", "file"] as const) {
       for (const mode of ["blackhole", "refuse"] as const) {
         await t.step(`cut (${mode}): cached reads answer within the backend timeout`, async () => {
           const from = lite.lines.length;
-          // A watch open across the cut must end (so the client relists, from the cache), not freeze.
-          const open = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${podsRv}`);
+          // A watch open across the cut is held from the cache (BOOKMARKs, as it asked), not ended.
+          const open = await n.request(
+            `/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${podsRv}`,
+          );
           assertEquals(open.status, 200);
           const openReader = open.body!.pipeThrough(new TextDecoderStream()).getReader();
           const cutAt = performance.now();
@@ -146,7 +158,8 @@ for (const backend of ["sqlite", "file"] as const) {
           assert(ms <= 2000, `first cached answer after ${ms} ms`);
           assertEquals(names(first.body), ["nginx-1", "nginx-2", "redis-0"]);
           await offlineSince(lite, from);
-          await waitEnd(openReader);
+          await untilText(openReader, '"type":"BOOKMARK"');
+          await openReader.cancel();
           if (mode === "blackhole") {
             await cluster.apiserver.setFault("none");
             await lite.waitForLine(/upstream reachable again/, 15_000, from);
@@ -364,41 +377,46 @@ for (const backend of ["sqlite", "file"] as const) {
         await walk(cacheDir);
       });
 
-      await t.step("recovery: held watches end and a change made during the outage is seen", async () => {
-        await offlineSince(lite);
-        const list = await n.json("/api/v1/namespaces/default/pods");
-        const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
-        const res = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}`);
-        assertEquals(res.headers.get("x-lite-apiserver-source"), "cache");
-        const watchReader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-        cluster.apiserver.create({
-          apiVersion: "v1",
-          kind: "Pod",
-          metadata: { name: "made-in-outage", namespace: "default", labels: { app: "new" } },
-          spec: { nodeName: "edge-1", containers: [{ name: "c", image: "busybox" }] },
-        });
-        const restoredAt = performance.now();
-        await cluster.apiserver.setFault("none");
-        await waitEnd(watchReader);
-        const endedMs = performance.now() - restoredAt;
-        const fresh = await eventually(
-          async () => {
-            const r = await n.json("/api/v1/namespaces/default/pods");
-            return names(r.body).includes("made-in-outage") ? r : undefined;
-          },
-          "the cloud's new pod through the proxy",
-          10_000,
-          20,
-        );
-        const convergedMs = performance.now() - restoredAt;
-        console.log(
-          `[${backend}] restore → held watch ended: ${endedMs.toFixed(0)} ms; → fresh data: ${
-            convergedMs.toFixed(0)
-          } ms`,
-        );
-        assertEquals(fresh.headers.get("x-lite-apiserver-source"), null, "answered by the cloud");
-        assert(convergedMs < 3000, `converged after ${convergedMs} ms`);
-      });
+      await t.step(
+        "recovery: held watches resume from the cloud and a change made during the outage is seen",
+        async () => {
+          await offlineSince(lite);
+          const list = await n.json("/api/v1/namespaces/default/pods");
+          const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
+          const res = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}`);
+          assertEquals(res.headers.get("x-lite-apiserver-source"), "cache");
+          const watchReader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+          cluster.apiserver.create({
+            apiVersion: "v1",
+            kind: "Pod",
+            metadata: { name: "made-in-outage", namespace: "default", labels: { app: "new" } },
+            spec: { nodeName: "edge-1", containers: [{ name: "c", image: "busybox" }] },
+          });
+          const restoredAt = performance.now();
+          await cluster.apiserver.setFault("none");
+          // The held watch is resumed from the cloud: the outage's change arrives on the same stream.
+          await untilText(watchReader, '"name":"made-in-outage"');
+          const endedMs = performance.now() - restoredAt;
+          await watchReader.cancel();
+          const fresh = await eventually(
+            async () => {
+              const r = await n.json("/api/v1/namespaces/default/pods");
+              return names(r.body).includes("made-in-outage") ? r : undefined;
+            },
+            "the cloud's new pod through the proxy",
+            10_000,
+            20,
+          );
+          const convergedMs = performance.now() - restoredAt;
+          console.log(
+            `[${backend}] restore → held watch resumed with the outage's change: ${
+              endedMs.toFixed(0)
+            } ms; → fresh data: ${convergedMs.toFixed(0)} ms`,
+          );
+          assertEquals(fresh.headers.get("x-lite-apiserver-source"), null, "answered by the cloud");
+          assert(convergedMs < 3000, `converged after ${convergedMs} ms`);
+        },
+      );
     } finally {
       for (const c of clients) c.close();
       await lite.kill();

@@ -23,4 +23,6 @@ export interface RequestContext {
   body?: Uint8Array;
   /** Applied to the answer whichever path sends it (in-cluster clients: kube-proxy's view). */
   rewrite?: AnswerRewrite;
+  /** A held watch resumed upstream: the client's own request context (see watch_resume.ts). */
+  resumes?: RequestContext;
 }
