@@ -72,7 +72,10 @@ export class HeldWatches {
       "x-lite-apiserver-source": "cache",
     });
     res.flushHeaders();
-    const send = (type: string, object: unknown) => res.write(JSON.stringify({ type, object }) + "\n");
+    const send = (type: string, object: unknown) => {
+      const line = JSON.stringify({ type, object });
+      res.write((ctx.rewrite ? ctx.rewrite.line(line) : line) + "\n");
+    };
     const { kind, apiVersion } = itemKind(list.meta.envelope);
 
     const a = numeric(asked);
