@@ -4,6 +4,7 @@
  */
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log.ts";
+import { Emitter } from "../events.ts";
 import { daysUntil, readText } from "./files.ts";
 import {
   certBlocks,
@@ -123,7 +124,7 @@ export class ServingWatcher {
   #texts: ServingTexts | undefined;
   #lastProblem: string | undefined;
   #lastWarning: string | undefined;
-  #listeners: Array<(m: ServingMaterial) => void> = [];
+  #changes = new Emitter<{ change: [m: ServingMaterial] }>();
   #files: FileWatcher;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reloads = new Coalesced(
@@ -150,7 +151,7 @@ export class ServingWatcher {
 
   /** Called only when the content really changed and the new material validates. */
   onChange(fn: (m: ServingMaterial) => void): void {
-    this.#listeners.push(fn);
+    this.#changes.on("change", fn);
   }
 
   /** Re-reads the files now (serve calls this on SIGHUP). */
@@ -199,13 +200,7 @@ export class ServingWatcher {
   }
 
   #emit(m: ServingMaterial) {
-    for (const fn of this.#listeners) {
-      try {
-        fn(m);
-      } catch (e) {
-        log.error("serving certificate change handler failed", { error: errMessage(e) });
-      }
-    }
+    this.#changes.emit("change", m);
   }
 
   #arm(troubled: boolean) {

@@ -7,6 +7,8 @@ import YAML from "yaml";
 import { ConfigError } from "./errors.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
+import { type KubernetesServiceConfig, resolveKubernetesService } from "./kubernetes_service_config.ts";
+import { isLoopback } from "./addresses.ts";
 import { type CacheBounds, DEFAULT_BOUNDS } from "../cache/cache_budget.ts";
 
 export interface ServeConfig {
@@ -33,6 +35,8 @@ export interface ServeConfig {
   adminAddress: string;
   /** 0 disables the admin listener. */
   adminPort: number;
+  /** In-cluster clients: kube-proxy's view of the `kubernetes` Service, the SAN check. */
+  kubernetesService: KubernetesServiceConfig;
   // --- security (issue 10): cache bounds, watch-event bound, admin exposure ---
   /** Cache bounds per identity and overall; an identity over them loses its own LRU entries. */
   cacheBounds: CacheBounds;
@@ -74,6 +78,12 @@ const KEYS = [
   "log-format",
   "admin-address",
   "admin-port",
+  // In-cluster clients (lib/config/kubernetes_service_config.ts).
+  "kubernetes-service-rewrite",
+  "kubernetes-service-endpoint",
+  "kube-proxy-identity",
+  "kubernetes-service-ip",
+  "cluster-domain",
   "cache-max-bytes",
   "cache-max-entries",
   "cache-max-bytes-per-identity",
@@ -136,6 +146,26 @@ export function serveCommandSpec(): Command {
       "--admin-port <port>",
       "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)",
     )
+    // In-cluster clients (README "In-cluster clients").
+    .option(
+      "--kubernetes-service-rewrite <mode>",
+      "show kube-proxy this node's lite-apiserver as the kubernetes Service's endpoint: auto, on or off " +
+        "(default auto: on when a non-loopback --address or --kubernetes-service-endpoint is given)",
+    )
+    .option(
+      "--kubernetes-service-endpoint <ip[:port]>",
+      "the node address (and port, default --port) kube-proxy is given (default: the first non-loopback --address)",
+    )
+    .option(
+      "--kube-proxy-identity <name>",
+      "user name (client certificate CN) of the node's kube-proxy; repeatable (default system:kube-proxy)",
+      collect,
+    )
+    .option(
+      "--kubernetes-service-ip <ip>",
+      "the kubernetes Service's ClusterIP for the serving-certificate check (default: read from the cluster)",
+    )
+    .option("--cluster-domain <domain>", "the cluster's DNS domain (default cluster.local)")
     .option("--cache-max-bytes <n>", "bound of the whole cache in bytes (default 2 GiB)")
     .option("--cache-max-entries <n>", "bound of the whole cache in entries (default 200000)")
     .option(
@@ -271,12 +301,6 @@ export function normaliseUpstream(value: string, defaultPort: number): string {
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}`;
 }
 
-/** Loopback addresses: reachable from this node only. */
-export function isLoopback(a: string): boolean {
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a) || /^(::1|0*:(0*:)*0*1|::ffff:127\.[\d.]+)$/i.test(a) ||
-    a === "localhost";
-}
-
 function validIp(a: string): boolean {
   return /^(\d{1,3}\.){3}\d{1,3}$/.test(a) && a.split(".").every((p) => Number(p) <= 255) ||
     /^[0-9a-fA-F:]+$/.test(a) && a.includes(":") || a === "localhost";
@@ -373,6 +397,13 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
+  const kubernetesService = resolveKubernetesService({
+    mode: one(raw, "kubernetes-service-rewrite"),
+    endpoint: one(raw, "kubernetes-service-endpoint"),
+    proxyIdentities: many(raw, "kube-proxy-identity"),
+    clusterIp: one(raw, "kubernetes-service-ip"),
+    clusterDomain: one(raw, "cluster-domain"),
+  }, addresses);
   const adminIdentities = one(raw, "admin-identities");
   if (adminIdentities !== undefined && adminIdentities !== "show" && adminIdentities !== "hide") {
     throw new ConfigError(`--admin-identities: "${adminIdentities}" is not show or hide`);
@@ -434,6 +465,7 @@ function resolveConfig(raw: Raw): ServeConfig {
     ),
     adminIdentities: (adminIdentities ?? "show") as "show" | "hide",
     upstreams,
+    kubernetesService,
     caFile,
     apiserverCaFile,
     tlsCertFile,

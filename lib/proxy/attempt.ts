@@ -45,7 +45,12 @@ export interface Attempt {
 export function upstreamRequest(ctx: RequestContext, ep: Endpoint): RequestSpec {
   const headers = endToEnd(ctx.req.headers);
   headers.host = ep.host;
-  if (ctx.plan && ctx.req.headers.accept) headers.accept = preferJson(ctx.req.headers.accept);
+  // JSON is negotiated where the cache or an answer rewrite must read the answer.
+  if ((ctx.plan || ctx.rewrite) && ctx.req.headers.accept) {
+    headers.accept = preferJson(ctx.req.headers.accept);
+  }
+  // Answer rewrite (in-cluster clients, issue 12): ask for an unencoded answer it can read.
+  if (ctx.rewrite) delete headers["accept-encoding"];
   return {
     method: ctx.req.method ?? "GET",
     path: ep.prefix + ctx.req.url,

@@ -329,26 +329,31 @@ Deno.test("a retired credential ends its watches cleanly, not through the watch-
   }
 });
 
-Deno.test("the request's answer transform applies where the upstream body is relayed", async () => {
+Deno.test("the request's answer rewrite applies where the upstream body is relayed", async () => {
   const s = await startScriptServer((_req, conn) =>
     conn.socket.write(ok("abc", "content-type: text/plain\r\n"))
   );
   try {
     await withWorld([s.url], s, async (w) => {
       const c = clientRequest("GET", "/api/v1/namespaces/default/endpoints/kubernetes");
-      c.ctx.transform = (a) => {
-        const upper = new Transform({
-          transform(chunk: Uint8Array, _enc, cb) {
-            cb(null, enc.encode(dec.decode(chunk).toUpperCase()));
-          },
-        });
-        const headers = { ...a.headers, "x-rewritten": "yes" };
-        delete headers["content-length"];
-        return { ...a, headers, body: a.body.pipe(upper) };
+      const upper = (t: string) => t.toUpperCase();
+      c.ctx.rewrite = {
+        body: (b) => enc.encode(upper(dec.decode(b))),
+        line: upper,
+        stream: () =>
+          new Transform({
+            transform(chunk: Uint8Array, _enc, cb) {
+              cb(null, enc.encode(upper(dec.decode(chunk))));
+            },
+          }),
       };
       forward(c.ctx, w.deps);
-      assertEquals(await within(c.done, "the answer to c"), "finished");
-      assertMatch(c.text(), /x-rewritten: yes/i);
+      assertEquals(await within(c.done, "the answer"), "finished");
+      assertMatch(
+        c.text(),
+        /transfer-encoding: chunked/i,
+        "the rewritten body's length is not the upstream's",
+      );
       assertMatch(c.text(), /ABC/);
     });
   } finally {

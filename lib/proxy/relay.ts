@@ -1,10 +1,10 @@
 /**
  * The one place where an upstream answer is relayed to the client: status and end-to-end headers,
- * the body streamed with backpressure, the cache tap, and the request's answer transform if it has
+ * the body streamed with backpressure, the cache tap, and the request's answer rewrite if it has
  * one. A watch whose upstream stream is cut (the connection failed, or the proxy went offline)
  * goes to the `watchCut` hook; any other answer cut short is cut short for the client too.
  */
-import type { RelayedAnswer, RequestContext } from "../exchange/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 import type { Cache } from "../cache/cache.ts";
 import { tapResponse } from "../cache/response_tap.ts";
 import type { UpstreamResponse } from "../upstream/response.ts";
@@ -32,16 +32,15 @@ export function relay(
   deps.observe(ctx, response.statusCode, upstreamMs);
   if (ctx.plan) tapResponse(deps.cache, ctx.plan, response);
 
-  let answer: RelayedAnswer = {
-    status: response.statusCode,
-    reason: response.statusMessage,
-    headers: endToEnd(response.headers),
-    body: response,
-  };
-  if (ctx.transform) answer = ctx.transform(answer);
-  ctx.res.writeHead(answer.status, answer.reason, answer.headers);
+  // Answer rewrite hook (in-cluster clients, issue 12): a Transform between the upstream body and
+  // the client; the body changes length, so it goes out chunked. The tap sees the upstream's truth.
+  const rewrite = ctx.rewrite?.stream(response.statusCode, response.headers);
+  const headers = endToEnd(response.headers);
+  if (rewrite) delete headers["content-length"];
+  ctx.res.writeHead(response.statusCode, response.statusMessage, headers);
   if (isWatch) ctx.res.flushHeaders();
-  answer.body.pipe(ctx.res);
+  const body = rewrite ? response.pipe(rewrite) : response;
+  body.pipe(ctx.res);
 
   // The exchange is over for the relay once the answer is complete, cut, or the client left.
   let over = false;
@@ -52,7 +51,7 @@ export function relay(
   };
   const stop = () => {
     finish();
-    answer.body.unpipe(ctx.res);
+    body.unpipe(ctx.res);
     abortUpstream();
   };
   const cut = (reason: string) => {

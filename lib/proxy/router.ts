@@ -28,6 +28,7 @@ import type { InFlight } from "./deadlines.ts";
 import { readSmallBody } from "./request_body.ts";
 import { tunnelUpgrade } from "./upgrade.ts";
 import { resumeContext } from "./watch_resume.ts";
+import { answerRewriteFor, type KubernetesServiceRewrite } from "../rewrite/answer_rewrite.ts";
 
 export interface RouterDeps {
   agents: UpstreamAgents;
@@ -37,6 +38,8 @@ export interface RouterDeps {
   metrics: ProxyMetrics;
   inflight: Set<InFlight>;
   config: Pick<ServeConfig, "backendTimeoutMs" | "writeTimeoutMs">;
+  /** In-cluster clients: how kube-proxy is shown the `kubernetes` Service (undefined: off). */
+  kubernetesService?: KubernetesServiceRewrite;
 }
 
 export interface Router {
@@ -116,16 +119,22 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   /** Who is asking (identity) and what (request info, representation). */
-  const contextFor = (req: ServerRequest, res: ServerResponse, peer: Peer): RequestContext => ({
-    req,
-    res,
-    peer,
-    identity: resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups)),
-    info: parseRequestInfo(req.method ?? "GET", req.url ?? "/"),
-    rep: representationOf(req.headers.accept),
-    startedAt: performance.now(),
-    source: "local",
-  });
+  const contextFor = (req: ServerRequest, res: ServerResponse, peer: Peer): RequestContext => {
+    const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
+    const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
+    return {
+      req,
+      res,
+      peer,
+      identity,
+      info,
+      rep: representationOf(req.headers.accept),
+      startedAt: performance.now(),
+      source: "local",
+      // In-cluster clients (issue 12): how kube-proxy is shown the `kubernetes` Service.
+      rewrite: answerRewriteFor(deps.kubernetesService, identity, info, req.headers),
+    };
+  };
 
   /** A small body read up front, and what the cache keeps of the answer. False: answered already. */
   const prepare = async (ctx: RequestContext): Promise<boolean> => {
