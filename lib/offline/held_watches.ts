@@ -113,6 +113,10 @@ export class HeldWatches {
     if (!clientConnected(ctx)) return false;
     const progress = ctx.plan?.progress;
     if (!progress || progress.partial) {
+      log.info("upstream watch cut: cannot carry it on, ended so the client re-watches", {
+        path: ctx.info.path,
+        reason: progress ? "cut in the middle of an event" : "the watch was not being followed",
+      });
       res.end();
       return false;
     }
