@@ -359,3 +359,68 @@ export async function eventually<T>(
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }
+
+/** `p`, or a rejection after `timeoutMs` saying what was awaited: every wait in the suite is bounded. */
+export async function within<T>(p: Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads a text stream until `done(text so far)` holds; fails if the stream ends first or nothing
+ * satisfying arrives within `timeoutMs`. Returns all the text read (after `seen`).
+ */
+export async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  done: (text: string) => boolean,
+  what: string,
+  timeoutMs = 15_000,
+  seen = "",
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let text = seen;
+  while (!done(text)) {
+    const next = await within(
+      reader.read(),
+      `${what}; read so far: ${text.slice(-300)}`,
+      deadline - Date.now(),
+    );
+    if (next.done) throw new Error(`the stream ended before ${what}; read: ${text.slice(-300)}`);
+    text += next.value;
+  }
+  return text;
+}
+
+/** Reads until the stream ends (the server closed it), failing after `timeoutMs`. */
+export async function readToEnd(
+  reader: ReadableStreamDefaultReader<unknown>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await within(reader.read(), what, deadline - Date.now())).done) { /* drain */ }
+}
+
+/** The exit status of a process started by runLite, killing it if it has not exited within `timeoutMs`. */
+export async function exitOf(
+  p: { status: Promise<Deno.CommandStatus>; kill(signal?: Deno.Signal): Promise<Deno.CommandStatus> },
+  what: string,
+  timeoutMs = 30_000,
+): Promise<Deno.CommandStatus> {
+  try {
+    return await within(p.status, `${what} to exit`, timeoutMs);
+  } catch (e) {
+    await p.kill("SIGKILL");
+    throw e;
+  }
+}
