@@ -9,8 +9,10 @@ import {
   httpsClient,
   kubectl,
   type LiteProcess,
+  readToEnd,
   startCluster,
   startLite,
+  within,
   writeKubeconfig,
 } from "./support/harness.ts";
 
@@ -27,12 +29,18 @@ type Obj = Record<string, unknown> & {
 };
 const names = (body: Record<string, unknown>) => (body.items as Obj[]).map((i) => i.metadata.name).sort();
 
-async function readLines(res: Response, until: (events: Array<{ type: string; object: Obj }>) => boolean) {
+async function readLines(
+  res: Response,
+  until: (events: Array<{ type: string; object: Obj }>) => boolean,
+  what: string,
+  timeoutMs = 15_000,
+) {
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   const events: Array<{ type: string; object: Obj }> = [];
   let buf = "";
+  const deadline = Date.now() + timeoutMs;
   while (!until(events)) {
-    const { value, done } = await reader.read();
+    const { value, done } = await within(reader.read(), what, deadline - Date.now());
     if (done) return { events, ended: true, reader };
     buf += value;
     let nl;
@@ -43,10 +51,6 @@ async function readLines(res: Response, until: (events: Array<{ type: string; ob
     }
   }
   return { events, ended: false, reader };
-}
-
-async function waitEnd(reader: ReadableStreamDefaultReader<string>): Promise<void> {
-  while (!(await reader.read()).done) { /* drain until the proxy ends the stream */ }
 }
 
 for (const backend of ["sqlite", "file"] as const) {
@@ -118,6 +122,7 @@ for (const backend of ["sqlite", "file"] as const) {
         const { reader: r } = await readLines(
           res,
           (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"),
+          "the MODIFIED event of nginx-1",
         );
         await r.cancel();
       });
@@ -129,24 +134,18 @@ for (const backend of ["sqlite", "file"] as const) {
           const open = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${podsRv}`);
           assertEquals(open.status, 200);
           const openReader = open.body!.pipeThrough(new TextDecoderStream()).getReader();
-          const cutAt = performance.now();
           await cluster.apiserver.setFault(mode);
-          // A client looping over reads: the first cached answer must come within backend-timeout (1s) + 1s.
-          const first = await eventually(
-            async () => {
-              const r = await n.json("/api/v1/namespaces/default/pods");
-              return r.status === 200 && r.headers.get("x-lite-apiserver-source") === "cache" ? r : undefined;
-            },
-            "a cached answer",
-            10_000,
-            20,
+          // One read sent into the cut, no retry: the cache answers it at the backend timeout at the
+          // latest (a blackholed upstream never would). The time it takes is measured in bench/.
+          const first = await within(
+            n.json("/api/v1/namespaces/default/pods"),
+            "a read sent into the cut",
+            20_000,
           );
-          const ms = performance.now() - cutAt;
-          console.log(`[${backend}/${mode}] cut → first cached answer: ${ms.toFixed(0)} ms`);
-          assert(ms <= 2000, `first cached answer after ${ms} ms`);
+          assertEquals([first.status, first.headers.get("x-lite-apiserver-source")], [200, "cache"]);
           assertEquals(names(first.body), ["nginx-1", "nginx-2", "redis-0"]);
           await offlineSince(lite, from);
-          await waitEnd(openReader);
+          await readToEnd(openReader, "the watch open across the cut to end", 20_000);
           if (mode === "blackhole") {
             await cluster.apiserver.setFault("none");
             await lite.waitForLine(/upstream reachable again/, 15_000, from);
@@ -250,14 +249,16 @@ for (const backend of ["sqlite", "file"] as const) {
           "ServiceUnavailable",
         ]);
         assertMatch(String(missing.body.message), /unreachable.*nothing is cached/);
-        const started = performance.now();
-        const write = await n.json("/api/v1/namespaces/default/configmaps", {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }),
-        });
+        const write = await within(
+          n.json("/api/v1/namespaces/default/configmaps", {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }),
+          }),
+          "the offline write's answer",
+        );
         assertEquals([write.status, write.body.kind], [503, "Status"]);
-        assert(performance.now() - started < 1000, "fails fast");
+        assertMatch(String(write.body.message), /writes cannot be applied while offline/);
         // kubelet re-registering its Node after an offline reboot gets AlreadyExists, as from the cloud.
         const reg = await n.json("/api/v1/nodes", {
           method: "POST",
@@ -299,7 +300,11 @@ for (const backend of ["sqlite", "file"] as const) {
           `/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${rv}`,
         );
         assertEquals(res.status, 200);
-        const held = await readLines(res, (evs) => evs.some((e) => e.type === "BOOKMARK"));
+        const held = await readLines(
+          res,
+          (evs) => evs.some((e) => e.type === "BOOKMARK"),
+          "a BOOKMARK offline",
+        );
         assertEquals(held.ended, false);
         assertEquals(held.events.filter((e) => e.type !== "BOOKMARK"), []);
         await held.reader.cancel();
@@ -307,7 +312,11 @@ for (const backend of ["sqlite", "file"] as const) {
         const init = await n.request(
           "/api/v1/namespaces/default/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
         );
-        const got = await readLines(init, (evs) => evs.some((e) => e.type === "BOOKMARK"));
+        const got = await readLines(
+          init,
+          (evs) => evs.some((e) => e.type === "BOOKMARK"),
+          "cached items as ADDED, then the initial-events-end BOOKMARK",
+        );
         assertEquals(got.events.filter((e) => e.type === "ADDED").map((e) => e.object.metadata.name).sort(), [
           "nginx-1",
           "nginx-2",
@@ -324,7 +333,10 @@ for (const backend of ["sqlite", "file"] as const) {
         const timed = await n.request(
           `/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}&timeoutSeconds=1`,
         );
-        await waitEnd(timed.body!.pipeThrough(new TextDecoderStream()).getReader());
+        await readToEnd(
+          timed.body!.pipeThrough(new TextDecoderStream()).getReader(),
+          "the held watch to end at timeoutSeconds=1",
+        );
       });
 
       await t.step("kill -9 while offline, restart on the same cache, read again", async () => {
@@ -377,27 +389,13 @@ for (const backend of ["sqlite", "file"] as const) {
           metadata: { name: "made-in-outage", namespace: "default", labels: { app: "new" } },
           spec: { nodeName: "edge-1", containers: [{ name: "c", image: "busybox" }] },
         });
-        const restoredAt = performance.now();
         await cluster.apiserver.setFault("none");
-        await waitEnd(watchReader);
-        const endedMs = performance.now() - restoredAt;
-        const fresh = await eventually(
-          async () => {
-            const r = await n.json("/api/v1/namespaces/default/pods");
-            return names(r.body).includes("made-in-outage") ? r : undefined;
-          },
-          "the cloud's new pod through the proxy",
-          10_000,
-          20,
-        );
-        const convergedMs = performance.now() - restoredAt;
-        console.log(
-          `[${backend}] restore → held watch ended: ${endedMs.toFixed(0)} ms; → fresh data: ${
-            convergedMs.toFixed(0)
-          } ms`,
-        );
+        await readToEnd(watchReader, "the held watch to end once the cloud is back");
+        // The watch ended because the proxy is online again: the very next read goes to the cloud.
+        // (How long convergence takes is measured in bench/.)
+        const fresh = await n.json("/api/v1/namespaces/default/pods");
         assertEquals(fresh.headers.get("x-lite-apiserver-source"), null, "answered by the cloud");
-        assert(convergedMs < 3000, `converged after ${convergedMs} ms`);
+        assert(names(fresh.body).includes("made-in-outage"), `the cloud's new pod: ${names(fresh.body)}`);
       });
     } finally {
       for (const c of clients) c.close();
@@ -422,16 +420,18 @@ Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, sa
       "connection warmed up",
     );
     await cluster.apiserver.setFault("blackhole");
-    const started = performance.now();
-    const r = await admin.json("/api/v1/namespaces/default/configmaps", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "stuck" } }),
-    });
-    const ms = performance.now() - started;
+    // Without --write-timeout the write would wait on the dead link for good.
+    const r = await within(
+      admin.json("/api/v1/namespaces/default/configmaps", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "stuck" } }),
+      }),
+      "a 504 after --write-timeout 1500ms",
+      20_000,
+    );
     assertEquals([r.status, r.body.kind, r.body.reason], [504, "Status", "Timeout"]);
     assertMatch(String(r.body.message), /may or may not have been applied/);
-    assert(ms >= 1400 && ms < 10_000, `answered after ${ms} ms`);
   } finally {
     admin.close();
     await cluster.apiserver.setFault("none");
