@@ -6,7 +6,7 @@ import { createSecureContext } from "node:tls";
 import { ConfigError } from "../lib/config/errors.ts";
 import { applyRedirect, planRedirect, restoreKubeconfig } from "../lib/kubeconfig/redirect.ts";
 import { unifiedDiff } from "../lib/kubeconfig/diff.ts";
-import { createPki, type Pki } from "./support/pki.ts";
+import { type Pki, scopedPki } from "./support/pki.ts";
 
 const SERVER = "https://127.0.0.1:51003";
 
@@ -48,12 +48,6 @@ async function kubeletPem(dir: string, pki: Pki, cn = "system:node:edge1"): Prom
   return path;
 }
 
-let sharedPki: Promise<Pki> | undefined;
-/** One test CA for this file; its directory is removed by the last test. */
-function testPki(): Promise<Pki> {
-  return sharedPki ??= createPki();
-}
-
 async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "lite-kc-" });
 }
@@ -73,11 +67,12 @@ async function redirect(kubeconfig: string, tlsConfigFile: string) {
 }
 
 Deno.test("redirect rewrites only the current cluster's server, backs up, registers cert files", async () => {
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const kc = `${dir}/kubelet.conf`;
     const tls = `${dir}/etc/tls-config.json`;
-    const pem = await kubeletPem(dir, await testPki());
+    const pem = await kubeletPem(dir, pki);
     const original = kubeletConf(CERT_FILES);
     await Deno.writeTextFile(kc, original, { mode: 0o640 });
     await Deno.chmod(kc, 0o640);
@@ -123,7 +118,7 @@ Deno.test("redirect rewrites only the current cluster's server, backs up, regist
 });
 
 Deno.test("redirect writes embedded client cert data to a 0600 identity file that TLS can load", async () => {
-  const pki = await testPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const client = await pki.client("system:node:edge1", ["system:nodes"]);
@@ -162,10 +157,11 @@ Deno.test("redirect writes embedded client cert data to a 0600 identity file tha
 });
 
 Deno.test("dry run prints a diff and writes nothing", async () => {
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const kc = `${dir}/kube-proxy.conf`;
-    await kubeletPem(dir, await testPki());
+    await kubeletPem(dir, pki);
     await Deno.writeTextFile(kc, kubeletConf(CERT_FILES));
     const tls = `${dir}/tls.json`;
     const res = await runCli([
@@ -296,7 +292,7 @@ async function runCli(args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 Deno.test("a new pair for a registered CN replaces the old entry; unreadable cert files are refused", async () => {
-  const pki = await testPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const tls = `${dir}/tls.json`;
@@ -326,8 +322,4 @@ Deno.test("a new pair for a registered CN replaces the old entry; unreadable cer
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test("kubeconfig tests: remove the test CA", async () => {
-  if (sharedPki) await Deno.remove((await sharedPki).dir, { recursive: true });
 });
