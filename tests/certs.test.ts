@@ -14,7 +14,7 @@ import {
   type ServingMaterial,
   ServingWatcher,
 } from "../lib/certs/mod.ts";
-import { type CertPair, type Pki, scopedPki } from "./support/pki.ts";
+import { type CertPair, scopedPki } from "./support/pki.ts";
 
 // ---- helpers ------------------------------------------------------------------------------------
 
