@@ -371,12 +371,9 @@ Deno.test("ClientPairWatcher: a file missing at start is picked up by the fast r
     assertEquals(w.pairs().size, 0);
     assertMatch(w.status()[0].problem ?? "", /kubelet-client-current\.pem does not exist/);
 
-    const t0 = performance.now();
     await writeAtomic(current, boot.certPem + boot.keyPem);
-    const ev = await changes.waitFor((c) => c.cn === "system:node:edge-1", "the bootstrapped identity");
-    const ms = ev.at - t0;
-    console.log(`  missing at start -> picked up by fast mode after ${ms.toFixed(0)} ms`);
-    assert(ms < 5_000, `fast mode should find the file in about a second, took ${ms} ms`);
+    // The normal re-read is 30 minutes away: only the 1 s fast mode can meet this (15 s) deadline.
+    await changes.waitFor((c) => c.cn === "system:node:edge-1", "the bootstrapped identity");
     assertEquals(w.pairs().get("system:node:edge-1")?.serial, boot.serial);
   } finally {
     await w.close();
