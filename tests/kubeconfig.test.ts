@@ -6,6 +6,7 @@ import { createSecureContext } from "node:tls";
 import { ConfigError } from "../lib/config/errors.ts";
 import { applyRedirect, planRedirect, restoreKubeconfig } from "../lib/kubeconfig/redirect.ts";
 import { unifiedDiff } from "../lib/kubeconfig/diff.ts";
+import { loadTlsConfig } from "../lib/certs/mod.ts";
 import { type Pki, scopedPki } from "./support/pki.ts";
 
 const SERVER = "https://127.0.0.1:51003";
@@ -319,6 +320,40 @@ Deno.test("a new pair for a registered CN replaces the old entry; unreadable cer
       () => planRedirect({ kubeconfig: kc, tlsConfigFile: tls }),
       (e) => e instanceof ConfigError && /kubelet-client-current\.pem .*does not exist/.test(e.message),
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("redirect reads the tls-config as serve does: entries relative to its folder, empty paths refused", async () => {
+  await using pki = await scopedPki();
+  const dir = await tempDir();
+  try {
+    const pem = await kubeletPem(dir, pki);
+    const tls = `${dir}/tls.json`;
+    // serve resolves a relative entry against the tls-config's own folder: the kubelet's pair is registered.
+    const relative = "pki/kubelet-client-current.pem";
+    await Deno.writeTextFile(tls, JSON.stringify([{ cert: relative, key: relative }]));
+    const kc = `${dir}/kubelet.conf`;
+    await Deno.writeTextFile(kc, kubeletConf(CERT_FILES));
+    const plan = await planRedirect({ kubeconfig: kc, tlsConfigFile: tls });
+    assert.deepEqual(plan.changes.filter((c) => c.path === tls), [], "already registered: nothing to add");
+    await applyRedirect(plan);
+    const pairs = await loadTlsConfig(tls, pki.caPem);
+    assert.deepEqual(pairs.map((p) => [p.cn, p.certFile]), [["system:node:edge1", pem]]);
+
+    await restoreKubeconfig(kc);
+    await Deno.writeTextFile(tls, JSON.stringify([{ cert: "", key: "" }]));
+    for (
+      const attempt of [() => planRedirect({ kubeconfig: kc, tlsConfigFile: tls }), () => loadTlsConfig(tls)]
+    ) {
+      await assert.rejects(
+        attempt,
+        (e) =>
+          e instanceof ConfigError &&
+          /tls\.json entry 1: "cert" must be a non-empty string path/.test(e.message),
+      );
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -16,8 +16,8 @@ import {
   readPairTexts,
   validityProblem,
 } from "./client_pairs.ts";
-import { readText } from "./files.ts";
-import { errMessage } from "./pem.ts";
+import { readText } from "../files/read_text.ts";
+import { errMessage } from "../config/errors.ts";
 import { FileWatcher } from "./watch_files.ts";
 import { Coalesced } from "./coalesced.ts";
 

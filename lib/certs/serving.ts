@@ -2,12 +2,12 @@
  * The listener's own serving certificate and key (`--tls-cert-file`, `--tls-private-key-file`) and the
  * cluster CA bundle (`--ca-file`), loaded strictly at startup and reloaded on change or SIGHUP.
  */
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, errMessage } from "../config/errors.ts";
 import { log } from "../log.ts";
-import { daysUntil, readText } from "./files.ts";
+import { readText } from "../files/read_text.ts";
 import {
   certBlocks,
-  errMessage,
+  daysUntil,
   keyBlock,
   keyMatches,
   parseBundle,
