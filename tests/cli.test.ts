@@ -37,7 +37,7 @@ Deno.test("bad flags, files and values give one clear line", async (t) => {
     "0",
   ];
   const cases: Array<[string, string[], RegExp]> = [
-    ["unknown flag", ["--bogus"], /unknown option '--bogus'/],
+    ["unknown flag", ["--bogus"], /serve: unknown flag "--bogus" \(see lite-apiserver serve --help\)/],
     ["missing upstream", ["serve", "--ca-file", pki.caCert], /--kube-apiserver-url is required/],
     [
       "missing CA file",
