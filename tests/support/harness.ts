@@ -84,7 +84,8 @@ export function runLite(args: string[], env: Record<string, string> = {}, launch
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
+    // No update check: Deno would otherwise reach dl.deno.land (through HTTPS_PROXY, when set).
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...env },
   }).spawn();
   const lines: string[] = [];
   const waiters = new Set<() => void>();
@@ -317,16 +318,25 @@ export function httpsClient(
     ...(who.pair ? { cert: who.pair.certPem, key: who.pair.keyPem } : {}),
     http2: false,
   });
-  const request = (path: string, init: RequestInit = {}) => {
+  const request = async (path: string, init: RequestInit = {}) => {
     const headers = new Headers(init.headers);
     if (who.token) headers.set("authorization", `Bearer ${who.token}`);
-    return fetch(`${base}${path}`, { ...init, headers, client });
+    if (init.signal) return await fetch(`${base}${path}`, { ...init, headers, client });
+    // Bounded: a response head that never comes fails the test with what it waited for.
+    const what = `${init.method ?? "GET"} ${path}`;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new Error(`no response to ${what} within 60 s`)), 60_000);
+    try {
+      return await fetch(`${base}${path}`, { ...init, headers, client, signal: ctl.signal });
+    } finally {
+      clearTimeout(timer);
+    }
   };
   return {
     request,
     async json(path, init) {
       const res = await request(path, init);
-      const text = await res.text();
+      const text = await within(res.text(), `the body of ${init?.method ?? "GET"} ${path}`, 60_000);
       let body: Record<string, unknown>;
       try {
         body = JSON.parse(text);
