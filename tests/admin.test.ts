@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   type Cluster,
+  commandOutput,
   eventually,
   freePort,
   httpsClient,
@@ -20,12 +21,12 @@ async function get(url: string): Promise<{ status: number; text: string; type: s
 
 /** Runs `main.ts status <args>` and returns its exit code and output. */
 async function statusCmd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
+  const out = await commandOutput(Deno.execPath(), {
     args: ["run", "-A", "--quiet", `${ROOT}/main.ts`, "status", ...args],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
-  }).output();
+  }, `lite-apiserver status ${args.join(" ")}`);
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }

@@ -5,7 +5,7 @@
  * the build itself runs only where a denort is available and is reported as ignored elsewhere.
  */
 import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
-import { freePort, ROOT } from "./support/harness.ts";
+import { commandOutput, freePort, ROOT } from "./support/harness.ts";
 
 const VERSION = Deno.version.deno;
 
@@ -30,14 +30,19 @@ async function compile(extraEnv: Record<string, string>) {
   const env: Record<string, string> = { ...Deno.env.toObject(), NO_COLOR: "1", LITE_APISERVER_DIST: dist };
   for (const k of Object.keys(env)) if (k.startsWith("DENORT_BIN") && !(k in extraEnv)) delete env[k];
   Object.assign(env, extraEnv);
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/scripts/compile.ts`],
-    cwd: ROOT,
-    env,
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const out = await commandOutput(
+    Deno.execPath(),
+    {
+      args: ["run", "-A", `${ROOT}/scripts/compile.ts`],
+      cwd: ROOT,
+      env,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    },
+    "deno task compile",
+    300_000,
+  );
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   return { code: out.code, text, dist };
 }

@@ -8,6 +8,7 @@ import { applyRedirect, planRedirect, restoreKubeconfig } from "../lib/kubeconfi
 import { unifiedDiff } from "../lib/kubeconfig/diff.ts";
 import { loadTlsConfig } from "../lib/certs/mod.ts";
 import { type Pki, scopedPki } from "./support/pki.ts";
+import { commandOutput } from "./support/harness.ts";
 
 const SERVER = "https://127.0.0.1:51003";
 
@@ -283,11 +284,11 @@ Deno.test("help texts", async () => {
 
 async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
+  const out = await commandOutput(Deno.execPath(), {
     args: ["run", "-A", main, ...args],
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }, `lite-apiserver ${args.join(" ")}`);
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }

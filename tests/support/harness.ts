@@ -274,7 +274,7 @@ export interface KubectlResult {
 }
 
 export async function kubectl(version: string, kubeconfig: string, args: string[]): Promise<KubectlResult> {
-  const out = await new Deno.Command(`${KUBECTL_DIR}/kubectl.${version}`, {
+  const out = await commandOutput(`${KUBECTL_DIR}/kubectl.${version}`, {
     args: ["--kubeconfig", kubeconfig, "--request-timeout=20s", ...args],
     stdout: "piped",
     stderr: "piped",
@@ -282,7 +282,7 @@ export async function kubectl(version: string, kubeconfig: string, args: string[
       HOME: Deno.env.get("HOME") ?? "/root",
       KUBECACHEDIR: `${Deno.env.get("TMPDIR") ?? "/tmp"}/kubectl-cache-${crypto.randomUUID()}`,
     },
-  }).output();
+  }, `kubectl ${version} ${args.join(" ")}`);
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -432,5 +432,23 @@ export async function exitOf(
   } catch (e) {
     await p.kill("SIGKILL");
     throw e;
+  }
+}
+
+/** Runs a command to completion, killing it and failing with `what` if it takes over `timeoutMs`. */
+export async function commandOutput(
+  cmd: string | URL,
+  opts: Deno.CommandOptions,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<Deno.CommandOutput> {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  try {
+    const out = await new Deno.Command(cmd, { ...opts, signal: ctl.signal }).output();
+    if (ctl.signal.aborted) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} to finish`);
+    return out;
+  } finally {
+    clearTimeout(timer);
   }
 }
