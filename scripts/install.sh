@@ -1,19 +1,29 @@
 #!/bin/sh
 # lite-apiserver installer: a Kubernetes API proxy with an offline cache for edge nodes.
 #
-#   curl -fsSL <base>/install.sh | sh -s -- [options]
+#   curl -fsSL https://github.com/lite-apiserver/lite-apiserver/releases/latest/download/install.sh | sh -s -- [options]
 #   sh install.sh --binary ./lite-apiserver-x86_64-unknown-linux-gnu      (offline)
 #
 # Installs /usr/local/bin/lite-apiserver, /etc/lite-apiserver/config.yaml (only when absent)
 # and /etc/systemd/system/lite-apiserver.service, then enables and starts the service.
 # Safe to run again: unchanged files are left alone and reported "up to date".
 #
-# Environment: LITE_APISERVER_BASE_URL (same as --base-url); LITE_APISERVER_ARCH overrides
+# By default it downloads from the project's GitHub releases (RELEASES below; the release workflow
+# stamps REPO and DEFAULT_VERSION into the copy it attaches to a release, see
+# scripts/release-assets.sh).
+#
+# Environment: LITE_APISERVER_BASE_URL (same as --base-url); LITE_APISERVER_RELEASES_URL replaces
+# the GitHub releases location (tests, mirrors laid out like it); LITE_APISERVER_ARCH overrides
 # `uname -m` (for tests and cross-installs into --root); LITE_APISERVER_SYSTEMCTL names the
 # systemctl command and, for tests only, lets a --root install run it.
 set -eu
 
 NAME=lite-apiserver
+# The project's repository; its releases hold lite-apiserver-<triple>, SHA256SUMS and install.sh.
+REPO=lite-apiserver/lite-apiserver
+# Empty: the latest release. A release's own install.sh has its tag here.
+DEFAULT_VERSION=
+RELEASES=${LITE_APISERVER_RELEASES_URL:-https://github.com/$REPO/releases}
 BASE_URL=${LITE_APISERVER_BASE_URL:-}
 VERSION=
 BINARY=
@@ -29,9 +39,11 @@ usage() {
 Usage: install.sh [options]
 
 Options:
-  --base-url URL        where releases live (env LITE_APISERVER_BASE_URL); the installer
-                        downloads URL/lite-apiserver-<arch-triple> and URL/SHA256SUMS
-  --version V           install release V: downloads from URL/V/ instead of URL/
+  --base-url URL        a mirror (env LITE_APISERVER_BASE_URL): downloads
+                        URL/lite-apiserver-<arch-triple> and URL/SHA256SUMS
+                        (default: the project's GitHub releases, latest release)
+  --version V           install release V (a tag such as v1.0.0): from GitHub
+                        releases/download/V/, or from URL/V/ with --base-url
   --binary PATH         install this local file instead of downloading (offline install)
   --kube-apiserver-url URL
                         the cloud kube-apiserver, written into a NEW config.yaml
@@ -162,11 +174,17 @@ obtain_binary() {
     cp "$BINARY" "$TMP/$NAME" || die "cannot read $BINARY"
     return 0
   fi
-  [ -n "$BASE_URL" ] || die "no download location: pass --base-url URL (or set LITE_APISERVER_BASE_URL), or --binary PATH"
   triple=$(detect_triple)
   asset=$NAME-$triple
-  url=${BASE_URL%/}
-  [ -z "$VERSION" ] || url=$url/$VERSION
+  [ -n "$VERSION" ] || VERSION=$DEFAULT_VERSION
+  if [ -n "$BASE_URL" ]; then
+    url=${BASE_URL%/}
+    [ -z "$VERSION" ] || url=$url/$VERSION
+  elif [ -n "$VERSION" ]; then
+    url=${RELEASES%/}/download/$VERSION
+  else
+    url=${RELEASES%/}/latest/download
+  fi
   if [ "$DRY_RUN" = 1 ]; then
     say "[dry-run] download $url/$asset and $url/SHA256SUMS, verify with sha256sum"
     # Something to compare against the installed binary: without a download, assume a change.

@@ -6,7 +6,7 @@ import nodeAssert from "node:assert/strict";
 import * as net from "node:net";
 import { createPki } from "./support/pki.ts";
 import { type FakeApiServer, startFakeApiServer } from "./support/apiserver/mod.ts";
-import { within } from "./support/harness.ts";
+import { KUBECTL_DIR, within } from "./support/harness.ts";
 
 const pki = await createPki();
 const serving = await pki.server("apiserver");
@@ -14,7 +14,7 @@ const nodeCert = await pki.client("system:node:edge-1", ["system:nodes"]);
 const adminCert = await pki.client("admin", ["system:masters"]);
 const rogueCert = await pki.rogue("admin");
 const TOKENS = { "reader-token": { user: "reader" } };
-const KUBECTLS = ["1.27", "1.33"].map((v) => `/usr/lib/google-cloud-sdk/bin/kubectl.${v}`);
+const KUBECTLS = ["1.27", "1.33"].map((v) => `${KUBECTL_DIR}/kubectl.${v}`);
 
 type Obj = Record<string, unknown>;
 

@@ -4,9 +4,9 @@
  * `systemd-analyze verify` of the unit it writes.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 
 const SCRIPT = new URL("../scripts/install.sh", import.meta.url).pathname;
+const RELEASE_ASSETS = new URL("../scripts/release-assets.sh", import.meta.url).pathname;
 const BIN = "/usr/local/bin/lite-apiserver";
 const CONF = "/etc/lite-apiserver/config.yaml";
 const UNIT = "/etc/systemd/system/lite-apiserver.service";
@@ -21,7 +21,13 @@ interface Result {
 async function sh(args: string[], env: Record<string, string> = {}): Promise<Result> {
   const out = await new Deno.Command("sh", {
     args: [SCRIPT, ...args],
-    env: { LITE_APISERVER_BASE_URL: "", LITE_APISERVER_ARCH: "x86_64", ...env },
+    // Downloads never leave loopback: the default (GitHub) location is replaced by a refused port.
+    env: {
+      LITE_APISERVER_BASE_URL: "",
+      LITE_APISERVER_RELEASES_URL: "http://127.0.0.1:9/releases",
+      LITE_APISERVER_ARCH: "x86_64",
+      ...env,
+    },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -201,17 +207,24 @@ Deno.test("download mode: verified checksum installs; bad checksum or 404 instal
     return body ? new Response(body) : new Response("not found", { status: 404 });
   });
   const base = `http://127.0.0.1:${server.addr.port}/releases`;
-  const sum = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
   try {
     const x86 = new TextEncoder().encode("#!/bin/sh\necho x86\n");
     const arm = new TextEncoder().encode("#!/bin/sh\necho arm\n");
-    const sums = `${sum(x86)}  lite-apiserver-x86_64-unknown-linux-gnu\n${
-      sum(arm)
-    }  lite-apiserver-aarch64-unknown-linux-gnu\n`;
+    // The release layout comes from the script the release workflow runs.
+    await Deno.mkdir(`${f.dir}/dist`);
+    await Deno.writeFile(`${f.dir}/dist/lite-apiserver-x86_64-unknown-linux-gnu`, x86);
+    await Deno.writeFile(`${f.dir}/dist/lite-apiserver-aarch64-unknown-linux-gnu`, arm);
+    const layout = await new Deno.Command("sh", {
+      args: [RELEASE_ASSETS, "--dist", `${f.dir}/dist`, "--out", `${f.dir}/release`],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(layout.success, new TextDecoder().decode(layout.stderr));
+    const sums = await Deno.readTextFile(`${f.dir}/release/SHA256SUMS`);
     for (const dir of ["/releases", "/releases/v1.2.3"]) {
-      files.set(`${dir}/lite-apiserver-x86_64-unknown-linux-gnu`, x86);
-      files.set(`${dir}/lite-apiserver-aarch64-unknown-linux-gnu`, arm);
-      files.set(`${dir}/SHA256SUMS`, new TextEncoder().encode(sums));
+      for (const e of Deno.readDirSync(`${f.dir}/release`)) {
+        files.set(`${dir}/${e.name}`, await Deno.readFile(`${f.dir}/release/${e.name}`));
+      }
     }
 
     const r = ok(await sh(["--root", f.root], { LITE_APISERVER_BASE_URL: base }));
@@ -259,7 +272,7 @@ Deno.test("clear one-line errors: unsupported arch, no base URL, bad options", a
         { LITE_APISERVER_ARCH: "mips" },
         /unsupported machine architecture 'mips'/,
       ],
-      [["--root", f.root], {}, /no download location: pass --base-url/],
+      [["--root", f.root], {}, /download failed: http:\/\/127\.0\.0\.1:9\/releases\/latest\/download\//],
       [["--root", f.root, "--bogus"], {}, /unknown option '--bogus'/],
       [["--root", f.root, "--purge"], {}, /--purge only makes sense with --uninstall/],
       [["--root", "relative"], {}, /--root must be an absolute path/],

@@ -7,7 +7,8 @@ import { type CertPair, createPki, type Pki } from "./pki.ts";
 import { type FakeApiServer, startFakeApiServer } from "./apiserver/mod.ts";
 
 export const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
-export const KUBECTL_DIR = "/usr/lib/google-cloud-sdk/bin";
+/** Where kubectl.1.27 ... kubectl.1.33 live (KUBECTL_DIR overrides, e.g. in GitHub Actions). */
+export const KUBECTL_DIR = Deno.env.get("KUBECTL_DIR") || "/usr/lib/google-cloud-sdk/bin";
 export const TOKENS = {
   "reader-token": { user: "reader", groups: ["readers"] },
   "admin-token": { user: "admin", groups: ["system:masters"] },
@@ -68,10 +69,14 @@ export interface LiteProcess {
   child: Deno.ChildProcess;
 }
 
-/** How to start main.ts: a command and the arguments before `main.ts` (e.g. an emulated arm64 Deno). */
+/**
+ * How to start main.ts: a command and the arguments before `main.ts` (e.g. an emulated arm64 Deno),
+ * or with `entry: false` a command that is the program itself (a compiled release binary).
+ */
 export interface LiteLauncher {
   cmd: string;
   args: string[];
+  entry?: boolean;
 }
 
 /**
@@ -80,7 +85,11 @@ export interface LiteLauncher {
  */
 export function runLite(args: string[], env: Record<string, string> = {}, launcher?: LiteLauncher) {
   const child = new Deno.Command(launcher?.cmd ?? Deno.execPath(), {
-    args: [...(launcher?.args ?? ["run", "-A", "--quiet"]), `${ROOT}/main.ts`, ...args],
+    args: [
+      ...(launcher?.args ?? ["run", "-A", "--quiet"]),
+      ...(launcher?.entry === false ? [] : [`${ROOT}/main.ts`]),
+      ...args,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
