@@ -6,6 +6,7 @@
 import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
 import {
   eventually,
+  type HttpsClient,
   httpsClient,
   kubectl,
   type LiteProcess,
@@ -27,6 +28,13 @@ const TOKEN_BODY = JSON.stringify({
 type Obj = Record<string, unknown> & {
   metadata: { name: string; resourceVersion: string; labels?: Record<string, string> };
 };
+/** POSTs a ConfigMap named `name` in default. */
+const createConfigMap = (c: HttpsClient, name: string) =>
+  c.json("/api/v1/namespaces/default/configmaps", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name } }),
+  });
 const names = (body: Record<string, unknown>) => (body.items as Obj[]).map((i) => i.metadata.name).sort();
 
 async function readLines(
@@ -250,11 +258,7 @@ for (const backend of ["sqlite", "file"] as const) {
         ]);
         assertMatch(String(missing.body.message), /unreachable.*nothing is cached/);
         const write = await within(
-          n.json("/api/v1/namespaces/default/configmaps", {
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }),
-          }),
+          createConfigMap(n, "x"),
           "the offline write's answer",
         );
         assertEquals([write.status, write.body.kind], [503, "Status"]);
@@ -422,11 +426,7 @@ Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, sa
     await cluster.apiserver.setFault("blackhole");
     // Without --write-timeout the write would wait on the dead link for good.
     const r = await within(
-      admin.json("/api/v1/namespaces/default/configmaps", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "stuck" } }),
-      }),
+      createConfigMap(admin, "stuck"),
       "a 504 after --write-timeout 1500ms",
       20_000,
     );
