@@ -2,7 +2,6 @@
  * Taps an upstream response on its way to the client and feeds it to the cache: whole bodies for
  * objects and lists, event by event for watches. The client's bytes are never delayed by it.
  */
-import { Buffer } from "node:buffer";
 import zlib from "node:zlib";
 import type { IncomingMessage } from "node:http";
 import type { CacheKey } from "../store/store.ts";
@@ -55,7 +54,7 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage
   source.on("end", () => {
     complete = true;
     if (size > MAX_BODY) return log.debug("response too large to cache", { bytes: size });
-    const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+    const body = concat(chunks, size);
     if (plan.kind === "list") cache.recordListPage(plan.key, body, "application/json", plan.requestContinue);
     else if (!plan.wholeListOnly || !isPartialList(body)) cache.recordObject(plan.key, body, contentType);
   });
@@ -115,6 +114,17 @@ function isPartialList(body: Uint8Array): boolean {
   } catch {
     return true;
   }
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
 }
 
 function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream): void {
