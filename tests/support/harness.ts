@@ -226,8 +226,9 @@ async function spawnLite(
     "1s",
     "--health-check-interval",
     "500ms",
+    // Two in a row: on a loaded machine one probe may miss its 500 ms, and that is not a cut.
     "--health-check-failures",
-    "1",
+    "2",
     ...(opts.extra ?? []),
   ];
   const p = runLite(args, opts.env, opts.launcher);
