@@ -12,6 +12,7 @@ Usage:
   lite-apiserver status [flags]         print online/offline, upstreams, cache and certificates
   lite-apiserver kubeconfig redirect    point a component's kubeconfig at lite-apiserver
   lite-apiserver kubeconfig restore     put the original kubeconfig back
+  lite-apiserver autonomy [flags]       cloud-side: keep pods on opted-in edge nodes from eviction
   lite-apiserver --version              print the version
 `;
 
@@ -24,6 +25,8 @@ async function run(argv: string[]): Promise<number> {
       return (await import("./lib/cli/status.ts")).statusCommand(rest);
     case "kubeconfig":
       return (await import("./lib/cli/kubeconfig.ts")).kubeconfigCommand(rest);
+    case "autonomy":
+      return (await import("./lib/cli/autonomy.ts")).autonomyCommand(rest);
     case "--version":
     case "-v":
     case "version":
@@ -38,7 +41,9 @@ async function run(argv: string[]): Promise<number> {
     default:
       // Flags with no subcommand mean "serve", as SuperEdge's lite-apiserver is started.
       if (cmd.startsWith("-")) return (await import("./lib/cli/serve.ts")).serveCommand(argv);
-      throw new ConfigError(`unknown command "${cmd}" (expected serve, status or kubeconfig; see --help)`);
+      throw new ConfigError(
+        `unknown command "${cmd}" (expected serve, status, kubeconfig or autonomy; see --help)`,
+      );
   }
 }
 

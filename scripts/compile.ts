@@ -24,7 +24,8 @@ export type Target = keyof typeof TARGETS;
  * - HTTPS_PROXY / NO_PROXY and their lower-case forms: upstream tunnelling (lib/upstream/https_proxy.ts);
  * - LOG_TOKENS, LOG_STREAM: read by npm:yaml on every parse (config and kubeconfig files);
  * - NODE_USE_SYSTEM_CA, NODE_EXTRA_CA_CERTS: read by Deno's node:tls when a connection is made
- *   without an explicit `ca` (the proxy always passes one, but a miss would be a crash, not a log).
+ *   without an explicit `ca` (the proxy always passes one, but a miss would be a crash, not a log);
+ * - KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: `autonomy` in-cluster, as client-go reads them.
  */
 export const RUNTIME_ENV = [
   "HTTPS_PROXY",
@@ -35,6 +36,8 @@ export const RUNTIME_ENV = [
   "LOG_STREAM",
   "NODE_USE_SYSTEM_CA",
   "NODE_EXTRA_CA_CERTS",
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
 ];
 
 /**

@@ -5,6 +5,7 @@
 #   OUT/lite-apiserver-x86_64-unknown-linux-gnu
 #   OUT/lite-apiserver-aarch64-unknown-linux-gnu
 #   OUT/install.sh        (REPO and DEFAULT_VERSION stamped in)
+#   OUT/<name>.yaml       (each deploy/ manifest, its lite-apiserver image set to this release's)
 #   OUT/SHA256SUMS        (sha256sum format, one line per file above)
 #
 # Usage: release-assets.sh --dist DIR --out DIR [--repo OWNER/NAME] [--version TAG]
@@ -56,12 +57,26 @@ sed -e "s|^REPO=.*|REPO=${repo:-$(sed -n 's/^REPO=//p' "$root/scripts/install.sh
   "$root/scripts/install.sh" >"$out/install.sh"
 chmod 0755 "$out/install.sh"
 
+# Manifests name the image of this release (ghcr.io wants the repository in lower case).
+image_repo=$(printf '%s' "${repo:-$(sed -n 's/^REPO=//p' "$root/scripts/install.sh")}" | tr 'A-Z' 'a-z')
+manifests=""
+for m in "$root"/deploy/*.yaml; do
+  [ -f "$m" ] || continue
+  name=$(basename "$m")
+  if [ -n "$version" ]; then
+    sed -e "s|image: ghcr.io/[^:]*/lite-apiserver:.*|image: ghcr.io/$image_repo:$version|" "$m" >"$out/$name"
+  else
+    cp "$m" "$out/$name"
+  fi
+  manifests="$manifests $name"
+done
+
 (
   cd "$out"
   files=""
   for t in $TRIPLES; do files="$files lite-apiserver-$t"; done
   # shellcheck disable=SC2086
-  sha256sum $files install.sh >SHA256SUMS.tmp
+  sha256sum $files install.sh $manifests >SHA256SUMS.tmp
   mv SHA256SUMS.tmp SHA256SUMS
 )
 printf 'release-assets: wrote %s\n' "$out"

@@ -52,10 +52,14 @@ try {
   }
   console.log(`smoke: proxied LIST: 200, ${(online.body.items as unknown[]).length} pods`);
   await cluster.apiserver.setFault("refuse");
-  const offline = await eventually(async () => {
-    const r = await client.json("/api/v1/namespaces/default/pods");
-    return r.status === 200 ? r : undefined;
-  }, "the same LIST answered 200 from the cache after the upstream was cut");
+  const offline = await eventually(
+    async () => {
+      const r = await client.json("/api/v1/namespaces/default/pods");
+      return r.status === 200 ? r : undefined;
+    },
+    "the same LIST answered 200 from the cache after the upstream was cut",
+    60_000,
+  );
   if (JSON.stringify(offline.body.items) !== JSON.stringify(online.body.items)) {
     fail("the cached LIST differs from the proxied one");
   }

@@ -203,6 +203,69 @@ async function serveProxies(b: Bundle): Promise<void> {
   }
 }
 
+/** `autonomy` (the cloud-side controller) under the same permissions: in-cluster env, fetch, watch. */
+async function autonomyRuns(b: Bundle): Promise<void> {
+  // In-cluster settings are environment variables: readable, so the miss is the token file.
+  const out = await new Deno.Command(Deno.execPath(), {
+    ...runArgs(b, ["autonomy", "--admin-port", "0"]),
+    env: { ...runArgs(b, []).env, KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: "6443" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = dec.decode(out.stderr);
+  assert.equal(out.code, 2, err);
+  assert.match(
+    err,
+    /cannot read ServiceAccount token \/var\/run\/secrets\/kubernetes.io\/serviceaccount\/token/,
+  );
+  assert.ok(!/NotCapable|Requires \w+ access/.test(err), `a permission was missing:\n${err}`);
+
+  const pki = await createPki();
+  const cert = await pki.server("kube-apiserver");
+  const fake = await startFakeApiServer({
+    caCert: pki.caCert,
+    certFile: cert.cert,
+    keyFile: cert.key,
+    tokens: { "admin-token": { user: "admin", groups: ["system:masters"] } },
+  });
+  const kc = `${pki.dir}/kubeconfig`;
+  await Deno.writeTextFile(
+    kc,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${fake.url}", certificate-authority: "${pki.caCert}"}}]\n` +
+      `users: [{name: u, user: {token: admin-token}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    ...runArgs(b, ["autonomy", "--kubeconfig", kc, "--admin-port", "0"]),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  try {
+    const running = Promise.withResolvers<void>();
+    const done = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        log += chunk;
+        if (/autonomy: running/.test(log)) running.resolve();
+      }
+      running.reject(new Error(`autonomy exited before running:\n${log}`));
+    })();
+    await running.promise;
+    await fake.waitForRequest((r) => r.path === "/api/v1/pods" && r.query.includes("watch=1"));
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0, log);
+    await done;
+    assert.ok(!/NotCapable|Requires \w+ access/.test(log), `a permission was missing:\n${log}`);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await fake.close();
+    await Deno.remove(pki.dir, { recursive: true });
+  }
+}
+
 Deno.test("bundle of main.ts runs self-contained with the release permissions", async (t) => {
   const b = await bundle();
   try {
@@ -212,6 +275,7 @@ Deno.test("bundle of main.ts runs self-contained with the release permissions", 
       "serve proxies GET /version upstream with the registered client identity",
       () => serveProxies(b),
     );
+    await t.step("autonomy reads in-cluster settings, lists and watches", () => autonomyRuns(b));
   } finally {
     await b.cleanup();
   }

@@ -13,6 +13,7 @@ import { validateWorkflow } from "@action-validator/core";
 import { validate as validateContainerfile } from "dockerfile-utils";
 import { parse as parseYaml } from "yaml";
 import { ROOT } from "./support/harness.ts";
+import { VERSION } from "../lib/version.ts";
 
 const WORKFLOWS = `${ROOT}/.github/workflows`;
 const TRIPLES = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
@@ -205,6 +206,7 @@ Deno.test("release layout: install.sh installs from it as GitHub serves it (late
     const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
     assert.deepEqual(names, [
       "SHA256SUMS",
+      "autonomy.yaml",
       "install.sh",
       "lite-apiserver-aarch64-unknown-linux-gnu",
       "lite-apiserver-x86_64-unknown-linux-gnu",
@@ -214,6 +216,18 @@ Deno.test("release layout: install.sh installs from it as GitHub serves it (late
       const hex = createHash("sha256").update(await Deno.readFile(`${out}/${name}`)).digest("hex");
       assert.ok(sums.includes(`${hex}  ${name}\n`), `SHA256SUMS lists ${name}`);
     }
+    // The manifest names this release's image; the repository's copy names the current version's.
+    const manifest = await Deno.readTextFile(`${out}/autonomy.yaml`);
+    assert.match(manifest, /^\s+image: ghcr\.io\/acme\/edge:v1\.2\.3$/m);
+    assert.equal(manifest.match(/image:/g)?.length, 1);
+    const inRepo = await Deno.readTextFile(`${ROOT}/deploy/autonomy.yaml`);
+    assert.match(
+      inRepo,
+      new RegExp(
+        `^\\s+image: ghcr\\.io/lite-apiserver/lite-apiserver:v${VERSION.replaceAll(".", "\\.")}$`,
+        "m",
+      ),
+    );
     const stamped = await Deno.readTextFile(`${out}/install.sh`);
     assert.match(stamped, /^REPO=acme\/edge$/m);
     assert.match(stamped, /^DEFAULT_VERSION=v1\.2\.3$/m);

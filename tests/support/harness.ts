@@ -26,7 +26,15 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): Promise<Cluster> {
+export async function startCluster(
+  opts: {
+    bookmarkIntervalMs?: number;
+    /** Extra bearer tokens (e.g. a ServiceAccount's). */
+    tokens?: Record<string, { user: string; groups?: string[] }>;
+    /** Node lifecycle time scale: ms per tolerationSecond (default 1000). */
+    tolerationSecondMs?: number;
+  } = {},
+): Promise<Cluster> {
   const pki = await createPki();
   const apiserverPair = await pki.server("apiserver");
   const apiserver = await startFakeApiServer({
@@ -34,8 +42,9 @@ export async function startCluster(opts: { bookmarkIntervalMs?: number } = {}): 
     caKey: pki.caKey,
     certFile: apiserverPair.cert,
     keyFile: apiserverPair.key,
-    tokens: TOKENS,
+    tokens: { ...TOKENS, ...opts.tokens },
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
+    tolerationSecondMs: opts.tolerationSecondMs,
   });
   const serving = await pki.server("lite-apiserver");
   const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });

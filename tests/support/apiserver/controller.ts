@@ -3,6 +3,7 @@
  * `<deploy>-<hash>-<rand>`, on node edge-1) and reports the deployment's status.
  */
 import { findResource } from "./resources.ts";
+import { addDefaultTolerations } from "./pod_rules.ts";
 import { runningPod } from "./seed.ts";
 import { meta, type Obj, type ObjectStore, type StoreEvent } from "./store.ts";
 
@@ -105,6 +106,7 @@ function reconcile(store: ObjectStore, ns: string, name: string): void {
     const spec = pod.spec as Any;
     for (const [k, v] of Object.entries(template.spec ?? {})) if (k !== "containers") spec[k] = v;
     spec.nodeName = "edge-1";
+    addDefaultTolerations(pod); // a ReplicaSet's pods pass admission too
     store.create(PODS, pod);
   }
   const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");

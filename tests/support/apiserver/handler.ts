@@ -7,6 +7,8 @@ import { parse as parseYaml } from "yaml";
 import { authenticate, authorize, type ConnCert, type Identity, type Tokens } from "./auth.ts";
 import { discovery, openapiV2, openapiV3, VERSION_INFO } from "./discovery.ts";
 import { applyPatch } from "./patch.ts";
+import { addDefaultTolerations, validatePodUpdate } from "./pod_rules.ts";
+import { rbacAllows } from "./rbac.ts";
 import { decodeProtobuf } from "./protobuf.ts";
 import { parseResourcePath, type ResourceRequest } from "./request.ts";
 import { findResource, groupVersion, type ResourceDef, RESOURCES } from "./resources.ts";
@@ -224,7 +226,7 @@ async function handle(
       namespace: "",
       name: "",
     };
-    if (!authorize(id, attrs)) throw forbidden(attrs);
+    if (!authorize(id, attrs, (i, a) => rbacAllows(ctx.store, i, a))) throw forbidden(attrs);
     if (info === "unknown") throw pathNotFound();
     return nonResource(ctx, method, path, res, rec);
   }
@@ -239,7 +241,7 @@ async function handle(
     namespace: info.namespace,
     name: info.name,
   };
-  if (!authorize(id, attrs)) throw forbidden(attrs);
+  if (!authorize(id, attrs, (i, a) => rbacAllows(ctx.store, i, a))) throw forbidden(attrs);
   if (info.subresource && !info.def.subresources[info.subresource]) throw pathNotFound();
   if (info.def.namespaced && !info.namespace && info.name) throw pathNotFound();
   const rep = negotiate(String(req.headers.accept ?? ""), params.get("includeObject"));
@@ -457,6 +459,7 @@ function create(
   if (def === NAMESPACES) body.status = { phase: "Active", ...(body.status as Obj ?? {}) };
   if (def === PODS) {
     body.status = { phase: "Pending", qosClass: "BestEffort", ...(body.status as Obj ?? {}) };
+    addDefaultTolerations(body); // the DefaultTolerationSeconds admission plugin
   }
   if (params.has("dryRun")) {
     const out = structuredClone(body);
@@ -491,6 +494,7 @@ function update(
     next = { ...body, kind: def.kind, apiVersion: groupVersion(def) };
     meta(next).name = name;
     if (def.subresources.status) next.status = cur.status;
+    if (def === PODS) validatePodUpdate(cur, next);
   }
   if (ns !== undefined) meta(next).namespace = ns;
   return store.update(def, next);

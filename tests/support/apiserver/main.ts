@@ -3,12 +3,12 @@
  *
  *   deno run -A tests/support/apiserver/main.ts --ca-file ca.crt --tls-cert-file s.crt \
  *     --tls-private-key-file s.key [--ca-key-file ca.key] [--port 0] [--control-port 0] \
- *     [--token TOKEN=user[:group,group]]... [--no-seed]
+ *     [--token TOKEN=user[:group,group]]... [--no-seed] [--toleration-second-ms MS]
  *
  * Prints `fake-apiserver listening on https://127.0.0.1:PORT control on http://127.0.0.1:CPORT`.
  * Control (plain HTTP on 127.0.0.1): POST /fault/none|blackhole|refuse, POST /objects (create or
  * update a JSON object), DELETE /objects?apiVersion=&kind=&namespace=&name=, GET /requests,
- * POST /compact.
+ * POST /compact, POST /nodes/NAME/cut|restore (node lifecycle: unreachable taint and evictions).
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -61,6 +61,7 @@ async function main() {
     tokens,
     seed,
     bookmarkIntervalMs: flags["bookmark-interval-ms"] ? Number(flags["bookmark-interval-ms"]) : undefined,
+    tolerationSecondMs: flags["toleration-second-ms"] ? Number(flags["toleration-second-ms"]) : undefined,
   });
 
   const control = http.createServer(async (req, res) => {
@@ -94,6 +95,13 @@ async function main() {
         return reply(200, { deleted: true });
       }
       if (req.method === "GET" && url.pathname === "/requests") return reply(200, api.requests);
+      const node = url.pathname.match(/^\/nodes\/([^/]+)\/(cut|restore)$/);
+      if (req.method === "POST" && node) {
+        if (node[2] === "cut") api.cutNode(node[1]);
+        else api.restoreNode(node[1]);
+        return reply(200, { node: node[1], [node[2]]: true });
+      }
+      if (req.method === "GET" && url.pathname === "/evictions") return reply(200, api.evictions);
       if (req.method === "POST" && url.pathname === "/compact") {
         api.compact();
         return reply(200, { compacted: true });

@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import { authenticate, type ConnCert, readConnCert } from "./auth.ts";
 import { startDeploymentController } from "./controller.ts";
 import { createHandler, type RequestRecord, requestRecord } from "./handler.ts";
+import { type Eviction, NodeLifecycle } from "./node_lifecycle.ts";
 import { type FaultMode, FaultRelay } from "./relay.ts";
 import { findByKind } from "./resources.ts";
 import { seed as seedStore } from "./seed.ts";
@@ -19,6 +20,7 @@ import { type Obj, ObjectStore } from "./store.ts";
 
 export type { RequestRecord } from "./handler.ts";
 export type { FaultMode } from "./relay.ts";
+export type { Eviction } from "./node_lifecycle.ts";
 
 /** Options for {@link startFakeApiServer}. */
 export interface FakeApiServerOptions {
@@ -36,6 +38,8 @@ export interface FakeApiServerOptions {
   seed?: boolean;
   /** Interval of BOOKMARK events on watches with allowWatchBookmarks=true (default 1000 ms). */
   bookmarkIntervalMs?: number;
+  /** How long one tolerationSecond lasts for the node lifecycle simulation (default 1000 ms). */
+  tolerationSecondMs?: number;
 }
 
 /** A running fake apiserver. */
@@ -62,6 +66,12 @@ export interface FakeApiServer {
   setFault(mode: FaultMode): Promise<void>;
   /** Answers requests whose path matches `pattern` only after `ms` (undefined: no delay). */
   setDelay(pattern: RegExp | undefined, ms?: number): void;
+  /** Node lifecycle: the node stops reporting (Ready Unknown, unreachable NoExecute taint). */
+  cutNode(name: string): void;
+  /** Node lifecycle: the node reports again (taints gone, Ready True). */
+  restoreNode(name: string): void;
+  /** Pods the taint manager evicted (deleted), in order. */
+  evictions: Eviction[];
   close(): Promise<void>;
 }
 
@@ -75,7 +85,12 @@ function defOf(apiVersion: string, kind: string) {
 export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<FakeApiServer> {
   const store = new ObjectStore();
   if (opts.seed ?? true) seedStore(store);
-  const stopController = startDeploymentController(store);
+  const stopDeployments = startDeploymentController(store);
+  const lifecycle = new NodeLifecycle(store, opts.tolerationSecondMs ?? 1000);
+  const stopController = () => {
+    stopDeployments();
+    lifecycle.stop();
+  };
   const requests: RequestRecord[] = [];
   const waiters = new Set<(r: RequestRecord) => void>();
   const watches = new Set<() => void>();
@@ -206,6 +221,9 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     setDelay: (pattern, ms = 0) => {
       delay = pattern ? { pattern, ms } : undefined;
     },
+    cutNode: (name) => lifecycle.cut(name),
+    restoreNode: (name) => lifecycle.restore(name),
+    evictions: lifecycle.evictions,
     async close() {
       stopController();
       for (const cancel of [...watches]) cancel();

@@ -68,6 +68,19 @@ function addAt(doc: unknown, path: string, value: unknown, replace: boolean): un
   return doc;
 }
 
+/** JSON equality regardless of key order (RFC 6902 `test`). */
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length &&
+      a.every((v, i) => deepEqual(v, b[i]));
+  }
+  if (isObj(a) && isObj(b)) {
+    const ka = Object.keys(a);
+    return ka.length === Object.keys(b).length && ka.every((k) => k in b && deepEqual(a[k], b[k]));
+  }
+  return a === b;
+}
+
 /** RFC 6902 JSON patch. */
 export function jsonPatch(doc: unknown, ops: unknown): unknown {
   if (!Array.isArray(ops)) throw badRequest("json patch must be an array of operations");
@@ -93,7 +106,7 @@ export function jsonPatch(doc: unknown, ops: unknown): unknown {
         out = addAt(out, path, getAt(out, String(op.from)), false);
         break;
       case "test":
-        if (JSON.stringify(getAt(out, path)) !== JSON.stringify(op.value)) {
+        if (!deepEqual(getAt(out, path), op.value)) {
           throw new ApiError(422, "Invalid", `testing value ${path} failed`);
         }
         break;

@@ -97,6 +97,11 @@ export const RESOURCES: ResourceDef[] = [
     },
   }),
   def("coordination.k8s.io", "v1", "leases", "Lease", true),
+  // RBAC objects (read by rbac.ts), so a manifest's Roles and bindings can be applied and enforced.
+  def("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
+  def("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),
+  def("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true),
+  def("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
   def("edge.example.com", "v1", "widgets", "Widget", true, {
     shortNames: ["wd"],
     categories: ["all"],

@@ -1,0 +1,163 @@
+/**
+ * `lite-apiserver autonomy`: the cloud-side controller that keeps pods on opted-in edge nodes from
+ * being evicted while their node is unreachable. Parses flags, connects (kubeconfig or
+ * in-cluster), lists once (an unreachable apiserver is one clear line and exit 2), then runs until
+ * SIGTERM/SIGINT.
+ */
+import { ConfigError } from "../config/errors.ts";
+import { configureLog, log, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
+import { startAutonomyAdmin } from "../autonomy/admin.ts";
+import { type ClusterConfig, fromKubeconfig, inCluster } from "../autonomy/cluster_config.ts";
+import { AutonomyController } from "../autonomy/controller.ts";
+import { KubeClient, KubeError } from "../autonomy/kube_client.ts";
+
+export const DEFAULT_NODE_SELECTOR = "lite-apiserver.io/autonomy=true";
+
+const USAGE = `Usage: lite-apiserver autonomy [flags]
+
+Runs in the cloud (e.g. the Deployment in deploy/autonomy.yaml). For every pod bound to a node
+matching --node-selector, removes tolerationSeconds from the pod's node.kubernetes.io/unreachable
+and node.kubernetes.io/not-ready NoExecute tolerations, so the taint manager never evicts it while
+the node is cut off; when a node stops matching, puts the recorded seconds back.
+
+Flags:
+  --kubeconfig FILE        kubeconfig to use (client certificate or token); default: in-cluster
+                           (KUBERNETES_SERVICE_HOST/PORT and the mounted ServiceAccount token + CA)
+  --node-selector SEL      label selector of the opted-in nodes (default ${DEFAULT_NODE_SELECTOR})
+  --admin-address IP       address of /healthz, /readyz, /metrics (default 127.0.0.1)
+  --admin-port PORT        its port; 0 = random (default 51005)
+  --log-level LEVEL        debug, info, warn or error (default info)
+  --log-format FORMAT      text or json (default text)
+  -h, --help               this help
+`;
+
+export interface AutonomyArgs {
+  kubeconfig?: string;
+  nodeSelector: string;
+  adminAddress: string;
+  adminPort: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+/** Parses the flags; null when help was printed. Throws ConfigError on anything wrong. */
+export function parseAutonomyArgs(args: string[]): AutonomyArgs | null {
+  const out: AutonomyArgs = {
+    nodeSelector: DEFAULT_NODE_SELECTOR,
+    adminAddress: "127.0.0.1",
+    adminPort: 51005,
+    logLevel: "info",
+    logFormat: "text",
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "-h" || a === "--help") {
+      console.log(USAGE);
+      return null;
+    }
+    const eq = a.indexOf("=");
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const value = () => {
+      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
+      if (v === undefined || v === "") throw new ConfigError(`autonomy: ${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case "--kubeconfig":
+        out.kubeconfig = value();
+        break;
+      case "--node-selector":
+        out.nodeSelector = value();
+        break;
+      case "--admin-address":
+        out.adminAddress = value();
+        break;
+      case "--admin-port": {
+        const v = value();
+        const n = Number(v);
+        if (!/^\d+$/.test(v) || n > 65535) throw new ConfigError(`autonomy: --admin-port ${v}: not a port`);
+        out.adminPort = n;
+        break;
+      }
+      case "--log-level": {
+        const v = value();
+        if (!LOG_LEVELS.includes(v as LogLevel)) {
+          throw new ConfigError(`autonomy: --log-level ${v}: expected ${LOG_LEVELS.join(", ")}`);
+        }
+        out.logLevel = v as LogLevel;
+        break;
+      }
+      case "--log-format": {
+        const v = value();
+        if (v !== "text" && v !== "json") {
+          throw new ConfigError(`autonomy: --log-format ${v}: expected text or json`);
+        }
+        out.logFormat = v;
+        break;
+      }
+      default:
+        throw new ConfigError(`autonomy: unknown argument "${a}" (see lite-apiserver autonomy --help)`);
+    }
+  }
+  return out;
+}
+
+/** Turns a failed first list into one line saying what is wrong. */
+function startError(cfg: ClusterConfig, args: AutonomyArgs, e: unknown): ConfigError {
+  const where = `kube-apiserver ${cfg.server} (${cfg.source})`;
+  if (e instanceof KubeError) {
+    if (e.status === 401) {
+      return new ConfigError(`autonomy: ${where} rejected the credentials (401 Unauthorized)`);
+    }
+    if (e.status === 403) return new ConfigError(`autonomy: ${where}: forbidden: ${e.message}`);
+    if (e.status === 400) {
+      return new ConfigError(`autonomy: --node-selector ${args.nodeSelector}: ${e.message}`);
+    }
+    return new ConfigError(`autonomy: ${where} answered ${e.status}: ${e.message}`);
+  }
+  const msg = e instanceof DOMException && e.name === "TimeoutError"
+    ? "no answer within 30s"
+    : (e as Error).message.split("\n")[0];
+  return new ConfigError(`autonomy: cannot reach ${where}: ${msg}`);
+}
+
+export async function autonomyCommand(argv: string[]): Promise<number> {
+  const args = parseAutonomyArgs(argv);
+  if (!args) return 0;
+  configureLog({ level: args.logLevel, format: args.logFormat });
+  const cfg = args.kubeconfig ? await fromKubeconfig(args.kubeconfig) : await inCluster();
+  let client: KubeClient;
+  try {
+    client = new KubeClient(cfg);
+  } catch (e) {
+    throw new ConfigError(`autonomy: TLS settings of ${cfg.source}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  const controller = new AutonomyController(client, { nodeSelector: args.nodeSelector });
+  const admin = await startAutonomyAdmin(
+    args.adminAddress,
+    args.adminPort,
+    controller.registry,
+    () => controller.ready,
+  );
+  log.info(`autonomy admin listening on ${admin.url}`);
+  try {
+    await controller.start();
+  } catch (e) {
+    await admin.close();
+    client.close();
+    throw startError(cfg, args, e);
+  }
+  log.info("autonomy: running", { server: cfg.server, selector: args.nodeSelector });
+  const stopped = Promise.withResolvers<void>();
+  const stop = (signal: string) => {
+    log.info("autonomy: shutting down", { signal });
+    stopped.resolve();
+  };
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  await stopped.promise;
+  await controller.stop();
+  await admin.close();
+  client.close();
+  return 0;
+}
