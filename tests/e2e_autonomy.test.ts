@@ -364,7 +364,7 @@ Deno.test("autonomy: bad flags, an unreachable apiserver, no cluster: one clear 
     };
     let r = await run(["--bogus"]);
     assertEquals([r.code, r.lines], [2, [
-      `lite-apiserver: autonomy: unknown argument "--bogus" (see lite-apiserver autonomy --help)`,
+      `lite-apiserver: autonomy: unknown flag "--bogus" (see lite-apiserver autonomy --help)`,
     ]]);
     r = await run(["--admin-port", "x"]);
     assertEquals(r.code, 2);

@@ -52,11 +52,13 @@ export function parseFlags(command: string, table: readonly Flag[], args: string
     }
     let value: string;
     if (flag.arg === undefined) {
-      if (eq > 0) throw new ConfigError(`--${name} takes no value`);
+      if (eq > 0) throw new ConfigError(`${command}: --${name} takes no value`);
       value = "true";
     } else {
       const v = eq > 0 ? a.slice(eq + 1) : args[++i];
-      if (v === undefined || v === "") throw new ConfigError(`--${name} needs a value (${flag.arg})`);
+      if (v === undefined || v === "") {
+        throw new ConfigError(`${command}: --${name} needs a value (${flag.arg})`);
+      }
       value = v;
     }
     const seen = out.given.get(name) ?? [];

@@ -34,9 +34,9 @@ Deno.test("values, inline values, switches, repeats and defaults", () => {
 
 Deno.test("mistakes are one-line ConfigErrors", () => {
   fails(["--bogus"], /^demo: unknown flag "--bogus" \(see lite-apiserver demo --help\)$/);
-  fails(["--port"], /^--port needs a value \(PORT\)$/);
-  fails(["--port="], /^--port needs a value/);
-  fails(["--dry-run=yes"], /^--dry-run takes no value$/);
+  fails(["--port"], /^demo: --port needs a value \(PORT\)$/);
+  fails(["--port="], /^demo: --port needs a value/);
+  fails(["--dry-run=yes"], /^demo: --dry-run takes no value$/);
   fails(["serve"], /^demo: unexpected argument "serve" \(flags start with --\)$/);
 });
 
