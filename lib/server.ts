@@ -53,7 +53,13 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
 
   const store = await openStore({ backend: config.cacheBackend, dir: config.cacheDir });
   const queue = new WriteQueue(store, config.writeQueueBytes);
-  const cache = new Cache(store, queue);
+  const cache = new Cache(store, queue, {
+    maxWatchEventBytes: config.watchEventMaxBytes,
+    bounds: config.cacheBounds,
+  });
+  // Bounds hold from the start, even if they were lowered; read in the background so that a large
+  // file-backend cache never delays the first answer.
+  cache.budget.load().catch((e) => log.warn("cannot read cache usage", { error: (e as Error).message }));
   const agents = new UpstreamAgents(upstreamCa, pairs);
   const metrics = new ProxyMetrics();
   const health = new UpstreamHealth({
@@ -143,6 +149,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
         watches,
         metrics,
         pairs: pairWatcher,
+        showIdentities: config.adminIdentities === "show",
       });
     } catch (e) {
       evictor.stop();

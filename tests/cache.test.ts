@@ -419,9 +419,88 @@ Deno.test("watch lines are read without a full parse in the apiserver's field or
     );
     assertEquals(JSON.parse(dec.decode(ev.raw!)), obj);
   }
-  assertEquals(
-    parseWatchLine(JSON.stringify({ type: "ADDED", object: objects[0] })).object,
-    undefined,
-    "fast path taken",
-  );
+  // Numbers keep their exact digits: the object's bytes are the upstream's, not a re-serialisation.
+  const big =
+    '{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"n","generation":12345678901234567890}}}';
+  assertEquals(dec.decode(parseWatchLine(big).raw!), big.slice(25, -1));
+});
+
+Deno.test("watch lines that are not one whole event are refused", async () => {
+  const { parseWatchLine, rawObject } = await import("../lib/cache/response_tap.ts");
+  const bad = [
+    // The event object lacks its closing brace: once stored with one brace stripped.
+    '{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"5"},"data":{"x":"y"}}',
+    '{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"5"}}}}',
+    '{"type":"ADDED","object":[1,2]}',
+    '{"type":"ADDED","object":"x"}',
+    '{"type":"ADDED","object":{"kind":"Pod","metadata":{"resourceVersion":"5"}}}', // no name
+    '{"type":"ADDED"}',
+    "[]",
+    "garbage",
+  ];
+  for (const line of bad) {
+    let threw = false;
+    try {
+      parseWatchLine(line);
+    } catch {
+      threw = true;
+    }
+    assert(threw, line);
+  }
+  // Fields after the object: the raw slice would not be one object, so it is serialised again.
+  const extra = '{"type":"ADDED","object":{"metadata":{"name":"a"}},"x":{"y":1}}';
+  assertEquals(rawObject(extra), undefined);
+  assertEquals(JSON.parse(dec.decode(parseWatchLine(extra).raw!)), { metadata: { name: "a" } });
+});
+
+Deno.test("lists with non-object, nameless or repeated items, or bad separators, are not split", () => {
+  const list = (items: string) => enc.encode(`{"kind":"PodList","metadata":{},"items":[${items}]}`);
+  const a = '{"metadata":{"name":"a"}}', b = '{"metadata":{"name":"b"}}';
+  assertEquals(splitList(list(`${a},${b}`))?.items.length, 2);
+  assertEquals(splitList(list(` ${a} , ${b} `))?.items.length, 2);
+  assertEquals(splitList(list(""))?.items.length, 0);
+  for (
+    const items of [
+      `${a},1,${b}`,
+      `${a},"x"`,
+      `null,${a}`,
+      `${a},[${b}]`,
+      `${a}${b}`,
+      `${a},,${b}`,
+      `${a},`,
+      `,${a}`,
+      `${a},{"metadata":{}}`,
+      `${a},${a}`,
+    ]
+  ) {
+    assertEquals(splitList(list(items)), undefined, items);
+  }
+});
+
+Deno.test("a watch line over the limit stops the caching of that watch, not the stream", async () => {
+  const { LineSplitter } = await import("../lib/cache/line_splitter.ts");
+  const got: string[] = [];
+  let overflow = 0;
+  const s = new LineSplitter(10, (l) => got.push(l), (n) => overflow = n);
+  s.push(enc.encode("abc\nde"));
+  s.push(enc.encode("f\n0123456789\n"));
+  assertEquals([got, overflow], [["abc", "def", "0123456789"], 0]);
+  s.push(enc.encode("01234"));
+  s.push(enc.encode("567890"));
+  assertEquals(overflow, 11);
+  s.push(enc.encode("\nlater\n"));
+  assertEquals(got.length, 3, "nothing after an overflow");
+
+  await withCache(async (cache) => {
+    cache.limits.maxWatchEventBytes = 200;
+    cache.recordListPage(KEY, podList(1, []), "application/json", "");
+    const w = fakeResponse(200, { "content-type": "application/json" });
+    tapResponse(cache, { kind: "watch", key: KEY, requestContinue: "" }, w);
+    const line = (o: unknown) => JSON.stringify({ type: "ADDED", object: o }) + "\n";
+    w.write(line(pod("a", 2)));
+    w.write(line({ ...pod("huge", 3), data: "x".repeat(500) }));
+    w.end(line(pod("c", 4)));
+    await drained(w, cache);
+    assertEquals(await names(cache), ["a"], "the list stays as it was before the oversized event");
+  });
 });

@@ -115,10 +115,25 @@ Deno.test("cacheKeyFor: layout of object, list and discovery keys", () => {
   assertEquals(key("/version").resource, "_discovery");
   assertEquals(key("/openapi/v3").resource, "_discovery");
   assertEquals(key("/healthz").resource, "_nonresource");
+  // Discovery answers depend on no query parameter (an openapi v3 hash only names the current one).
+  assertEquals(key("/openapi/v3/apis/apps/v1?hash=ABC"), key("/openapi/v3/apis/apps/v1"));
+  assertEquals(key("/version?junk=1&timeout=5s"), key("/version"));
+  assertEquals(key("/apis/apps/v1?x=y"), key("/apis/apps/v1"));
   assertEquals(
-    key("/openapi/v3/apis/apps/v1?hash=ABC").name,
-    "%2Fopenapi%2Fv3%2Fapis%2Fapps%2Fv1~q=hash%3DABC",
+    key("/.well-known/openid-configuration?x=y").name,
+    "%2F.well-known%2Fopenid-configuration~q=x%3Dy",
   );
+});
+
+Deno.test("cacheKeyFor: junk parameters on plain resource requests are left out; subresources keep theirs", () => {
+  const obj = "/api/v1/namespaces/ns/configmaps/c";
+  assertEquals(key(obj + "?junk=1"), key(obj));
+  assertEquals(key("/api/v1/namespaces/ns/pods?junk=2"), key("/api/v1/namespaces/ns/pods"));
+  assertEquals(
+    key("/api/v1/namespaces/ns/pods?includeObject=None", "table").name,
+    "_list~q=includeObject%3DNone~table",
+  );
+  assertEquals(key("/api/v1/namespaces/ns/pods/p/log?container=a").name, "p~s=log~q=container%3Da");
 });
 
 Deno.test("cacheKeyFor: parameters that do not change content are left out", () => {

@@ -10,6 +10,12 @@ import { configureLog } from "../lib/log.ts";
 import { removeTree } from "../lib/store/file_store.ts";
 import { openStore } from "../lib/store/open_store.ts";
 import type { CacheKey, ListMeta, Store } from "../lib/store/store.ts";
+import { PassThrough } from "node:stream";
+import { once } from "node:events";
+import type { IncomingMessage } from "node:http";
+import { Cache } from "../lib/cache/cache.ts";
+import { WriteQueue } from "../lib/cache/write_queue.ts";
+import { type CachePlan, tapResponse } from "../lib/cache/response_tap.ts";
 
 type Backend = "sqlite" | "file";
 const BACKENDS: Backend[] = ["sqlite", "file"];
@@ -257,6 +263,67 @@ for (const backend of BACKENDS) {
       // The store is still writable after evicting everything (pruned directories are recreated).
       await store.apply([{ op: "replaceList", key: pods, meta: meta("2"), items }]);
       assertEquals((await store.getList(pods))!.items.length, 2);
+    }));
+
+  Deno.test(`${backend}: no torn or invalid entry is ever stored (torn watch line, garbled body, bad items)`, () =>
+    withStore(backend, async (store) => {
+      const cache = new Cache(store, new WriteQueue(store, 1 << 24));
+      const list = key("_list");
+      const podJson = (name: string, rv: number) =>
+        JSON.stringify({
+          kind: "Pod",
+          metadata: { name, namespace: "default", resourceVersion: String(rv) },
+        });
+      const answer = (status: number) => {
+        const s = new PassThrough() as unknown as IncomingMessage & PassThrough;
+        Object.assign(s, { statusCode: status, headers: { "content-type": "application/json" } });
+        return s;
+      };
+      const feed = async (plan: CachePlan, body: string) => {
+        const res = answer(200);
+        tapResponse(cache, plan, res);
+        const ended = once(res, "end");
+        res.end(enc.encode(body));
+        res.resume();
+        await ended;
+        await cache.queue.idle();
+      };
+      await feed(
+        { kind: "list", key: list, requestContinue: "" },
+        `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[${
+          podJson("a", 1)
+        }]}`,
+      );
+      // A watch whose second event lacks its closing brace, then a good one: neither after the torn one is kept.
+      await feed(
+        { kind: "watch", key: list, requestContinue: "" },
+        `{"type":"ADDED","object":${podJson("b", 2)}}\n` +
+          `{"type":"ADDED","object":${podJson("torn", 3).slice(0, -1)}}\n` +
+          `{"type":"ADDED","object":${podJson("c", 4)}}\n`,
+      );
+      // A complete 200 that is not JSON, and one that is cut in the middle of an object.
+      await feed({ kind: "object", key: key("garbled"), requestContinue: "" }, "<html>oops</html>");
+      await feed({ kind: "object", key: key("cut"), requestContinue: "" }, podJson("cut", 5).slice(0, 20));
+      // A list whose items are not all objects: once the bad items vanished silently.
+      await feed(
+        { kind: "list", key: key("_list~l=x"), requestContinue: "" },
+        `{"kind":"PodList","metadata":{"resourceVersion":"6"},"items":[${podJson("d", 6)},42,"x"]}`,
+      );
+      assertEquals(await store.getObject(key("garbled")), undefined);
+      assertEquals(await store.getObject(key("cut")), undefined);
+      assertEquals(await store.getList(key("_list~l=x")), undefined);
+      const kept = await store.getList(list);
+      assertEquals(kept!.itemKeys, ["default/a", "default/b"]);
+      // Every stored byte is whole JSON.
+      for (const e of await store.entries()) {
+        if (e.kind === "object") JSON.parse(dec.decode((await store.getObject(e.key))!.body));
+        else {
+          const l = (await store.getList(e.key))!;
+          JSON.parse(l.meta.envelope);
+          for (const item of l.items) assert(typeof JSON.parse(dec.decode(item)) === "object");
+        }
+      }
+      await cache.queue.flush();
     }));
 
   Deno.test(`${backend}: files are private (0600) and directories 0700`, () =>

@@ -13,7 +13,7 @@ import type { Store } from "../store/store.ts";
 import type { EndpointState } from "../upstream/health.ts";
 import type { PairStatus } from "../certs/client_watcher.ts";
 import { type ProxyMetrics, runtimeRegistry } from "./metrics.ts";
-import { buildStatus, type QueueStats, UsageCache } from "./status.ts";
+import { buildStatus, type QueueStats, shownPairs, UsageCache } from "./status.ts";
 
 /** What the admin endpoints read. Structural, so tests and benchmarks can pass their own parts. */
 export interface AdminDeps {
@@ -30,6 +30,8 @@ export interface AdminDeps {
   notReady?: () => string | undefined;
   /** How long a cache walk is reused (default 5 s). */
   usageTtlMs?: number;
+  /** Name cached identities (CNs, impersonation ids) in /status and /metrics (default true). */
+  showIdentities?: boolean;
 }
 
 export interface AdminServer {
@@ -44,7 +46,8 @@ const PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 /** Starts the admin listener. Throws ConfigError when the address or port cannot be bound. */
 export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
   const startedAtMs = performance.timeOrigin;
-  const usage = new UsageCache(deps.store, deps.usageTtlMs ?? 5000);
+  const show = deps.showIdentities ?? true;
+  const usage = new UsageCache(deps.store, deps.usageTtlMs ?? 5000, show);
   const queueStats = (): QueueStats => ({
     depth: deps.queue.depth,
     bytes: deps.queue.bytes,
@@ -59,7 +62,7 @@ export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
     cacheUsage: () => usage.last,
     queue: queueStats,
     heldWatches: () => deps.watches.count,
-    certs: () => deps.pairs?.status() ?? [],
+    certs: () => shownPairs(deps.pairs?.status() ?? [], show),
     rss: () => Deno.memoryUsage().rss,
     version: VERSION,
     startedAtMs,
@@ -102,6 +105,7 @@ export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
           queue: queueStats(),
           heldWatches: deps.watches.count,
           pairs: deps.pairs,
+          showIdentities: show,
         });
         return send(res, 200, "application/json", JSON.stringify(report, null, 2) + "\n");
       }

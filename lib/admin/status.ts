@@ -1,7 +1,8 @@
 /**
  * The admin view of a running proxy: cache usage (walked from the store, cached for a few
- * seconds) and the `/status` snapshot the `status` command prints. Never exposes a token: token
- * identities are shown by the first 8 hex digits of their hash.
+ * seconds) and the `/status` snapshot the `status` command prints. Never exposes a token nor its
+ * hash: all token identities share one row. Other identities (certificate CNs, impersonation ids)
+ * are named only when the operator chose to (`--admin-identities show`, the default on loopback).
  */
 import type { EntryInfo, Store } from "../store/store.ts";
 import type { EndpointState } from "../upstream/health.ts";
@@ -9,8 +10,13 @@ import type { PairStatus } from "../certs/client_watcher.ts";
 
 /** Cache usage of one identity (or of the whole store). */
 export interface UsageRow {
-  /** The identity as shown: `cn~…`, `token~<8 hex>`, `anonymous` (+ `~imp=…` when impersonating). */
+  /**
+   * The identity as shown: `cn~…`, `anonymous` (+ `~imp=…` when impersonating), `token~*` for all
+   * tokens; with identities hidden, `cn~*`, `token~*` and `anonymous~*`.
+   */
   identity: string;
+  /** How many cached identities the row sums. */
+  identities: number;
   entries: number;
   /** Objects plus list items. */
   items: number;
@@ -26,26 +32,41 @@ export interface CacheUsage {
   computedAtMs: number;
 }
 
-/** Shortens a cacheId's token hash to 8 hex digits; other identities are shown as they are. */
-export function displayIdentity(cacheId: string): string {
-  return cacheId.replace(/^token~([0-9a-f]{8})[0-9a-f]*/i, "token~$1");
+/** The row a cacheId is counted in: token hashes never appear; other ids only when shown. */
+export function displayIdentity(cacheId: string, show = true): string {
+  if (cacheId.startsWith("token~")) {
+    const imp = /~imp=[0-9a-f]+$/.exec(cacheId)?.[0] ?? "";
+    return `token~*${show ? imp : ""}`;
+  }
+  if (show) return cacheId;
+  return cacheId.startsWith("cn~") ? "cn~*" : "anonymous~*";
 }
 
-/** Sums store entries per identity. */
-export function summariseEntries(backend: string, entries: EntryInfo[], now = Date.now()): CacheUsage {
-  const rows = new Map<string, UsageRow>();
+/** Sums store entries per identity (per kind of identity when they are hidden). */
+export function summariseEntries(
+  backend: string,
+  entries: EntryInfo[],
+  now = Date.now(),
+  show = true,
+): CacheUsage {
+  const rows = new Map<string, UsageRow & { ids: Set<string> }>();
   let bytes = 0, items = 0;
   for (const e of entries) {
-    const id = displayIdentity(e.key.identity);
+    const id = displayIdentity(e.key.identity, show);
     let row = rows.get(id);
-    if (!row) rows.set(id, row = { identity: id, entries: 0, items: 0, bytes: 0 });
+    if (!row) {
+      rows.set(id, row = { identity: id, identities: 0, entries: 0, items: 0, bytes: 0, ids: new Set() });
+    }
+    row.ids.add(e.key.identity);
     row.entries++;
     row.items += e.count;
     row.bytes += e.bytes;
     bytes += e.bytes;
     items += e.count;
   }
-  const identities = [...rows.values()].sort((a, b) => a.identity.localeCompare(b.identity));
+  const identities = [...rows.values()]
+    .map(({ ids, ...row }) => ({ ...row, identities: ids.size }))
+    .sort((a, b) => a.identity.localeCompare(b.identity));
   return { backend, entries: entries.length, items, bytes, identities, computedAtMs: now };
 }
 
@@ -56,14 +77,16 @@ export function summariseEntries(backend: string, entries: EntryInfo[], now = Da
 export class UsageCache {
   #store: Pick<Store, "backend" | "entries">;
   #ttlMs: number;
+  #show: boolean;
   #last?: CacheUsage;
   #running?: Promise<CacheUsage>;
   /** The last walk's error, if it failed (the store is closed or broken). */
   error?: string;
 
-  constructor(store: Pick<Store, "backend" | "entries">, ttlMs = 5000) {
+  constructor(store: Pick<Store, "backend" | "entries">, ttlMs = 5000, showIdentities = true) {
     this.#store = store;
     this.#ttlMs = ttlMs;
+    this.#show = showIdentities;
   }
 
   get last(): CacheUsage | undefined {
@@ -75,7 +98,7 @@ export class UsageCache {
     this.#running ??= this.#store.entries()
       .then((entries) => {
         this.error = undefined;
-        return this.#last = summariseEntries(this.#store.backend, entries);
+        return this.#last = summariseEntries(this.#store.backend, entries, Date.now(), this.#show);
       })
       .finally(() => this.#running = undefined);
     return this.#running.catch((e) => {
@@ -138,6 +161,13 @@ export interface StatusSource {
   queue: QueueStats;
   heldWatches: number;
   pairs?: { status(): PairStatus[] };
+  /** Name client identities (CNs, certificate files); else they are numbered. */
+  showIdentities?: boolean;
+}
+
+/** Client pairs as the admin endpoints show them: numbered (`#1`) when identities are hidden. */
+export function shownPairs(pairs: PairStatus[], show: boolean): PairStatus[] {
+  return show ? pairs : pairs.map((p, i) => ({ ...p, cn: `#${i + 1}`, certFile: "(hidden)" }));
 }
 
 /** Builds the `/status` report (walks the store if the last walk is older than the cache TTL). */
@@ -152,7 +182,7 @@ export async function buildStatus(src: StatusSource): Promise<StatusReport> {
     latencyMs: e.lastLatencyMs === undefined ? undefined : Math.round(e.lastLatencyMs * 10) / 10,
     lastProbe: e.lastProbeMs ? new Date(e.lastProbeMs).toISOString() : undefined,
   }));
-  const certs = (src.pairs?.status() ?? []).map((p): CertStatus => ({
+  const certs = shownPairs(src.pairs?.status() ?? [], src.showIdentities ?? true).map((p): CertStatus => ({
     cn: p.cn,
     certFile: p.certFile,
     notAfter: p.notAfter?.toISOString(),

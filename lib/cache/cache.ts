@@ -3,20 +3,27 @@
  * back. Lists are itemised; paged lists are assembled across pages before they replace the old
  * list; watch events patch the same identity's list for the same selectors, one item per event.
  */
-import type { CacheKey, Store, StoredList, StoredObject } from "../store/store.ts";
+import type { CacheKey, Store, StoredList, StoredObject, WriteOp } from "../store/store.ts";
 import type { WriteQueue } from "./write_queue.ts";
 import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
+import { cacheKeyString } from "./cache_key.ts";
 import { log } from "../log.ts";
 import { createHash } from "node:crypto";
+import { type CacheBounds, CacheBudget, DEFAULT_BOUNDS } from "./cache_budget.ts";
 
 const enc = new TextEncoder();
+const dec = new TextDecoder();
 /** An unchanged object is re-written (its stored time refreshed) at most this often. */
 const REFRESH_MS = 10 * 60_000;
 const MAX_REMEMBERED = 100_000;
 
-export function keyString(k: CacheKey): string {
-  return `${k.identity}/${k.resource}/${k.namespace}/${k.name}`;
+export interface CacheLimits {
+  /** A watch event (one line) larger than this stops the caching of that watch. */
+  maxWatchEventBytes: number;
+  bounds: CacheBounds;
 }
+
+export const DEFAULT_LIMITS: CacheLimits = { maxWatchEventBytes: 8 << 20, bounds: DEFAULT_BOUNDS };
 
 interface PendingPages {
   envelope: string;
@@ -41,12 +48,32 @@ export class Cache {
   readonly queue: WriteQueue;
   #pages = new Map<string, PendingPages>();
   #written = new Map<string, { digest: string; at: number }>();
+  readonly limits: CacheLimits;
+  readonly budget: CacheBudget;
   recorded = 0;
   skipped = 0;
+  /** Answers refused because they are not whole, valid JSON. */
+  invalid = 0;
 
-  constructor(store: Store, queue: WriteQueue) {
+  constructor(store: Store, queue: WriteQueue, limits: Partial<CacheLimits> = {}) {
     this.store = store;
     this.queue = queue;
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.budget = new CacheBudget(store, this.limits.bounds, (op) => {
+      this.#written.delete(cacheKeyString(op.key)); // evicted: the next identical answer is written
+      return queue.push(op);
+    });
+  }
+
+  /** Queues a write within the cache's bounds; false when it is not cached. */
+  #push(op: WriteOp): boolean {
+    if (!this.budget.admits(op)) {
+      log.debug("answer larger than the cache bound: not cached");
+      return false;
+    }
+    const queued = this.queue.push(op);
+    if (queued) this.budget.recorded(op);
+    return queued;
   }
 
   /**
@@ -56,17 +83,23 @@ export class Cache {
    */
   recordObject(key: CacheKey, body: Uint8Array, contentType: string): void {
     this.recorded++;
-    const id = keyString(key);
+    const id = cacheKeyString(key);
     const digest = createHash("sha1").update(body).digest("base64");
     const now = Date.now();
     const last = this.#written.get(id);
     if (last && last.digest === digest && now - last.at < REFRESH_MS) {
       this.skipped++;
+      this.budget.touch(key, now);
       return;
+    }
+    // Only whole, valid JSON is cached (a torn or garbled 200 is relayed, never stored).
+    if (!isJson(body)) {
+      this.invalid++;
+      return log.debug("answer is not valid JSON: not cached");
     }
     if (this.#written.size >= MAX_REMEMBERED) this.#written.clear();
     this.#written.set(id, { digest, at: now });
-    this.queue.push({ op: "putObject", key, value: { body, contentType, storedAt: now } });
+    this.#push({ op: "putObject", key, value: { body, contentType, storedAt: now } });
   }
 
   /**
@@ -75,8 +108,11 @@ export class Cache {
    */
   recordListPage(key: CacheKey, body: Uint8Array, contentType: string, requestContinue: string): void {
     const list = splitList(body);
-    if (!list) return;
-    const id = keyString(key);
+    if (!list) {
+      this.invalid++;
+      return log.debug("list answer is not a valid list of named objects: not cached");
+    }
+    const id = cacheKeyString(key);
     let pending: PendingPages | undefined;
     if (requestContinue) {
       pending = this.#pages.get(id);
@@ -105,7 +141,7 @@ export class Cache {
       delete envelope.metadata.remainingItemCount;
     }
     this.recorded++;
-    this.queue.push({
+    this.#push({
       op: "replaceList",
       key,
       meta: {
@@ -129,7 +165,7 @@ export class Cache {
     switch (ev.type) {
       case "ADDED":
       case "MODIFIED":
-        this.queue.push({
+        this.#push({
           op: "upsertItem",
           key,
           itemKey: ev.itemKey ?? itemKeyOf(ev.object),
@@ -138,7 +174,7 @@ export class Cache {
         });
         break;
       case "DELETED":
-        this.queue.push({
+        this.#push({
           op: "deleteItem",
           key,
           itemKey: ev.itemKey ?? itemKeyOf(ev.object),
@@ -146,7 +182,7 @@ export class Cache {
         });
         break;
       case "BOOKMARK":
-        if (rv) this.queue.push({ op: "setListVersion", key, resourceVersion: rv });
+        if (rv) this.#push({ op: "setListVersion", key, resourceVersion: rv });
         break;
       default:
         log.debug("watch event not cached", { type: ev.type });
@@ -156,11 +192,24 @@ export class Cache {
   /** Reads wait briefly for queued writes so an answer reflects what was just recorded. */
   async getObject(key: CacheKey): Promise<StoredObject | undefined> {
     await this.queue.idle(1000);
-    return this.store.getObject(key);
+    const found = await this.store.getObject(key);
+    if (found) this.budget.touch(key);
+    return found;
   }
 
   async getList(key: CacheKey): Promise<StoredList | undefined> {
     await this.queue.idle(1000);
-    return this.store.getList(key);
+    const found = await this.store.getList(key);
+    if (found) this.budget.touch(key);
+    return found;
+  }
+}
+
+function isJson(body: Uint8Array): boolean {
+  try {
+    JSON.parse(dec.decode(body));
+    return true;
+  } catch {
+    return false;
   }
 }

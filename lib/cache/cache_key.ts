@@ -12,8 +12,8 @@
  * `~<rep>` is left out for plain JSON. Encoded parts never contain `~` nor start with `_`, so
  * structural markers cannot collide with names. Pure and deterministic.
  */
-import { createHash } from "node:crypto";
 import type { CacheKey } from "../store/store.ts";
+import { encodePart, encodeSegment, finishSegment, isSegment } from "../store/segment.ts";
 import type { RequestInfo } from "../request/request_info.ts";
 import type { Representation } from "../request/representation.ts";
 import {
@@ -37,58 +37,15 @@ export const IGNORED_PARAMS: ReadonlySet<string> = new Set([
   "pretty",
 ]);
 
-/** The longest segment allowed by the store contract. */
-export const MAX_SEGMENT = 200;
-const HASH_CHARS = 32;
-const HASH_MARK = "~h=";
-const STORE_SEGMENT = /^[A-Za-z0-9._:~%@+=,-]{1,200}$/;
-const KEEP = /^[A-Za-z0-9._:-]$/;
+export { encodeSegment, MAX_SEGMENT } from "../store/segment.ts";
 
 /**
- * Percent-encodes every UTF-8 byte outside [A-Za-z0-9._:-] as %XX (uppercase); no length cap.
- * A leading `_` is encoded too, so no name can spell a marker such as `_list` or `_cluster`.
+ * The identity segment: an Identity.cacheId that is already a valid segment is kept as it is.
+ * Throws for "" (an uncertain identity): no cache key exists without an identity.
  */
-function encodePart(s: string): string {
-  let out = "";
-  for (const ch of s) {
-    if (KEEP.test(ch) && !(out === "" && ch === "_")) {
-      out += ch;
-      continue;
-    }
-    for (const b of new TextEncoder().encode(ch)) out += "%" + b.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out;
-}
-
-/**
- * Makes an assembled (ASCII, safe) segment fit the contract: never empty, "." or "..", at most 200
- * bytes (longer ones become a prefix + `~h=` + the first 32 hex digits of the sha256 of the whole).
- */
-function finishSegment(s: string): string {
-  if (s === "") return "_";
-  if (s === "." || s === "..") return s.replaceAll(".", "%2E");
-  if (s.length <= MAX_SEGMENT) return s;
-  const hash = createHash("sha256").update(s).digest("hex").slice(0, HASH_CHARS);
-  let prefix = s.slice(0, MAX_SEGMENT - HASH_MARK.length - HASH_CHARS);
-  // Do not cut a %XX escape in half: keeps the prefix readable.
-  const pct = prefix.lastIndexOf("%");
-  if (pct >= 0 && pct > prefix.length - 3) prefix = prefix.slice(0, pct);
-  return prefix + HASH_MARK + hash;
-}
-
-/**
- * A filesystem-safe key segment for an arbitrary string: characters outside [A-Za-z0-9._:-] (and a
- * leading `_`) become %XX, "" becomes `_`, "." and ".." are escaped, and anything over 200 bytes is capped with a hash.
- */
-export function encodeSegment(s: string): string {
-  return finishSegment(encodePart(s));
-}
-
-/** The identity segment: an Identity.cacheId that is already a valid segment is kept as it is. */
 export function identitySegment(cacheId: string): string {
-  return STORE_SEGMENT.test(cacheId) && cacheId !== "." && cacheId !== ".."
-    ? cacheId
-    : encodeSegment(cacheId);
+  if (cacheId === "") throw new Error("no cache key for a request whose identity is uncertain");
+  return isSegment(cacheId) ? cacheId : encodeSegment(cacheId);
 }
 
 /** `core~v1~pods`; `apps~v1~deployments`. */
@@ -104,10 +61,26 @@ function repSuffix(rep: Representation): string {
   return rep === "json" ? "" : `~${rep}`;
 }
 
-/** Content-changing query parameters other than the selectors, sorted: `~q=...` or "". */
-function paramSuffix(query: URLSearchParams): string {
-  const kept = [...query.entries()]
-    .filter(([k]) => !IGNORED_PARAMS.has(k) && k !== "labelSelector" && k !== "fieldSelector")
+/**
+ * Query parameters a plain get, list or watch answer depends on besides the selectors: the
+ * apiserver decodes the rest into GetOptions/ListOptions and ignores names it does not know.
+ */
+const RESOURCE_CONTENT_PARAMS: ReadonlySet<string> = new Set(["includeObject"]);
+
+/**
+ * Content-changing query parameters other than the selectors, sorted: `~q=...` or "". Discovery
+ * and /version answers depend on none; plain resource requests on RESOURCE_CONTENT_PARAMS only;
+ * subresources and other paths on any parameter not in IGNORED_PARAMS. Junk parameters therefore
+ * cannot mint new cache entries where they change nothing.
+ */
+function paramSuffix(info: RequestInfo): string {
+  if (!info.isResourceRequest && DISCOVERY.test(info.path)) return "";
+  const plainResource = info.isResourceRequest && info.subresource === "";
+  const kept = [...info.query.entries()]
+    .filter(([k]) =>
+      !IGNORED_PARAMS.has(k) && k !== "labelSelector" && k !== "fieldSelector" &&
+      (!plainResource || RESOURCE_CONTENT_PARAMS.has(k))
+    )
     .sort(([ak, av], [bk, bv]) => (ak < bk ? -1 : ak > bk ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
   if (kept.length === 0) return "";
   return "~q=" + encodePart(new URLSearchParams(kept).toString());
@@ -140,7 +113,7 @@ function listKey(identity: string, info: RequestInfo, shape: ListShape, rep: Rep
   let name = "_list";
   if (shape.label !== "") name += "~l=" + encodePart(shape.label);
   if (shape.field !== "") name += "~f=" + encodePart(shape.field);
-  name += paramSuffix(info.query) + repSuffix(rep);
+  name += paramSuffix(info) + repSuffix(rep);
   return resourceKey(identity, info, shape.namespace, name);
 }
 
@@ -172,13 +145,13 @@ export function cacheKeyFor(identity: string, info: RequestInfo, rep: Representa
       identity: identitySegment(identity),
       resource: DISCOVERY.test(info.path) ? "_discovery" : "_nonresource",
       namespace: "_cluster",
-      name: finishSegment(encodePart(info.path) + paramSuffix(info.query) + repSuffix(rep)),
+      name: finishSegment(encodePart(info.path) + paramSuffix(info) + repSuffix(rep)),
     };
   }
   if (usesListKey(info)) return listKey(identity, info, listShape(info), rep);
   let name = encodePart(info.name);
   if (info.subresource !== "") name += "~s=" + encodePart(info.subresource);
-  name += paramSuffix(info.query) + repSuffix(rep);
+  name += paramSuffix(info) + repSuffix(rep);
   return resourceKey(identity, info, info.namespace, name);
 }
 

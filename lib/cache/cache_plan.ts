@@ -20,6 +20,8 @@ export function planFor(
   method: string,
   body?: Uint8Array,
 ): CachePlan | undefined {
+  // Credentials the proxy cannot classify: forwarded, never cached, never answered from the cache.
+  if (identity.kind === "uncertain") return undefined;
   if (method === "POST" && body) return tokenRequestPlan(identity, info, rep, body);
   if (method !== "GET" || !CACHEABLE_REPS.has(rep)) return undefined;
   if (!info.isResourceRequest) {

@@ -46,15 +46,19 @@ export function splitList(body: Uint8Array | string): SplitList | undefined {
   const items: Array<[string, Uint8Array]> = [];
   for (const [from, to] of bounds.items) {
     const raw = bytes.slice(from, to);
-    let key: string;
+    let item: unknown;
     try {
-      key = itemKeyOf(JSON.parse(dec.decode(raw)));
+      item = JSON.parse(dec.decode(raw));
     } catch {
       return undefined;
     }
-    items.push([key, raw]);
+    // An item without a name would be stored under a key it shares with others: not cached.
+    const name = metaOf(item).name;
+    if (typeof name !== "string" || name === "") return undefined;
+    items.push([itemKeyOf(item), raw]);
   }
   items.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  for (let i = 1; i < items.length; i++) if (items[i][0] === items[i - 1][0]) return undefined;
   const meta = metaOf(doc);
   const { items: _drop, ...envelope } = doc;
   return {
@@ -74,9 +78,16 @@ const QUOTE = 0x22,
   COLON = 0x3a;
 const ITEMS_KEY = enc.encode('"items"');
 
+const COMMA = 0x2c;
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
 /**
  * Finds the top-level `"items": [ ... ]` of a JSON object: the offsets of its brackets and of each
- * element. undefined if there is none or the JSON is not well nested.
+ * element. undefined if there is none, the JSON is not well nested, or the array holds anything
+ * but objects separated by single commas (a list with such items is not cached: none may vanish).
  */
 export function scanItems(
   b: Uint8Array,
@@ -87,6 +98,8 @@ export function scanItems(
   let lastKeyIsItems = false;
   let open = -1;
   let itemStart = -1;
+  /** Between items of the array: what may come next. */
+  let expect: "item-or-end" | "comma-or-end" | "item" = "item-or-end";
   const items: Array<[number, number]> = [];
   for (let i = 0; i < b.length; i++) {
     const c = b[i];
@@ -101,6 +114,16 @@ export function scanItems(
       }
       continue;
     }
+    if (open >= 0 && depth === 2 && itemStart < 0 && !isSpace(c)) {
+      // Directly inside the items array.
+      if (c === COMMA && expect === "comma-or-end") {
+        expect = "item";
+        continue;
+      }
+      if (!(c === LBRACE && expect !== "comma-or-end") && !(c === RBRACKET && expect !== "item")) {
+        return undefined;
+      }
+    }
     if (c === QUOTE) {
       inString = true;
       stringStart = i;
@@ -114,10 +137,11 @@ export function scanItems(
       if (depth === 2 && itemStart >= 0 && c === RBRACE) {
         items.push([itemStart, i + 1]);
         itemStart = -1;
+        expect = "comma-or-end";
       } else if (depth === 1 && open >= 0 && c === RBRACKET) {
         return { open, close: i, items };
       }
-    } else if (c !== COLON && depth === 1 && c > 0x20 && c !== 0x2c) {
+    } else if (c !== COLON && depth === 1 && c > 0x20 && c !== COMMA) {
       lastKeyIsItems = false;
     }
   }

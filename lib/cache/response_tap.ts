@@ -7,6 +7,7 @@ import type { IncomingMessage } from "node:http";
 import type { CacheKey } from "../store/store.ts";
 import type { Cache, WatchEvent } from "./cache.ts";
 import { log } from "../log.ts";
+import { LineSplitter } from "./line_splitter.ts";
 
 /** What to do with a cacheable response. */
 export interface CachePlan {
@@ -32,18 +33,25 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage
   const contentType = String(ures.headers["content-type"] ?? "");
   if (!isJson(contentType)) return;
   let source: NodeJS.ReadableStream = ures;
+  /** Stops feeding the cache (the client's stream goes on). */
+  let stop = () => {};
   const encoding = String(ures.headers["content-encoding"] ?? "").toLowerCase();
   if (encoding === "gzip") {
     const gunzip = zlib.createGunzip();
-    ures.on("data", (c: Uint8Array) => gunzip.write(c));
+    const feed = (c: Uint8Array) => gunzip.write(c);
+    ures.on("data", feed);
     ures.on("end", () => gunzip.end());
     ures.on("aborted", () => gunzip.destroy());
     gunzip.on("error", (e) => log.debug("cannot decode gzip for the cache", { error: e.message }));
     source = gunzip;
+    stop = () => {
+      ures.off("data", feed);
+      gunzip.destroy();
+    };
   } else if (encoding && encoding !== "identity") {
     return;
   }
-  if (plan.kind === "watch") return tapWatch(cache, plan.key, source);
+  if (plan.kind === "watch") return tapWatch(cache, plan.key, source, () => stop());
   const chunks: Uint8Array[] = [];
   let size = 0;
   let complete = false;
@@ -54,7 +62,7 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage
   source.on("end", () => {
     complete = true;
     if (size > MAX_BODY) return log.debug("response too large to cache", { bytes: size });
-    const body = concat(chunks, size);
+    const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
     if (plan.kind === "list") cache.recordListPage(plan.key, body, "application/json", plan.requestContinue);
     else if (!plan.wholeListOnly || !isPartialList(body)) cache.recordObject(plan.key, body, contentType);
   });
@@ -67,44 +75,67 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage
 const enc = new TextEncoder();
 
 /**
- * The object's bytes as the apiserver wrote them (`{"type":"…","object":{…}}`), so that an event
- * is stored without serialising it again. undefined when the line has another shape.
+ * Where the JSON object starting at `start` ends (the index after its closing brace), reading only
+ * structure (strings, nesting); -1 when `start` is not `{` or the object does not close. For a line
+ * already known to be valid JSON, this finds a value's exact bytes.
  */
-export function rawObject(line: string): Uint8Array | undefined {
-  const m = /^\{"type":"[A-Z]+","object":/.exec(line);
-  if (!m || !line.endsWith("}}")) return undefined;
-  return enc.encode(line.slice(m[0].length, -1));
+function objectEnd(s: string, start: number): number {
+  if (s.charCodeAt(start) !== 0x7b) return -1;
+  let depth = 0;
+  for (let i = start; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22) {
+      for (i++; i < s.length && s.charCodeAt(i) !== 0x22; i++) if (s.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if ((c === 0x7d || c === 0x5d) && --depth === 0) return i + 1;
+  }
+  return -1;
 }
 
 /**
- * The start of a watch event as the apiserver writes it (Go struct order: kind, apiVersion, then
- * ObjectMeta's name, generateName, namespace, selfLink, uid, resourceVersion). Names and
- * namespaces never need escaping; anything else falls back to a full parse.
+ * The object's bytes exactly as the apiserver wrote them (`{"type":"…","object":{…}}`), so that an
+ * event is stored with its numbers untouched. `line` must already be valid JSON. undefined when the
+ * line has another shape (another field order, fields after the object).
  */
-const EVENT_HEAD = new RegExp(
-  '^\\{"type":"([A-Z]+)","object":\\{"kind":"[^"\\\\]*","apiVersion":"[^"\\\\]*","metadata":\\{' +
-    '"name":"([^"\\\\]*)"(?:,"generateName":"[^"\\\\]*")?(?:,"namespace":"([^"\\\\]*)")?' +
-    '(?:,"selfLink":"[^"\\\\]*")?(?:,"uid":"[^"\\\\]*")?,"resourceVersion":"([^"\\\\]*)"',
-);
+export function rawObject(line: string): Uint8Array | undefined {
+  const m = /^\{"type":"[A-Za-z]+","object":/.exec(line);
+  if (!m) return undefined;
+  const end = objectEnd(line, m[0].length);
+  if (end !== line.length - 1 || line.charCodeAt(end) !== 0x7d) return undefined;
+  return enc.encode(line.slice(m[0].length, end));
+}
+
+type Obj = Record<string, unknown>;
+const isObject = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
- * One watch line as the cache needs it: type, item key, resourceVersion and the object's raw
- * bytes. The common shape is read without parsing the whole object; others are parsed.
+ * One watch line as the cache needs it: type, object, item key, resourceVersion and the object's
+ * bytes. Always fully parsed: the cache never stores bytes that are not one complete JSON object.
+ * Throws when the line is not a watch event (invalid JSON, no object, an item event without a name).
  */
 export function parseWatchLine(line: string): WatchEvent {
-  const m = EVENT_HEAD.exec(line);
-  if (m && line.endsWith("}}")) {
-    return {
-      type: m[1],
-      object: undefined,
-      raw: enc.encode(line.slice(line.indexOf('"object":') + 9, -1)),
-      itemKey: `${m[3] ?? ""}/${m[2]}`,
-      resourceVersion: m[4],
-    };
+  let ev: unknown;
+  try {
+    ev = JSON.parse(line);
+  } catch {
+    // Not the parser's message: it quotes the line, which may hold secrets.
+    throw new Error("not valid JSON");
   }
-  const ev = JSON.parse(line) as WatchEvent;
-  ev.raw = rawObject(line);
-  return ev;
+  if (!isObject(ev) || typeof ev.type !== "string" || !isObject(ev.object)) {
+    throw new Error("not a watch event");
+  }
+  const meta = isObject(ev.object.metadata) ? ev.object.metadata : {};
+  if (ev.type !== "BOOKMARK" && ev.type !== "ERROR" && (typeof meta.name !== "string" || meta.name === "")) {
+    throw new Error("watch event object without a name");
+  }
+  return {
+    type: ev.type,
+    object: ev.object,
+    // Another field order (never the apiserver's) is serialised again.
+    raw: rawObject(line) ?? enc.encode(JSON.stringify(ev.object)),
+    itemKey: `${meta.namespace ?? ""}/${meta.name ?? ""}`,
+    resourceVersion: String(meta.resourceVersion ?? ""),
+  };
 }
 
 function isPartialList(body: Uint8Array): boolean {
@@ -116,34 +147,39 @@ function isPartialList(body: Uint8Array): boolean {
   }
 }
 
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
-}
-
-function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream): void {
-  const dec = new TextDecoder();
-  let buf = "";
-  source.on("data", (c: Uint8Array) => {
-    buf += dec.decode(c, { stream: true });
-    let nl = buf.indexOf("\n");
-    while (nl >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line) {
-        try {
-          cache.recordWatchEvent(key, parseWatchLine(line));
-        } catch {
-          log.debug("unparsable watch event not cached");
-        }
+/**
+ * Patches the cached list event by event. The first event that cannot be cached whole (invalid,
+ * or over the size limit) ends the tapping: the list stays as it was after the last whole event,
+ * older but never torn nor silently missing one change; the client's stream goes on untouched.
+ */
+function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream, stop: () => void): void {
+  const detach = () => {
+    lines.stop();
+    source.off("data", onData);
+    stop();
+  };
+  const lines = new LineSplitter(
+    cache.limits.maxWatchEventBytes,
+    (line) => {
+      let ev: WatchEvent;
+      try {
+        ev = parseWatchLine(line);
+      } catch (e) {
+        detach();
+        return log.warn("invalid watch event: this watch is relayed but no longer cached", {
+          error: (e as Error).message,
+        });
       }
-      nl = buf.indexOf("\n");
-    }
-  });
+      cache.recordWatchEvent(key, ev);
+    },
+    (bytes) => {
+      detach();
+      log.warn("watch event over the size limit: this watch is relayed but no longer cached", {
+        bytes,
+        limit: cache.limits.maxWatchEventBytes,
+      });
+    },
+  );
+  const onData = (c: Uint8Array) => lines.push(c);
+  source.on("data", onData);
 }

@@ -8,6 +8,7 @@ import { ConfigError } from "./errors.ts";
 import { defaultOf, type Flag, helpText, parseFlags } from "./flags.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
+import { type CacheBounds, DEFAULT_BOUNDS } from "../cache/cache_budget.ts";
 
 export interface ServeConfig {
   /** Upstream endpoints in priority order, as absolute https URLs without a trailing slash. */
@@ -33,6 +34,13 @@ export interface ServeConfig {
   adminAddress: string;
   /** 0 disables the admin listener. */
   adminPort: number;
+  // --- security (issue 10): cache bounds, watch-event bound, admin exposure ---
+  /** Cache bounds per identity and overall; an identity over them loses its own LRU entries. */
+  cacheBounds: CacheBounds;
+  /** A watch event larger than this is relayed but ends the caching of that watch. */
+  watchEventMaxBytes: number;
+  /** Whether /status and /metrics name cached identities (CNs, impersonation ids). */
+  adminIdentities: "show" | "hide";
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -115,6 +123,42 @@ export const SERVE_FLAGS: readonly Flag[] = [
     arg: "PORT",
     help: "admin listener port for /healthz, /readyz, /metrics, /status; 0 disables",
     default: "51004",
+  },
+  // Cache bounds, watch-event bound, admin exposure (security, issue 10).
+  {
+    name: "cache-max-bytes",
+    arg: "N",
+    help: "bound of the whole cache in bytes",
+    default: String(DEFAULT_BOUNDS.total.bytes),
+  },
+  {
+    name: "cache-max-entries",
+    arg: "N",
+    help: "bound of the whole cache in entries",
+    default: String(DEFAULT_BOUNDS.total.entries),
+  },
+  {
+    name: "cache-max-bytes-per-identity",
+    arg: "N",
+    help: "bound of one identity's cache in bytes; its least recently used entries go first",
+    default: String(DEFAULT_BOUNDS.perIdentity.bytes),
+  },
+  {
+    name: "cache-max-entries-per-identity",
+    arg: "N",
+    help: "bound of one identity's cache in entries",
+    default: String(DEFAULT_BOUNDS.perIdentity.entries),
+  },
+  {
+    name: "watch-event-max-bytes",
+    arg: "N",
+    help: "a larger watch event is relayed but ends the caching of that watch",
+    default: String(8 << 20),
+  },
+  {
+    name: "admin-identities",
+    arg: "show|hide",
+    help: "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
   },
   // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
   { name: "timeout", arg: "DURATION", help: "alias of --backend-timeout (SuperEdge)", hidden: true },
@@ -241,6 +285,12 @@ export function normaliseUpstream(value: string, defaultPort: number): string {
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}`;
 }
 
+/** Loopback addresses: reachable from this node only. */
+export function isLoopback(a: string): boolean {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a) || /^(::1|0*:(0*:)*0*1|::ffff:127\.[\d.]+)$/i.test(a) ||
+    a === "localhost";
+}
+
 /** An address to listen on: an IPv4 or IPv6 literal, or localhost. */
 function validIp(a: string): boolean {
   return isIP(a) !== 0 || a === "localhost";
@@ -323,7 +373,36 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
+  const adminIdentities = one(raw, "admin-identities");
+  if (adminIdentities !== undefined && adminIdentities !== "show" && adminIdentities !== "hide") {
+    throw new ConfigError(`--admin-identities: "${adminIdentities}" is not show or hide`);
+  }
+  if (adminIdentities === undefined && !isLoopback(adminAddress)) {
+    throw new ConfigError(
+      `--admin-address ${adminAddress} is not a loopback address: /status and /metrics would tell the network ` +
+        "which identities are cached; choose knowingly with --admin-identities hide or show",
+    );
+  }
+  const cacheBounds: CacheBounds = {
+    perIdentity: {
+      bytes: int(
+        value(raw, "cache-max-bytes-per-identity"),
+        "--cache-max-bytes-per-identity",
+        1 << 16,
+        2 ** 50,
+      ),
+      entries: int(value(raw, "cache-max-entries-per-identity"), "--cache-max-entries-per-identity", 1, 1e9),
+    },
+    total: {
+      bytes: int(value(raw, "cache-max-bytes"), "--cache-max-bytes", 1 << 16, 2 ** 50),
+      entries: int(value(raw, "cache-max-entries"), "--cache-max-entries", 1, 1e9),
+    },
+  };
+
   return {
+    cacheBounds,
+    watchEventMaxBytes: int(value(raw, "watch-event-max-bytes"), "--watch-event-max-bytes", 1024, 2 ** 31),
+    adminIdentities: (adminIdentities ?? "show") as "show" | "hide",
     upstreams,
     caFile,
     apiserverCaFile,

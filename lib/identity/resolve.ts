@@ -1,25 +1,15 @@
 /**
- * Decides a request's identity: a verified certificate whose CN has a configured pair, else the
- * caller's own bearer token, else anonymous. An unverified certificate never lends its CN.
+ * Decides a request's identity the way the apiserver will authenticate the forwarded request: a
+ * verified certificate whose CN and groups match a configured pair, else the caller's own bearer
+ * token, else anonymous; credentials it cannot read with certainty make it `uncertain`. An
+ * unverified certificate never lends its CN.
  */
 import { createHash } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Peer } from "../listener/https_listener.ts";
 import type { Identity } from "./identity.ts";
-
-const SAFE = /[^A-Za-z0-9._:@+=,-]/g;
-
-/** Keeps readable characters and percent-encodes the rest, so the id is a valid cache-key segment. */
-function safe(s: string): string {
-  const enc = s.replace(
-    SAFE,
-    (c) =>
-      [...new TextEncoder().encode(c)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join(
-        "",
-      ),
-  );
-  return enc.length <= 160 ? enc : `${enc.slice(0, 120)}~h=${sha256(s).slice(0, 32)}`;
-}
+import { type CredentialSource, readCredential } from "./credentials.ts";
+import { encodeSegment } from "../store/segment.ts";
 
 function sha256(s: string): string {
   return createHash("sha256").update(s).digest("hex");
@@ -34,49 +24,54 @@ function impersonation(headers: IncomingHttpHeaders): string {
   return parts ? `~imp=${sha256(parts).slice(0, 16)}` : "";
 }
 
-const tokenIds = new Map<string, string>();
-
-function tokenHash(token: string): string {
-  let h = tokenIds.get(token);
-  if (!h) {
-    h = sha256(token).slice(0, 32);
-    if (tokenIds.size > 10_000) tokenIds.clear();
-    tokenIds.set(token, h);
+/** Token → hash, so a hot token is hashed once (bounded: cleared when large). */
+export class TokenHashes {
+  #ids = new Map<string, string>();
+  hash(token: string): string {
+    let h = this.#ids.get(token);
+    if (!h) {
+      h = sha256(token).slice(0, 32);
+      if (this.#ids.size > 10_000) this.#ids.clear();
+      this.#ids.set(token, h);
+    }
+    return h;
   }
-  return h;
 }
 
-export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
-  const auth = headers.authorization;
-  if (!auth) return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-  return m ? m[1] : undefined;
-}
+const defaultHashes = new TokenHashes();
 
+/**
+ * @param hasPair whether a configured pair asserts exactly this CN and set of groups.
+ */
 export function resolveIdentity(
   peer: Peer,
-  headers: IncomingHttpHeaders,
-  hasPair: (cn: string) => boolean,
+  req: CredentialSource,
+  hasPair: (cn: string, groups: string[]) => boolean,
+  hashes: TokenHashes = defaultHashes,
 ): Identity {
-  const imp = impersonation(headers);
-  if (peer.verified && peer.cn && hasPair(peer.cn)) {
-    return { kind: "cert", cn: peer.cn, groups: peer.groups, cacheId: `cn~${safe(peer.cn)}${imp}` };
+  const imp = impersonation(req.headers);
+  // The apiserver tries the client certificate before any token: a matching pair decides.
+  if (peer.verified && peer.cn && hasPair(peer.cn, peer.groups)) {
+    return { kind: "cert", cn: peer.cn, groups: peer.groups, cacheId: `cn~${encodeSegment(peer.cn)}${imp}` };
   }
-  const token = bearerToken(headers);
-  if (token) {
-    const h = tokenHash(token);
+  const cred = readCredential(req);
+  if (cred.kind === "uncertain") return { kind: "uncertain", reason: cred.reason, cacheId: "" };
+  if (cred.kind === "token") {
+    const h = hashes.hash(cred.token);
     return { kind: "token", tokenHash: h, cacheId: `token~${h}${imp}` };
   }
   return { kind: "anonymous", cacheId: `anonymous${imp}` };
 }
 
-/** How an identity is named in logs and status output: never the token itself. */
+/** How an identity is named in logs: never the token itself. */
 export function describeIdentity(id: Identity): string {
   switch (id.kind) {
     case "cert":
       return `cert:${id.cn}`;
     case "token":
       return `token:${id.tokenHash.slice(0, 8)}`;
+    case "uncertain":
+      return "uncertain";
     default:
       return "anonymous";
   }

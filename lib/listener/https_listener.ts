@@ -8,6 +8,7 @@ import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log.ts";
+import { clientCertFailure } from "../certs/client_cert_check.ts";
 
 /** What the TLS layer proved about a connection's peer. */
 export interface Peer {
@@ -126,7 +127,8 @@ export async function startListener(
         if (peer.presented && !peer.verified) {
           log.warn("client certificate did not verify: treating the connection as anonymous", {
             cn: peer.cn,
-            reason: peer.error,
+            // security (issue 10): the real reason, not the TLS layer's one code for every failure.
+            reason: clientCertFailure(socket.getPeerCertificate().raw, opts.serving.caPem) ?? peer.error,
             remote: socket.remoteAddress,
           });
         }

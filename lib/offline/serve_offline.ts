@@ -87,6 +87,16 @@ export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promi
 
 export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
   try {
+    if (ctx.identity.kind === "uncertain") {
+      deps.observe(ctx, 503);
+      return sendStatus(
+        ctx.res,
+        503,
+        `${unreachable(reason)}; this request's credentials cannot be classified (${ctx.identity.reason}), ` +
+          "so it is never answered from the cache",
+        { retryAfter: 1 },
+      );
+    }
     const method = ctx.req.method ?? "GET";
     if (method !== "GET" && method !== "HEAD") return await offlineWrite(ctx, deps, reason);
     if (!ctx.plan) {

@@ -92,7 +92,7 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   const handleRequest = async (req: IncomingMessage, res: ServerResponse, peer: Peer) => {
-    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
+    const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
     const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
     const rep = representationOf(req.headers.accept);
     const ctx: RequestContext = {
@@ -123,7 +123,7 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer) => {
-    const identity = resolveIdentity(peer, req.headers, (cn) => agents.hasPair(cn));
+    const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
     tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
   };
 

@@ -17,7 +17,8 @@ import { createHash, randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
 import { syncDir, writeFileAtomic, writeNewFile } from "../files/atomic_write.ts";
 import { log } from "../log.ts";
-import { isSegment, itemFileName, keyDir, keyPath } from "./key_path.ts";
+import { itemFileName, keyDir, keyPath } from "./key_path.ts";
+import { isSegment } from "./segment.ts";
 import type { CacheKey, EntryInfo, ListMeta, Store, StoredList, StoredObject, WriteOp } from "./store.ts";
 
 const CURRENT = "#current";
@@ -311,6 +312,11 @@ class FileStore implements Store {
         await syncDir(dirname(path));
         return;
       }
+      case "deleteList": {
+        const path = keyPath(this.#root, op.key);
+        if (!(await ignoreAbsent(Deno.lstat(path)))?.isDirectory) return;
+        return await this.#removeList(path);
+      }
       case "replaceList":
         return await this.#replaceList(op.key, op.meta, op.items);
       case "upsertItem":
@@ -469,21 +475,28 @@ class FileStore implements Store {
         const parent = dirname(path);
         if (e.kind === "object") {
           await ignoreAbsent(Deno.remove(path));
-        } else {
-          // Rename first so the list disappears at once; the slow recursive delete follows.
-          const doomed = join(parent, DEL_PREFIX + randomUUID());
-          await Deno.rename(path, doomed);
-          this.#lists.delete(path);
-          this.#forgetDirsUnder(path);
           await syncDir(parent);
-          await removeTree(doomed);
+          await this.#pruneEmpty(parent);
+        } else {
+          await this.#removeList(path);
         }
-        await syncDir(parent);
         removed++;
-        await this.#pruneEmpty(parent);
       }
       return removed;
     });
+  }
+
+  /** Removes a list directory: renamed first so it disappears at once, the slow delete follows. */
+  async #removeList(path: string): Promise<void> {
+    const parent = dirname(path);
+    const doomed = join(parent, DEL_PREFIX + randomUUID());
+    await Deno.rename(path, doomed);
+    this.#lists.delete(path);
+    this.#forgetDirsUnder(path);
+    await syncDir(parent);
+    await removeTree(doomed);
+    await syncDir(parent);
+    await this.#pruneEmpty(parent);
   }
 
   /** Removes now-empty namespace, resource and identity directories. */

@@ -7,13 +7,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { CacheKey } from "./store.ts";
-
-const SEGMENT = /^[A-Za-z0-9._:~%@+=,-]{1,200}$/;
-
-/** True when `s` is a valid key segment (the contract of store.ts). */
-export function isSegment(s: string): boolean {
-  return SEGMENT.test(s) && s !== "." && s !== "..";
-}
+import { isSegment, percentEncode } from "./segment.ts";
 
 /** Throws when a key breaks the segment contract: a bug in the caller, never user input. */
 export function assertKey(key: CacheKey): void {
@@ -35,7 +29,7 @@ export function keyDir(root: string, key: CacheKey): string {
 }
 
 const MAX_ITEM_NAME = 180;
-const SAFE_ITEM_BYTE = /[A-Za-z0-9_-]/;
+const SAFE_ITEM_CHAR = /^[A-Za-z0-9_-]$/;
 
 /**
  * A file name for a list item key (`namespace/name`): every byte outside [A-Za-z0-9_-] becomes `%XX`
@@ -43,12 +37,7 @@ const SAFE_ITEM_BYTE = /[A-Za-z0-9_-]/;
  * original key, so the name only has to be unique, not reversible.
  */
 export function itemFileName(itemKey: string): string {
-  let out = "";
-  for (const b of new TextEncoder().encode(itemKey)) {
-    const c = String.fromCharCode(b);
-    out += b < 0x80 && SAFE_ITEM_BYTE.test(c) ? c : "%" + b.toString(16).toUpperCase().padStart(2, "0");
-    if (out.length > MAX_ITEM_NAME) break;
-  }
+  const out = percentEncode(itemKey, (ch) => SAFE_ITEM_CHAR.test(ch), MAX_ITEM_NAME);
   if (out.length === 0 || out.length > MAX_ITEM_NAME) {
     return "%h-" + createHash("sha256").update(itemKey).digest("hex");
   }

@@ -71,6 +71,7 @@ class Statements {
   listId: StatementSync;
   upsertList: StatementSync;
   deleteItemsOf: StatementSync;
+  deleteList: StatementSync;
   upsertItem: StatementSync;
   deleteItem: StatementSync;
   setListVersion: StatementSync;
@@ -101,6 +102,7 @@ class Statements {
        RETURNING id`,
     );
     this.deleteItemsOf = db.prepare(`DELETE FROM items WHERE list_id = ?`);
+    this.deleteList = db.prepare(`DELETE FROM lists WHERE id = ?`);
     this.upsertItem = db.prepare(
       `INSERT INTO items(list_id, item_key, body) VALUES (?, ?, ?)
        ON CONFLICT(list_id, item_key) DO UPDATE SET body = excluded.body`,
@@ -403,6 +405,15 @@ function applyOp(st: Statements, op: WriteOp, batch: Batch): void {
     case "deleteObject":
       st.deleteObject.run(...k);
       return;
+    case "deleteList": {
+      const id = (st.listId.get(...k) as Row | undefined)?.id as number | undefined;
+      batch.listIds.set(k.join("\0"), undefined);
+      if (id === undefined) return;
+      st.deleteItemsOf.run(id);
+      st.deleteList.run(id);
+      batch.versions.delete(id);
+      return;
+    }
     case "replaceList": {
       const m = op.meta;
       const row = st.upsertList.get(...k, m.envelope, m.resourceVersion, m.contentType, m.storedAt) as Row;

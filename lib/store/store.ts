@@ -45,6 +45,8 @@ export interface StoredList {
 export type WriteOp =
   | { op: "putObject"; key: CacheKey; value: StoredObject }
   | { op: "deleteObject"; key: CacheKey }
+  /** Removes a whole list (meta and items); no-op if absent. */
+  | { op: "deleteList"; key: CacheKey }
   /** Replaces the whole list (meta and every item) atomically. */
   | { op: "replaceList"; key: CacheKey; meta: ListMeta; items: Array<[itemKey: string, body: Uint8Array]> }
   /** Inserts or replaces one item of an existing list and sets the list's resourceVersion. No-op if the list is absent. */

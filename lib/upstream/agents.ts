@@ -3,11 +3,13 @@
  * pair (by CN) and one with no client certificate for token and anonymous callers.
  */
 import https from "node:https";
-import type { Identity } from "../identity/identity.ts";
+import { type Identity, pairIdentity } from "../identity/identity.ts";
 import { makeAgent } from "./https_proxy.ts";
 
 export interface PairMaterial {
   cn: string;
+  /** The certificate's O values (security: a local cert must prove the same CN and groups). */
+  groups: string[];
   certPem: string;
   keyPem: string;
   serial: string;
@@ -37,8 +39,10 @@ export class UpstreamAgents {
     return makeAgent({ ...AGENT_OPTIONS, ca: this.#ca, cert: pair?.certPem, key: pair?.keyPem });
   }
 
-  hasPair(cn: string): boolean {
-    return this.#pairs.has(cn);
+  /** True when a configured pair asserts exactly this identity: the same CN and set of groups. */
+  hasPair(cn: string, groups: string[]): boolean {
+    const pair = this.#pairs.get(cn);
+    return !!pair && pairIdentity(pair.cn, pair.groups) === pairIdentity(cn, groups);
   }
 
   pair(cn: string): PairMaterial | undefined {

@@ -102,7 +102,7 @@ export function runLite(args: string[], env: Record<string, string> = {}, launch
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    // No update check: Deno would otherwise reach dl.deno.land (through HTTPS_PROXY, when set).
+    // No update check: it would reach dl.deno.land (through HTTPS_PROXY when a test sets one).
     env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...env },
   }).spawn();
   const lines: string[] = [];

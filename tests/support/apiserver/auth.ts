@@ -2,6 +2,7 @@
  * Authentication (client certificate, bearer token, anonymous) and a tiny authorizer shaped like
  * the RBAC defaults the tests rely on.
  */
+import { Buffer } from "node:buffer";
 import type { TLSSocket } from "node:tls";
 import type { AuthzAttributes } from "./status.ts";
 
@@ -35,9 +36,76 @@ export function readConnCert(sock: TLSSocket): ConnCert {
 /** Token table: bearer token → user and groups. */
 export type Tokens = Record<string, { user: string; groups?: string[] }>;
 
-/** Authenticates one request. */
-export function authenticate(conn: ConnCert, authorization: string | undefined, tokens: Tokens): Identity {
-  if (conn.state === "invalid") return { user: "", groups: [], authn: "invalid", certSerial: conn.serial };
+/** The headers authentication reads (an IncomingMessage's `headers` fits). */
+export type AuthHeaders = Record<string, string | string[] | undefined>;
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Go's strings.TrimSpace for the ASCII whitespace a header value can hold. */
+function trimSpace(s: string): string {
+  return s.replace(/^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g, "");
+}
+
+/**
+ * The bearer token authenticator (k8s.io/apiserver/.../request/bearertoken): the first
+ * Authorization value, trimmed, split on single spaces; "bearer" any case; token = second field.
+ * undefined = no credential (another scheme, an empty token: the next authenticator decides).
+ */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  const auth = trimSpace(authorization ?? "");
+  if (auth === "") return undefined;
+  const parts = auth.split(" ");
+  if (parts.length < 2 || parts[0].toLowerCase() !== "bearer") return undefined;
+  return parts[1] === "" ? undefined : parts[1];
+}
+
+const WS_PREFIX = "base64url.bearer.authorization.k8s.io.";
+
+/**
+ * The WebSocket protocol authenticator (.../request/websocket): on a WebSocket upgrade, one
+ * `base64url.bearer.authorization.k8s.io.<token>` subprotocol beside at least one other.
+ * undefined = no credential; "error" = the authenticator fails the request.
+ */
+export function websocketToken(headers: AuthHeaders): string | undefined | "error" {
+  const upgrade = String(first(headers.upgrade) ?? "").toLowerCase();
+  const connection = String(first(headers.connection) ?? "").toLowerCase();
+  if (upgrade !== "websocket" || !connection.includes("upgrade")) return undefined;
+  const raw = headers["sec-websocket-protocol"];
+  const values = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+  let token = "";
+  let seen = false;
+  let others = 0;
+  for (const v of values) {
+    for (const p of v.split(",").map((x) => trimSpace(x))) {
+      if (!p.startsWith(WS_PREFIX)) {
+        others++;
+        continue;
+      }
+      if (seen) return "error";
+      seen = true;
+      const enc = p.slice(WS_PREFIX.length);
+      if (!/^[A-Za-z0-9_-]*$/.test(enc) || enc.length % 4 === 1) return "error";
+      try {
+        token = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(
+          Buffer.from(enc, "base64url"),
+        );
+      } catch {
+        return "error";
+      }
+    }
+  }
+  if (token !== "" && others === 0) return "error";
+  return token === "" ? undefined : token;
+}
+
+/**
+ * Authenticates one request as the kube-apiserver's authenticator union does: client certificate,
+ * then bearer header, then WebSocket subprotocol; a failing authenticator (an unverifiable cert, an
+ * unknown token) makes it 401; no credential at all is anonymous.
+ */
+export function authenticate(conn: ConnCert, headers: AuthHeaders, tokens: Tokens): Identity {
   if (conn.state === "verified") {
     return {
       user: conn.cn!,
@@ -46,12 +114,17 @@ export function authenticate(conn: ConnCert, authorization: string | undefined, 
       certSerial: conn.serial,
     };
   }
-  const m = authorization?.match(/^Bearer\s+(\S+)\s*$/i);
-  if (m) {
-    const t = tokens[m[1]];
-    if (!t) return { user: "", groups: [], authn: "invalid" };
+  let failed = conn.state === "invalid";
+  for (const token of [bearerToken(first(headers.authorization)), websocketToken(headers)]) {
+    if (token === undefined) continue;
+    const t = token === "error" ? undefined : tokens[token];
+    if (!t) {
+      failed = true;
+      continue;
+    }
     return { user: t.user, groups: [...(t.groups ?? []), "system:authenticated"], authn: "token" };
   }
+  if (failed) return { user: "", groups: [], authn: "invalid", certSerial: conn.serial };
   return { user: "system:anonymous", groups: ["system:unauthenticated"], authn: "anonymous" };
 }
 

@@ -163,7 +163,7 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
   return (req, res) => {
     const url = new URL(req.url ?? "/", "https://fake");
     const conn = ctx.connCert(req);
-    const id = authenticate(conn, req.headers.authorization, ctx.tokens);
+    const id = authenticate(conn, req.headers, ctx.tokens);
     const rec = requestRecord(req, url, id, 0);
     ctx.record(rec);
     const delay = ctx.delayFor?.(rec.method, rec.path) ?? 0;

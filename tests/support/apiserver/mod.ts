@@ -140,7 +140,7 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     const tls = socket as unknown as TLSSocket;
     let conn = conns.get(tls);
     if (!conn) conns.set(tls, conn = readConnCert(tls));
-    const id = authenticate(conn, req.headers.authorization, opts.tokens ?? {});
+    const id = authenticate(conn, req.headers, opts.tokens ?? {});
     const url = new URL(req.url ?? "/", "https://x");
     const allowed = id.authn !== "anonymous" && id.authn !== "invalid" &&
       /\/(exec|attach|portforward)$/.test(url.pathname);
