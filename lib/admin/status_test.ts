@@ -11,11 +11,14 @@ const entry = (identity: string, kind: "object" | "list", bytes: number, count: 
   storedAt: 0,
 });
 
-Deno.test("a token identity is shown by 8 hex digits of its hash; others as they are", () => {
-  assertEquals(displayIdentity(`token~${"ab12".repeat(16)}`), "token~ab12ab12");
-  assertEquals(displayIdentity(`token~${"ab12".repeat(16)}~imp=alice`), "token~ab12ab12~imp=alice");
+Deno.test("a token hash is never shown; other identities only when shown", () => {
+  const token = `token~${"ab12".repeat(16)}`;
+  assertEquals(displayIdentity(token), "token~*");
+  assertEquals(displayIdentity(`${token}~imp=0f0f`), "token~*~imp=0f0f");
+  assertEquals(displayIdentity(`${token}~imp=0f0f`, false), "token~*");
   assertEquals(displayIdentity("cn~system:node:edge-1"), "cn~system:node:edge-1");
-  assertEquals(displayIdentity("anonymous"), "anonymous");
+  assertEquals(displayIdentity("cn~system:node:edge-1", false), "cn~*");
+  assertEquals(displayIdentity("anonymous", false), "anonymous~*");
 });
 
 Deno.test("usage is summed per displayed identity and in total", () => {
@@ -23,16 +26,17 @@ Deno.test("usage is summed per displayed identity and in total", () => {
     entry("cn~kubelet", "list", 100, 3),
     entry("cn~kubelet", "object", 10, 1),
     entry(`token~${"f".repeat(64)}`, "object", 5, 1),
+    entry(`token~${"e".repeat(64)}`, "object", 1, 1),
   ], 42);
   assertEquals(u, {
     backend: "sqlite",
-    entries: 3,
-    items: 5,
-    bytes: 115,
+    entries: 4,
+    items: 6,
+    bytes: 116,
     computedAtMs: 42,
     identities: [
-      { identity: "cn~kubelet", entries: 2, items: 4, bytes: 110 },
-      { identity: "token~ffffffff", entries: 1, items: 1, bytes: 5 },
+      { identity: "cn~kubelet", identities: 1, entries: 2, items: 4, bytes: 110 },
+      { identity: "token~*", identities: 2, entries: 2, items: 2, bytes: 6 },
     ],
   });
 });
