@@ -17,6 +17,7 @@ import { UpstreamHealth } from "./upstream/health.ts";
 import { abandonInFlight, type InFlight, retireAgent } from "./proxy/forward.ts";
 import { createRouter } from "./proxy/router.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
+import { listedKind } from "./offline/cached_lists.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
 import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
@@ -38,6 +39,12 @@ export interface RunningServer {
   reload(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * A TLS handshake to the cloud takes 2-3 round trips: 700 ms allows ~200 ms RTT links and a cold
+ * start on a loaded node (a late handshake still brings the cloud back at once).
+ */
+const START_CONNECT_TIMEOUT_MS = 700;
 
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
   configureLog({ level: config.logLevel, format: config.logFormat });
@@ -67,13 +74,29 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     intervalMs: config.healthIntervalMs,
     failures: config.healthFailures,
     timeoutMs: Math.min(config.backendTimeoutMs, Math.max(config.healthIntervalMs, 500)),
+    // Offline reboot: a black-holed cloud is known within this, not after the probe timeout.
+    connectTimeoutMs: Math.min(config.backendTimeoutMs, START_CONNECT_TIMEOUT_MS),
     agent: () => agents.anonymous(),
   });
-  const watches = new HeldWatches({ bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs) });
+  const watches = new HeldWatches({
+    bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs),
+    kindOf: (ctx) => listedKind(cache, ctx),
+  });
   const inflight = new Set<InFlight>();
   let servingNow = serving;
 
   const router = createRouter({ agents, health, cache, watches, metrics, inflight, config });
+
+  health.onChange((online) => {
+    metrics.transitions.inc({ state: online ? "online" : "offline" });
+    if (online) {
+      const held = watches.count;
+      const resumed = watches.cloudBack(router.resumeWatch);
+      if (held) log.info("held watches handed back to the cloud", { resumed, ended: held - resumed });
+    } else abandonInFlight(inflight);
+  });
+  // Probing starts before the listener: after an offline reboot the first verdict comes sooner.
+  health.start();
 
   let listener: Listener;
   try {
@@ -92,15 +115,6 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     await store.close();
     throw e;
   }
-
-  health.start();
-  health.onChange((online) => {
-    metrics.transitions.inc({ state: online ? "online" : "offline" });
-    if (online) {
-      const n = watches.endAll();
-      if (n) log.info("ended held offline watches so clients relist from the cloud", { watches: n });
-    } else abandonInFlight(inflight);
-  });
 
   // Certificates: follow rotations without a restart.
   let pairWatcher: ClientPairWatcher | undefined;

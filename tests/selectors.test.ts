@@ -4,6 +4,7 @@ import {
   fieldValue,
   matchFields,
   matchLabels,
+  namedFieldSelector,
   normaliseFieldSelector,
   normaliseLabelSelector,
   parseFieldSelector,
@@ -213,6 +214,9 @@ Deno.test("field selector: normalisation and helpers", () => {
   assertEquals(normaliseFieldSelector("a=x\\,y"), "a=x\\,y");
   assertEquals(normaliseFieldSelector("a!=1,a=1") === normaliseFieldSelector("a=1"), false);
   assertEquals(escapeFieldValue("a,b=c\\"), "a\\,b\\=c\\\\");
+  assertEquals(namedFieldSelector("", "a,b"), "metadata.name=a\\,b");
+  assertEquals(namedFieldSelector("spec.x=y", "n"), "spec.x=y,metadata.name=n");
+  assertEquals(namedFieldSelector("spec.x=y", ""), "spec.x=y");
   assertEquals(requiredFieldValue(parseFieldSelector("metadata.name=n1,spec.x=y"), "metadata.name"), "n1");
   assertEquals(requiredFieldValue(parseFieldSelector("metadata.name!=n1"), "metadata.name"), undefined);
 });

@@ -182,6 +182,36 @@ for (const backend of BACKENDS) {
       assertEquals((await store.getList(lk))!.itemKeys, ["/node-1", long, "ns/ü.x"]);
     }));
 
+  Deno.test(`${backend}: one list item, or the list's meta, is read alone`, () =>
+    withStore(backend, async (store) => {
+      const lk = key("_list~~json");
+      assertEquals(await store.getListItem(lk, "default/a"), undefined, "no list");
+      const m = meta("10");
+      await store.apply([{
+        op: "replaceList",
+        key: lk,
+        meta: m,
+        items: [["default/a", enc.encode("a1")], ["default/b%2Fc", enc.encode("bc1")]],
+      }]);
+      assertEquals(await store.getListMeta(lk), m);
+      assertEquals(await store.getListMeta(key("_list~other")), undefined);
+      const a = await store.getListItem(lk, "default/a");
+      assertEquals([a?.meta, dec.decode(a!.body)], [m, "a1"]);
+      assertEquals(dec.decode((await store.getListItem(lk, "default/b%2Fc"))!.body), "bc1");
+      assertEquals(await store.getListItem(lk, "default/zz"), undefined, "no such item");
+      await store.apply([{
+        op: "upsertItem",
+        key: lk,
+        itemKey: "default/a",
+        body: enc.encode("a2"),
+        resourceVersion: "11",
+      }]);
+      const a2 = await store.getListItem(lk, "default/a");
+      assertEquals([a2?.meta.resourceVersion, dec.decode(a2!.body)], ["11", "a2"]);
+      await store.apply([{ op: "deleteItem", key: lk, itemKey: "default/a", resourceVersion: "12" }]);
+      assertEquals(await store.getListItem(lk, "default/a"), undefined, "deleted");
+    }));
+
   Deno.test(`${backend}: patches of an absent list are no-ops`, () =>
     withStore(backend, async (store) => {
       const lk = key("_list~~json");

@@ -3,7 +3,7 @@
  * back. Lists are itemised; paged lists are assembled across pages before they replace the old
  * list; watch events patch the same identity's list for the same selectors, one item per event.
  */
-import type { CacheKey, Store, StoredList, StoredObject, WriteOp } from "../store/store.ts";
+import type { CacheKey, ListMeta, Store, StoredList, StoredObject, WriteOp } from "../store/store.ts";
 import type { WriteQueue } from "./write_queue.ts";
 import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
 import { cacheKeyString } from "./cache_key.ts";
@@ -200,6 +200,22 @@ export class Cache {
   async getList(key: CacheKey): Promise<StoredList | undefined> {
     await this.queue.idle(1000);
     const found = await this.store.getList(key);
+    if (found) this.budget.touch(key);
+    return found;
+  }
+
+  async getListMeta(key: CacheKey): Promise<ListMeta | undefined> {
+    await this.queue.idle(1000);
+    return this.store.getListMeta(key);
+  }
+
+  /** One item of a cached list, without reading the others (an offline GET). */
+  async getListItem(
+    key: CacheKey,
+    itemKey: string,
+  ): Promise<{ meta: ListMeta; body: Uint8Array } | undefined> {
+    await this.queue.idle(1000);
+    const found = await this.store.getListItem(key, itemKey);
     if (found) this.budget.touch(key);
     return found;
   }

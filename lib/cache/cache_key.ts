@@ -18,6 +18,7 @@ import type { RequestInfo } from "../request/request_info.ts";
 import type { Representation } from "../request/representation.ts";
 import {
   fieldSelectorIsMetadataOnly,
+  namedFieldSelector,
   normaliseFieldSelector,
   normaliseLabelSelector,
   parseFieldSelector,
@@ -97,15 +98,10 @@ interface ListShape {
 
 /** Throws SelectorError when a selector is invalid. */
 function listShape(info: RequestInfo): ListShape {
-  let field = info.fieldSelector;
-  if (info.name !== "") {
-    const extra = `metadata.name=${info.name.replace(/[\\,=]/g, (c) => "\\" + c)}`;
-    field = field.trim() === "" ? extra : `${field},${extra}`;
-  }
   return {
     namespace: info.namespace,
     label: normaliseLabelSelector(info.labelSelector),
-    field: normaliseFieldSelector(field),
+    field: normaliseFieldSelector(namedFieldSelector(info.fieldSelector, info.name)),
   };
 }
 

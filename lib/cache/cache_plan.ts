@@ -37,8 +37,13 @@ export function planFor(
       if (rep === "json") return { kind: "list", key, requestContinue };
       // Other list shapes (Tables) are stored whole: only complete, unpaged answers.
       return requestContinue ? undefined : { kind: "object", key, requestContinue, wholeListOnly: true };
-    case "watch":
-      return rep === "json" ? { kind: "watch", key, requestContinue } : undefined;
+    case "watch": {
+      // Followed so that a watch cut mid-stream can be held from where the client is.
+      const progress = { lastRv: "", kind: "", apiVersion: "", partial: false };
+      if (rep === "json") return { kind: "watch", key, requestContinue, progress };
+      // Table watches (`kubectl get -w`) are not recorded, but held offline like JSON ones.
+      return rep === "table" ? { kind: "follow", key, requestContinue, progress } : undefined;
+    }
     default:
       return undefined;
   }

@@ -22,6 +22,11 @@ export class LineSplitter {
     return this.#stopped;
   }
 
+  /** Part of a line is held (the stream stopped in the middle of a line). */
+  get holding(): boolean {
+    return this.#heldBytes > 0;
+  }
+
   /** Drops what is held and ignores what follows. */
   stop(): void {
     this.#stopped = true;

@@ -8,11 +8,29 @@ import type { CacheKey } from "../store/store.ts";
 import type { Cache, WatchEvent } from "./cache.ts";
 import { log } from "../log.ts";
 import { LineSplitter } from "./line_splitter.ts";
+import { metaOf } from "./list_codec.ts";
+
+/**
+ * How far a watch relayed to the client has got: what a held watch carries on from when the
+ * upstream stream is cut (lib/offline/held_watches.ts).
+ */
+export interface WatchProgress {
+  /** The resourceVersion of the last whole event relayed ("" before the first). */
+  lastRv: string;
+  /** kind and apiVersion of the watched objects, from the last event (for BOOKMARKs). */
+  kind: string;
+  apiVersion: string;
+  /** The client has part of an event, or the watch is no longer followed: it cannot carry on cleanly. */
+  partial: boolean;
+}
 
 /** What to do with a cacheable response. */
 export interface CachePlan {
-  /** object: put as is; list: itemise (JSON lists); watch: patch the list under `key`. */
-  kind: "object" | "list" | "watch";
+  /**
+   * object: put as is; list: itemise (JSON lists); watch: patch the list under `key`; follow: a
+   * watch that is not recorded (Tables), only followed for its progress.
+   */
+  kind: "object" | "list" | "watch" | "follow";
   key: CacheKey;
   /** The continue token the client sent, for paged lists. */
   requestContinue: string;
@@ -20,6 +38,8 @@ export interface CachePlan {
   wholeListOnly?: boolean;
   /** The status that is cached (200, or 201 for a TokenRequest). */
   status?: number;
+  /** Watches: updated as events are relayed. */
+  progress?: WatchProgress;
 }
 
 const MAX_BODY = 64 << 20;
@@ -51,7 +71,7 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage
   } else if (encoding && encoding !== "identity") {
     return;
   }
-  if (plan.kind === "watch") return tapWatch(cache, plan.key, source, () => stop());
+  if (plan.kind === "watch" || plan.kind === "follow") return tapWatch(cache, plan, source, () => stop());
   const chunks: Uint8Array[] = [];
   let size = 0;
   let complete = false;
@@ -148,15 +168,18 @@ function isPartialList(body: Uint8Array): boolean {
 }
 
 /**
- * Patches the cached list event by event. The first event that cannot be cached whole (invalid,
- * or over the size limit) ends the tapping: the list stays as it was after the last whole event,
- * older but never torn nor silently missing one change; the client's stream goes on untouched.
+ * Patches the cached list event by event, and follows the watch's progress (plan.progress). The
+ * first event that cannot be cached whole (invalid, or over the size limit) ends the tapping: the
+ * list stays as it was after the last whole event, older but never torn nor silently missing one
+ * change; the client's stream goes on untouched, but can no longer be carried on after a cut.
  */
-function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream, stop: () => void): void {
+function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream, stop: () => void): void {
+  const progress = plan.progress;
   const detach = () => {
     lines.stop();
     source.off("data", onData);
     stop();
+    if (progress) progress.partial = true;
   };
   const lines = new LineSplitter(
     cache.limits.maxWatchEventBytes,
@@ -164,13 +187,14 @@ function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream, st
       let ev: WatchEvent;
       try {
         ev = parseWatchLine(line);
+        if (progress) follow(progress, ev, line);
       } catch (e) {
         detach();
         return log.warn("invalid watch event: this watch is relayed but no longer cached", {
           error: (e as Error).message,
         });
       }
-      cache.recordWatchEvent(key, ev);
+      if (plan.kind === "watch") cache.recordWatchEvent(plan.key, ev);
     },
     (bytes) => {
       detach();
@@ -180,6 +204,23 @@ function tapWatch(cache: Cache, key: CacheKey, source: NodeJS.ReadableStream, st
       });
     },
   );
-  const onData = (c: Uint8Array) => lines.push(c);
+  const onData = (c: Uint8Array) => {
+    lines.push(c);
+    if (progress && !lines.stopped) progress.partial = lines.holding;
+  };
   source.on("data", onData);
+}
+
+/** Records how far the client's watch has got (ERROR events carry no version). */
+function follow(progress: WatchProgress, ev: WatchEvent, line: string): void {
+  if (ev.type === "ERROR") return;
+  const rv = ev.resourceVersion ?? String(metaOf(ev.object).resourceVersion ?? "");
+  if (rv) progress.lastRv = rv;
+  if (progress.kind) return;
+  // Once per watch: the fast path of parseWatchLine leaves the object unparsed.
+  const object = (ev.object ?? JSON.parse(line).object) as { kind?: unknown; apiVersion?: unknown };
+  if (typeof object?.kind === "string" && typeof object.apiVersion === "string") {
+    progress.kind = object.kind;
+    progress.apiVersion = object.apiVersion;
+  }
 }

@@ -6,8 +6,15 @@ import type { Cache } from "../cache/cache.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { broaderListKeys, cacheKeyString, listKeyFor } from "../cache/cache_key.ts";
 import { itemKind, parseJson } from "../cache/list_codec.ts";
-import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from "../request/selectors.ts";
-import type { ListMeta } from "../store/store.ts";
+import {
+  matchFields,
+  matchLabels,
+  namedFieldSelector,
+  parseFieldSelector,
+  parseLabelSelector,
+} from "../request/selectors.ts";
+import type { CacheKey, ListMeta } from "../store/store.ts";
+import { newest } from "./newest.ts";
 
 export interface FoundList {
   meta: ListMeta;
@@ -20,47 +27,71 @@ export interface FoundList {
 
 const dec = new TextDecoder();
 
+/**
+ * The cached answer to a collection request: among the list cached for the same selectors and the
+ * broader cached lists (filtered by the request's selectors and namespace), the newest (see
+ * newest.ts), so a list kept current by a watch beats an older relist of a narrower shape.
+ */
 export async function findList(cache: Cache, ctx: RequestContext): Promise<FoundList | undefined> {
   const key = listKeyFor(ctx.identity.cacheId, ctx.info, ctx.rep);
-  const exact = await cache.getList(key);
-  if (exact) {
-    return {
-      meta: exact.meta,
-      items: exact.items,
-      itemKeys: exact.itemKeys,
-      id: cacheKeyString(key),
-      derived: false,
-    };
-  }
+  const id = cacheKeyString(key);
   const info = ctx.info;
+  // Metas first: only the newest list's items are read.
+  const candidates: Array<{ key: CacheKey; resourceVersion: string; writtenAt: number }> = [];
+  for (const k of [key, ...broaderListKeys(ctx.identity.cacheId, info, ctx.rep)]) {
+    const meta = await cache.getListMeta(k);
+    if (meta) candidates.push({ key: k, resourceVersion: meta.resourceVersion, writtenAt: meta.storedAt });
+  }
+  const best = newest(candidates);
+  const list = best && await cache.getList(best.key);
+  if (!best || !list) return undefined;
+  if (best.key === key) {
+    return { meta: list.meta, items: list.items, itemKeys: list.itemKeys, id, derived: false };
+  }
   const labels = parseLabelSelector(info.labelSelector);
-  const field = info.name
-    ? `${info.fieldSelector ? info.fieldSelector + "," : ""}metadata.name=${
-      info.name.replace(/[\\,=]/g, (c) => "\\" + c)
-    }`
-    : info.fieldSelector;
-  const fields = parseFieldSelector(field);
+  const fields = parseFieldSelector(namedFieldSelector(info.fieldSelector, info.name));
   const nsPrefix = info.namespace ? `${info.namespace}/` : "";
-  for (const broader of broaderListKeys(ctx.identity.cacheId, info, ctx.rep)) {
-    const list = await cache.getList(broader);
-    if (!list) continue;
-    const items: Uint8Array[] = [];
-    const itemKeys: string[] = [];
-    list.items.forEach((body, i) => {
-      const k = list.itemKeys[i];
-      if (nsPrefix && !k.startsWith(nsPrefix)) return;
-      const obj = JSON.parse(dec.decode(body)) as { metadata?: { labels?: Record<string, string> } };
-      if (!matchLabels(labels, obj.metadata?.labels) || !matchFields(fields, obj)) return;
-      items.push(body);
-      itemKeys.push(k);
-    });
-    return { meta: list.meta, items, itemKeys, id: cacheKeyString(key), derived: true };
+  const items: Uint8Array[] = [];
+  const itemKeys: string[] = [];
+  list.items.forEach((body, i) => {
+    const k = list.itemKeys[i];
+    if (nsPrefix && !k.startsWith(nsPrefix)) return;
+    const obj = JSON.parse(dec.decode(body)) as { metadata?: { labels?: Record<string, string> } };
+    if (!matchLabels(labels, obj.metadata?.labels) || !matchFields(fields, obj)) return;
+    items.push(body);
+    itemKeys.push(k);
+  });
+  return { meta: list.meta, items, itemKeys, id, derived: true };
+}
+
+/** kind and apiVersion of a collection request's items, from the envelope of a cached list. */
+export async function listedKind(
+  cache: Cache,
+  ctx: RequestContext,
+): Promise<{ kind: string; apiVersion: string } | undefined> {
+  if (ctx.rep !== "json") return undefined;
+  const key = listKeyFor(ctx.identity.cacheId, ctx.info, "json");
+  for (const k of [key, ...broaderListKeys(ctx.identity.cacheId, ctx.info, "json")]) {
+    const meta = await cache.getListMeta(k);
+    if (meta) return itemKind(meta.envelope);
   }
   return undefined;
 }
 
-/** Finds one object inside cached lists (for a GET whose own answer was never cached). */
-export async function findInLists(cache: Cache, ctx: RequestContext): Promise<Uint8Array | undefined> {
+/** One object as an item of a cached list, with the list's write time. */
+export interface ListedObject {
+  body: Uint8Array;
+  resourceVersion: string;
+  writtenAt: number;
+}
+
+/**
+ * The copies of one object (a GET's target) held as items of the identity's cached JSON lists:
+ * the namespace's and all namespaces' lists without selectors, and the list of a watch or
+ * informer on that one name (`metadata.name=<name>`). Each body is a whole object (kind and
+ * apiVersion added from the list).
+ */
+export async function findInLists(cache: Cache, ctx: RequestContext): Promise<ListedObject[]> {
   const info = {
     ...ctx.info,
     name: "",
@@ -69,28 +100,21 @@ export async function findInLists(cache: Cache, ctx: RequestContext): Promise<Ui
     fieldSelector: "",
     query: new URLSearchParams(),
   };
-  const own = listKeyFor(ctx.identity.cacheId, info, "json");
+  const id = ctx.identity.cacheId;
+  const own = listKeyFor(id, info, "json");
+  const named = listKeyFor(id, { ...info, fieldSelector: namedFieldSelector("", ctx.info.name) }, "json");
   const wanted = `${ctx.info.namespace}/${ctx.info.name}`;
-  for (const key of [own, ...broaderListKeys(ctx.identity.cacheId, info, "json")]) {
-    const list = await cache.getList(key);
-    if (!list) continue;
-    const i = binarySearch(list.itemKeys, wanted);
-    if (i < 0) continue;
-    const obj = parseJson(list.items[i]) as Record<string, unknown>;
-    const { kind, apiVersion } = itemKind(list.meta.envelope);
-    return new TextEncoder().encode(JSON.stringify({ kind, apiVersion, ...obj }));
+  const found: ListedObject[] = [];
+  for (const key of [own, ...broaderListKeys(id, info, "json"), named]) {
+    const item = await cache.getListItem(key, wanted);
+    if (!item) continue;
+    const obj = parseJson(item.body) as { metadata?: { resourceVersion?: unknown } };
+    const { kind, apiVersion } = itemKind(item.meta.envelope);
+    found.push({
+      body: new TextEncoder().encode(JSON.stringify({ kind, apiVersion, ...obj })),
+      resourceVersion: String(obj.metadata?.resourceVersion ?? ""),
+      writtenAt: item.meta.storedAt,
+    });
   }
-  return undefined;
-}
-
-function binarySearch(keys: string[], k: string): number {
-  let lo = 0;
-  let hi = keys.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (keys[mid] === k) return mid;
-    if (keys[mid] < k) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return -1;
+  return found;
 }

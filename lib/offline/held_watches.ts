@@ -1,7 +1,15 @@
 /**
- * Offline WATCH: the stream is held open (not an empty 200 that makes clients relist in a tight
- * loop), with BOOKMARKs when asked for, and ended cleanly at timeoutSeconds or as soon as the
- * upstream is back, so informers relist from the cloud.
+ * Offline WATCH: the stream is held open (never an empty 200 that makes clients relist in a tight
+ * loop), with BOOKMARKs when asked for and nothing invented. Two ways in:
+ * - `hold`: a watch asked for while offline, answered from a cached list;
+ * - `adopt`: a watch relayed from the cloud whose upstream stream died or froze (link cut, the
+ *   proxy going offline): the client's stream stays open and carries on from the last
+ *   resourceVersion it saw, so a running `kubectl get -w` or informer does not notice the cut.
+ * When the cloud is back, each held watch is resumed upstream from the last resourceVersion the
+ * client saw (it gets the changes it missed, in order, or the cloud's own 410 and relists); one
+ * whose position is unknown is ended so the client relists from the cloud. A held watch also
+ * ends when its `timeoutSeconds` (counted from the client's request) runs out, as the apiserver
+ * would end it.
  */
 import type { RequestContext } from "../proxy/context.ts";
 import type { FoundList } from "./cached_lists.ts";
@@ -9,9 +17,18 @@ import { itemKind, parseJson } from "../cache/list_codec.ts";
 import { statusObject } from "../proxy/status.ts";
 import { log } from "../log.ts";
 
+/** kind and apiVersion of the objects a watch is about, from what the cache holds. */
+export type KindOf = (ctx: RequestContext) => Promise<{ kind: string; apiVersion: string } | undefined>;
+
+/** Re-attaches a held watch to the cloud from `fromRv` (the client's stream is kept). */
+export type ResumeWatch = (ctx: RequestContext, fromRv: string) => void;
+
 interface Held {
   ctx: RequestContext;
-  end(): void;
+  /** The last resourceVersion the client saw ("" when unknown: cannot be resumed). */
+  rv(): string;
+  /** Stops holding (timers, bookkeeping); `endStream`: also end the client's response. */
+  release(endStream: boolean): void;
 }
 
 /** Default when the client sets no timeoutSeconds: the apiserver's own minimum request timeout. */
@@ -23,11 +40,16 @@ function numeric(rv: string): bigint | undefined {
 
 export class HeldWatches {
   #open = new Set<Held>();
+  #byCtx = new WeakMap<RequestContext, Held>();
   #bookmarkMs: number;
+  #kindOf?: KindOf;
   served = 0;
+  adopted = 0;
 
-  constructor(opts: { bookmarkIntervalMs: number }) {
+  /** `kindOf`: the watched objects' kind, for BOOKMARKs on a watch cut before its first event. */
+  constructor(opts: { bookmarkIntervalMs: number; kindOf?: KindOf }) {
     this.#bookmarkMs = opts.bookmarkIntervalMs;
+    this.#kindOf = opts.kindOf;
   }
 
   get count(): number {
@@ -42,8 +64,6 @@ export class HeldWatches {
     const listRv = list.meta.resourceVersion;
     const asked = q.get("resourceVersion") ?? "";
     const initialEvents = q.get("sendInitialEvents") === "true";
-    const bookmarks = q.get("allowWatchBookmarks") === "true" && json;
-    const timeoutS = Number(q.get("timeoutSeconds") ?? "") || DEFAULT_TIMEOUT_S;
 
     ctx.source = "cache";
     res.writeHead(200, {
@@ -66,42 +86,116 @@ export class HeldWatches {
     if (json && (initialEvents || asked === "" || asked === "0")) {
       for (const body of list.items) send("ADDED", { kind, apiVersion, ...parseJson(body) as object });
     }
-    const bookmark = (extra?: Record<string, string>) =>
-      send("BOOKMARK", {
-        kind,
-        apiVersion,
-        metadata: {
-          resourceVersion: a !== undefined && have !== undefined && a > have ? asked : listRv,
-          ...(extra ? { annotations: extra } : {}),
-        },
-      });
-    if (initialEvents && json) bookmark({ "k8s.io/initial-events-end": "true" });
+    // Where the client now is: the version it asked for if we know nothing newer, else the list's.
+    const rv = a !== undefined && have !== undefined && a > have ? asked : listRv;
+    if (initialEvents && json) {
+      sendBookmark(ctx, kind, apiVersion, rv, { "k8s.io/initial-events-end": "true" });
+    }
+    const progress = ctx.plan?.progress;
+    if (progress) Object.assign(progress, { lastRv: rv, kind, apiVersion, partial: false });
+    this.served++;
+    this.#keep(ctx, () => progress?.lastRv ?? rv, kind, apiVersion);
+    log.debug("holding offline watch", { path: ctx.info.path, items: list.items.length });
+  }
 
+  /**
+   * The upstream stream of a relayed watch died or froze: keep the client's stream open and
+   * carry on from the last event it saw. Idempotent. Returns false when the stream cannot carry
+   * on (already ended, or cut in the middle of an event): it is then ended, so the client relists.
+   */
+  adopt(ctx: RequestContext): boolean {
+    if (this.#byCtx.has(ctx)) return true;
+    const res = ctx.res;
+    if (!clientConnected(ctx)) return false;
+    const progress = ctx.plan?.progress;
+    if (!progress || progress.partial) {
+      res.end();
+      return false;
+    }
+    if (!progress.lastRv) progress.lastRv = ctx.info.query.get("resourceVersion") ?? "";
+    this.adopted++;
+    this.#keep(ctx, () => progress.lastRv, progress.kind, progress.apiVersion);
+    log.info("upstream watch cut: holding the client's watch from the cache", {
+      path: ctx.info.path,
+      resourceVersion: progress.lastRv,
+    });
+    return true;
+  }
+
+  #keep(ctx: RequestContext, rv: () => string, kind: string, apiVersion: string): void {
+    const q = ctx.info.query;
+    const res = ctx.res;
+    const bookmarks = q.get("allowWatchBookmarks") === "true" && ctx.rep === "json";
+    // timeoutSeconds counts from the client's request, as the apiserver counts it.
+    const timeoutS = Number(q.get("timeoutSeconds") ?? "") || DEFAULT_TIMEOUT_S;
+    const leftMs = Math.max(0, ctx.startedAt + timeoutS * 1000 - performance.now());
     const timers: Array<ReturnType<typeof setTimeout>> = [];
     const held: Held = {
       ctx,
-      end: () => {
+      rv,
+      release: (endStream) => {
         if (!this.#open.delete(held)) return;
+        this.#byCtx.delete(ctx);
         for (const t of timers) clearTimeout(t), clearInterval(t);
-        if (!res.writableEnded) res.end();
+        if (endStream && !res.writableEnded) res.end();
       },
     };
     this.#open.add(held);
-    this.served++;
-    timers.push(setTimeout(() => held.end(), timeoutS * 1000));
-    if (bookmarks) timers.push(setInterval(() => bookmark(), this.#bookmarkMs));
-    res.on("close", () => held.end());
-    log.debug("holding offline watch", {
-      path: ctx.info.path,
-      items: list.items.length,
-      timeoutSeconds: timeoutS,
-    });
+    this.#byCtx.set(ctx, held);
+    timers.push(setTimeout(() => held.release(true), leftMs));
+    const startBookmarks = (k: string, v: string) => {
+      if (!this.#open.has(held)) return;
+      timers.push(setInterval(() => sendBookmark(ctx, k, v, rv()), this.#bookmarkMs));
+    };
+    if (bookmarks && kind) startBookmarks(kind, apiVersion);
+    else if (bookmarks && this.#kindOf) {
+      // Cut before any event: the kind comes from the cached lists (no kind, no BOOKMARKs).
+      this.#kindOf(ctx).then((k) => k && startBookmarks(k.kind, k.apiVersion)).catch(() => {});
+    }
+    res.once("close", () => held.release(false));
   }
 
-  /** The upstream is back: end every held watch so clients relist from the cloud. */
+  /**
+   * The cloud is back: each held watch is resumed from the last resourceVersion its client saw
+   * (or ended when that is unknown). `only`: just that watch. Returns how many were resumed.
+   */
+  cloudBack(resume: ResumeWatch, only?: RequestContext): number {
+    let resumed = 0;
+    const targets = only ? [this.#byCtx.get(only)].filter((h): h is Held => !!h) : [...this.#open];
+    for (const h of targets) {
+      const rv = h.rv();
+      const open = clientConnected(h.ctx);
+      h.release(!rv);
+      if (!rv || !open) continue;
+      resumed++;
+      resume(h.ctx, rv);
+    }
+    return resumed;
+  }
+
+  /** Ends every held watch (shutting down). */
   endAll(): number {
     const n = this.#open.size;
-    for (const h of [...this.#open]) h.end();
+    for (const h of [...this.#open]) h.release(true);
     return n;
   }
+}
+
+/** The client's response can still be written to (the client has not gone away). */
+function clientConnected(ctx: RequestContext): boolean {
+  const res = ctx.res;
+  const socket = res.socket ?? ctx.req.socket;
+  return !res.writableEnded && !res.destroyed && !!socket && !socket.destroyed;
+}
+
+function sendBookmark(
+  ctx: RequestContext,
+  kind: string,
+  apiVersion: string,
+  resourceVersion: string,
+  annotations?: Record<string, string>,
+): void {
+  if (ctx.res.writableEnded) return;
+  const metadata = { resourceVersion, ...(annotations ? { annotations } : {}) };
+  ctx.res.write(JSON.stringify({ type: "BOOKMARK", object: { kind, apiVersion, metadata } }) + "\n");
 }

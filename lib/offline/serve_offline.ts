@@ -7,15 +7,17 @@
 import type { Cache } from "../cache/cache.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { cacheKeyFor } from "../cache/cache_key.ts";
-import { assembleList } from "../cache/list_codec.ts";
+import { assembleList, parseJson } from "../cache/list_codec.ts";
+import type { StoredObject } from "../store/store.ts";
+import { newest, type Versioned } from "./newest.ts";
 import { paginate, PagingError } from "../cache/paging.ts";
 import { SelectorError } from "../request/selectors.ts";
 import { sendStatus } from "../proxy/status.ts";
 import { sendCached } from "./send.ts";
-import { findInLists, findList } from "./cached_lists.ts";
+import { findInLists, findList, type ListedObject } from "./cached_lists.ts";
 import type { HeldWatches } from "./held_watches.ts";
 import { objectName } from "./object_name.ts";
-import { derivedTable } from "./tables.ts";
+import { offlineTable } from "./tables.ts";
 import { isTokenRequest, stillValid } from "../cache/token_requests.ts";
 import { parseRequestInfo } from "../request/request_info.ts";
 
@@ -36,9 +38,7 @@ function unreachable(reason: string): string {
 
 function miss(ctx: RequestContext, deps: OfflineDeps, reason: string) {
   deps.observe(ctx, 503);
-  sendStatus(ctx.res, 503, `${unreachable(reason)} and nothing is cached for this request`, {
-    retryAfter: 1,
-  });
+  sendStatus(ctx.res, 503, `${unreachable(reason)} and nothing is cached for this request`);
 }
 
 /** A cached answer to a read, ready to send. */
@@ -73,16 +73,41 @@ export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promi
     return { body, contentType: list.meta.contentType };
   }
   const cached = await cache.getObject(ctx.plan.key);
-  if (cached) return { body: cached.body, contentType: cached.contentType };
+  if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
+    return newestObject(cached, await findInLists(cache, ctx));
+  }
   if (ctx.info.isResourceRequest && ctx.rep === "table" && !ctx.info.subresource) {
-    const table = await derivedTable(cache, ctx);
+    const table = await offlineTable(cache, ctx, cached);
     if (table) return { body: table, contentType: "application/json" };
   }
-  if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
-    const body = await findInLists(cache, ctx);
-    if (body) return { body, contentType: "application/json" };
-  }
+  if (cached) return { body: cached.body, contentType: cached.contentType };
   return undefined;
+}
+
+/** The newest of an object's cached GET answer and its copies in cached lists (newest.ts). */
+function newestObject(cached: StoredObject | undefined, listed: ListedObject[]): CachedAnswer | undefined {
+  const copies: Array<CachedAnswer & Versioned> = listed.map((l) => ({
+    ...l,
+    contentType: "application/json",
+  }));
+  if (cached) {
+    let rv = "";
+    try {
+      rv = String(
+        (parseJson(cached.body) as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion ??
+          "",
+      );
+    } catch { /* not JSON: compared by write time */ }
+    // First, so that it wins a tie (same version, same write time).
+    copies.unshift({
+      body: cached.body,
+      contentType: cached.contentType,
+      resourceVersion: rv,
+      writtenAt: cached.storedAt,
+    });
+  }
+  const best = newest(copies);
+  return best && { body: best.body, contentType: best.contentType };
 }
 
 export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reason: string): Promise<void> {
@@ -107,7 +132,6 @@ export async function serveOffline(ctx: RequestContext, deps: OfflineDeps, reaso
         `${
           unreachable(reason)
         }; this kind of request (${ctx.info.verb} ${ctx.info.path}) is not served from the cache`,
-        { retryAfter: 1 },
       );
     }
     if (ctx.info.verb === "watch") return await holdWatch(ctx, deps, reason);
@@ -135,13 +159,20 @@ async function holdWatch(ctx: RequestContext, deps: OfflineDeps, reason: string)
     hit(ctx, deps);
     return deps.watches.hold(ctx, list);
   }
-  // Tables and other shapes of watches: held open with no events until the cloud is back.
-  const key = cacheKeyFor(ctx.identity.cacheId, { ...ctx.info, verb: "list" }, ctx.rep);
-  const cached = await deps.cache.getObject(key);
-  if (!cached) return miss(ctx, deps, reason);
+  // Table watches (`kubectl get -w`): held open with no events (nothing to invent) from the
+  // version of the cached Table the client listed (a cached Table, or one derived from JSON).
+  const listCtx: RequestContext = { ...ctx, info: { ...ctx.info, verb: "list" } };
+  const table = ctx.rep === "table" ? await cachedReadAnswer(listCtx, deps.cache) : undefined;
+  if (!table) return miss(ctx, deps, reason);
+  let resourceVersion = "";
+  try {
+    resourceVersion = String(
+      (parseJson(table.body) as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion ?? "",
+    );
+  } catch { /* no version: held without one, ended when the cloud is back */ }
   hit(ctx, deps);
   deps.watches.hold(ctx, {
-    meta: { envelope: "{}", resourceVersion: "", contentType: cached.contentType, storedAt: cached.storedAt },
+    meta: { envelope: "{}", resourceVersion, contentType: table.contentType, storedAt: Date.now() },
     items: [],
     itemKeys: [],
     id: "",
@@ -169,7 +200,7 @@ async function offlineWrite(ctx: RequestContext, deps: OfflineDeps, reason: stri
       const getInfo = parseRequestInfo("GET", `/api/v1/nodes/${encodeURIComponent(name)}`);
       const probe: RequestContext = { ...ctx, info: getInfo, rep: "json" };
       const known = await deps.cache.getObject(cacheKeyFor(ctx.identity.cacheId, getInfo, "json")) ??
-        await findInLists(deps.cache, probe);
+        (await findInLists(deps.cache, probe))[0];
       if (known) {
         deps.observe(ctx, 409);
         return sendStatus(ctx.res, 409, `nodes "${name}" already exists`, {
@@ -180,7 +211,5 @@ async function offlineWrite(ctx: RequestContext, deps: OfflineDeps, reason: stri
     }
   }
   deps.observe(ctx, 503);
-  sendStatus(ctx.res, 503, `${unreachable(reason)}; writes cannot be applied while offline`, {
-    retryAfter: 1,
-  });
+  sendStatus(ctx.res, 503, `${unreachable(reason)}; writes cannot be applied while offline`);
 }

@@ -20,4 +20,6 @@ export interface RequestContext {
   source: "upstream" | "cache" | "local";
   /** A request body read up front (small bodies), so it can be retried or inspected offline. */
   body?: Uint8Array;
+  /** A held watch resumed upstream: the client's own request context (see watch_resume.ts). */
+  resumes?: RequestContext;
 }

@@ -68,6 +68,8 @@ export interface ForwardDeps {
   /** The cache's answer to a slow read, sent by the callback (undefined: nothing cached). */
   slowRead(ctx: RequestContext): Promise<(() => void) | undefined>;
   observe(ctx: RequestContext, status: number, upstreamMs?: number): void;
+  /** A watch's upstream stream died or froze mid-answer: the client's stream is carried on. */
+  watchCut(ctx: RequestContext): void;
 }
 
 const MAX_BUFFERED_BODY = 1 << 20;
@@ -245,9 +247,9 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
           if (isRead) fail(Object.assign(new Error("offline"), { code: "EOFFLINE" }), true);
           return;
         }
-        // Mid-answer: a watch ends cleanly so the client relists (from the cache).
+        // Mid-answer: a watch is held from the cache (offline/held_watches.ts).
         if (ctx.info.verb === "watch") {
-          if (!ctx.res.writableEnded) ctx.res.end();
+          deps.watchCut(ctx);
           upstream.socket?.destroy();
           upstream.destroy();
         }
@@ -277,11 +279,10 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       if (ctx.info.verb === "watch") ctx.res.flushHeaders();
       if (ctx.plan) tapResponse(deps.cache, ctx.plan, ures);
       ures.pipe(ctx.res);
-      // Cut mid-answer: a watch ends cleanly (the client relists), a truncated body is cut off.
+      // Cut mid-answer: a watch is held from the cache, a truncated body is cut off.
       const cut = () => {
-        if (ctx.info.verb === "watch") {
-          if (!ctx.res.writableEnded) ctx.res.end();
-        } else if (!ctx.res.writableFinished) ctx.res.destroy();
+        if (ctx.info.verb === "watch") deps.watchCut(ctx);
+        else if (!ctx.res.writableFinished) ctx.res.destroy();
       };
       ures.on("aborted", cut);
       ures.on("error", cut);
@@ -290,7 +291,7 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
 
     upstream.on("error", (err: NodeJS.ErrnoException) => {
       if (answered) {
-        if (ctx.info.verb === "watch" && !ctx.res.writableEnded) ctx.res.end();
+        if (ctx.info.verb === "watch") deps.watchCut(ctx);
         else if (!ctx.res.writableFinished) ctx.res.destroy();
         return;
       }

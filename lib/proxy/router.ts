@@ -16,13 +16,14 @@ import { planFor } from "../cache/cache_plan.ts";
 import type { Cache } from "../cache/cache.ts";
 import type { UpstreamAgents } from "../upstream/agents.ts";
 import type { UpstreamHealth } from "../upstream/health.ts";
-import type { HeldWatches } from "../offline/held_watches.ts";
+import type { HeldWatches, ResumeWatch } from "../offline/held_watches.ts";
 import { cachedReadAnswer, serveOffline } from "../offline/serve_offline.ts";
 import { sendCached } from "../offline/send.ts";
 import type { ProxyMetrics } from "../admin/metrics.ts";
 import type { RequestContext } from "./context.ts";
 import { forward, type InFlight, readSmallBody } from "./forward.ts";
 import { tunnelUpgrade } from "./upgrade.ts";
+import { resumeContext } from "./watch_resume.ts";
 import { sendStatus } from "./status.ts";
 
 export interface RouterDeps {
@@ -38,7 +39,12 @@ export interface RouterDeps {
 export interface Router {
   request(req: IncomingMessage, res: ServerResponse, peer: Peer): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer): void;
+  /** Re-attaches a held watch to the cloud (HeldWatches.cloudBack). */
+  resumeWatch: ResumeWatch;
 }
+
+/** A watch cut while the cloud looks up (a stream error) is resumed after this, not in a loop. */
+const RESUME_AFTER_CUT_MS = 1000;
 
 export function createRouter(deps: RouterDeps): Router {
   const { agents, health, cache, watches, metrics, inflight, config } = deps;
@@ -62,7 +68,20 @@ export function createRouter(deps: RouterDeps): Router {
     }
   };
   const offlineDeps = { cache, watches, observe };
+  // A watch whose upstream stream dies is held from the cache, and resumed when the cloud is
+  // back (at once if it never looked down: after a short pause, so a failing cloud is not hammered).
+  const resumeWatch: ResumeWatch = (ctx, fromRv) => forward(resumeContext(ctx, fromRv), forwardDeps);
+  const watchCut = (ctx: RequestContext) => {
+    const client = ctx.resumes ?? ctx;
+    if (!watches.adopt(client) || !health.online) return;
+    health.probeSoon();
+    setTimeout(() => {
+      if (health.online) watches.cloudBack(resumeWatch, client);
+    }, RESUME_AFTER_CUT_MS);
+  };
   const unreachable = (ctx: RequestContext, reason: string) => {
+    // A resumed watch that cannot reach the cloud goes back to being held.
+    if (ctx.resumes) return watchCut(ctx);
     serveOffline(ctx, offlineDeps, reason).catch((err) => failed(ctx, err));
   };
   const slowRead = async (ctx: RequestContext) => {
@@ -84,6 +103,7 @@ export function createRouter(deps: RouterDeps): Router {
     inflight,
     unreachable,
     observe,
+    watchCut,
   };
 
   const failed = (ctx: RequestContext, err: unknown) => {
@@ -130,5 +150,6 @@ export function createRouter(deps: RouterDeps): Router {
   return {
     request: (req, res, peer) => void handleRequest(req, res, peer),
     upgrade: handleUpgrade,
+    resumeWatch,
   };
 }

@@ -391,6 +391,17 @@ export function escapeFieldValue(v: string): string {
   return v.replace(/[\\,=]/g, (c) => "\\" + c);
 }
 
+/**
+ * The field selector of a request naming one object (a named watch, or a GET answered from a
+ * list): the request's own field selector plus `metadata.name=<name>`. Without a name, the field
+ * selector as given.
+ */
+export function namedFieldSelector(fieldSelector: string, name: string): string {
+  if (name === "") return fieldSelector;
+  const byName = `metadata.name=${escapeFieldValue(name)}`;
+  return fieldSelector.trim() === "" ? byName : `${fieldSelector},${byName}`;
+}
+
 /** Parses a field selector; "" matches everything. Throws SelectorError. */
 export function parseFieldSelector(s: string): FieldSelector {
   const requirements: FieldRequirement[] = [];

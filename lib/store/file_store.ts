@@ -281,6 +281,34 @@ class FileStore implements Store {
     throw new Error(`list ${listDir} kept changing while being read`);
   }
 
+  async getListMeta(key: CacheKey): Promise<ListMeta | undefined> {
+    const state = await this.#readState(keyPath(this.#root, key));
+    return state && { ...state.meta };
+  }
+
+  async getListItem(
+    key: CacheKey,
+    itemKey: string,
+  ): Promise<{ meta: ListMeta; body: Uint8Array } | undefined> {
+    const listDir = keyPath(this.#root, key);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const state = await this.#readState(listDir);
+      if (!state) return undefined;
+      const path = join(listDir, state.gen, itemFileName(itemKey));
+      const data = await ignoreAbsent(Deno.readFile(path));
+      // Same rule as getList: the generation must still be current once the item is read.
+      if ((await this.#readState(listDir))?.gen !== state.gen) continue;
+      if (!data) return undefined;
+      const rec = decodeRecord(data);
+      if (typeof rec === "string" || rec.header.k !== itemKey) {
+        if (typeof rec === "string") this.#warnOnce(path, rec);
+        return undefined;
+      }
+      return { meta: { ...state.meta }, body: rec.body };
+    }
+    throw new Error(`list ${listDir} kept changing while being read`);
+  }
+
   // ---- writing -------------------------------------------------------------------------------
 
   apply(ops: WriteOp[]): Promise<void> {

@@ -68,6 +68,7 @@ class Statements {
   deleteObject: StatementSync;
   getListMeta: StatementSync;
   getListItems: StatementSync;
+  getListItem: StatementSync;
   listId: StatementSync;
   upsertList: StatementSync;
   deleteItemsOf: StatementSync;
@@ -92,6 +93,7 @@ class Statements {
       `SELECT id, envelope, resource_version, content_type, stored_at FROM lists WHERE ${KEY_WHERE}`,
     );
     this.getListItems = db.prepare(`SELECT item_key, body FROM items WHERE list_id = ? ORDER BY item_key`);
+    this.getListItem = db.prepare(`SELECT body FROM items WHERE list_id = ? AND item_key = ?`);
     this.listId = db.prepare(`SELECT id FROM lists WHERE ${KEY_WHERE}`);
     this.upsertList = db.prepare(
       `INSERT INTO lists(identity, resource, namespace, name, envelope, resource_version, content_type, stored_at)
@@ -288,6 +290,39 @@ class SqliteStore implements Store {
           items: rows.map((r) => r.body as Uint8Array),
           itemKeys: rows.map((r) => r.item_key as string),
         };
+      } finally {
+        db.exec("COMMIT");
+      }
+    });
+  }
+
+  getListMeta(key: CacheKey): Promise<ListMeta | undefined> {
+    return this.#guard((st) => {
+      const row = st.getListMeta.get(...keyArgs(key)) as Row | undefined;
+      return row && {
+        envelope: row.envelope as string,
+        resourceVersion: row.resource_version as string,
+        contentType: row.content_type as string,
+        storedAt: row.stored_at as number,
+      };
+    });
+  }
+
+  getListItem(key: CacheKey, itemKey: string): Promise<{ meta: ListMeta; body: Uint8Array } | undefined> {
+    return this.#guard((st, db) => {
+      db.exec("BEGIN");
+      try {
+        const row = st.getListMeta.get(...keyArgs(key)) as Row | undefined;
+        if (!row) return undefined;
+        const item = st.getListItem.get(row.id as number, itemKey) as Row | undefined;
+        if (!item) return undefined;
+        const meta: ListMeta = {
+          envelope: row.envelope as string,
+          resourceVersion: row.resource_version as string,
+          contentType: row.content_type as string,
+          storedAt: row.stored_at as number,
+        };
+        return { meta, body: item.body as Uint8Array };
       } finally {
         db.exec("COMMIT");
       }

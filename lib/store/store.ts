@@ -70,6 +70,10 @@ export interface Store {
   readonly backend: "sqlite" | "file";
   getObject(key: CacheKey): Promise<StoredObject | undefined>;
   getList(key: CacheKey): Promise<StoredList | undefined>;
+  /** A list's meta alone (no items). */
+  getListMeta(key: CacheKey): Promise<ListMeta | undefined>;
+  /** One item of a list (by `namespace/name`) with the list's meta, without reading the others. */
+  getListItem(key: CacheKey, itemKey: string): Promise<{ meta: ListMeta; body: Uint8Array } | undefined>;
   /**
    * Applies a batch in order. SQLite: one transaction, durable on return.
    * Files: each op is atomic and durable on return (temp file, fsync, rename, fsync dir).

@@ -2,6 +2,13 @@
  * Probes each upstream endpoint and decides online/offline. `failures` failed probes in a row make
  * an endpoint unhealthy; one success makes it healthy again. Online = any endpoint healthy.
  * Requests that fail to connect report it too, so a cut is noticed before the next probe.
+ *
+ * At start-up an endpoint's state is unknown (requests are forwarded meanwhile). Its first probe
+ * decides at once when the endpoint cannot be reached: a refused connection, or a TCP/TLS
+ * handshake not completed within `connectTimeoutMs` (a black hole). A handshake that completes
+ * proves the cloud is up, however slowly it then answers: only the usual failure count can make
+ * it unhealthy. So an offline reboot serves from the cache within the connect timeout, and a
+ * healthy-but-slow cloud is never bypassed.
  */
 import https from "node:https";
 import { log } from "../log.ts";
@@ -13,6 +20,8 @@ export interface EndpointState {
   lastProbeMs: number;
   lastError?: string;
   lastLatencyMs?: number;
+  /** A probe has answered or failed for a definite reason since start-up. */
+  known?: boolean;
 }
 
 export interface HealthOptions {
@@ -20,6 +29,8 @@ export interface HealthOptions {
   intervalMs: number;
   failures: number;
   timeoutMs: number;
+  /** While an endpoint's state is unknown: a handshake not done by then means unreachable. */
+  connectTimeoutMs?: number;
   agent: () => https.Agent;
 }
 
@@ -92,10 +103,13 @@ export class UpstreamHealth {
     if (!this.#probing) queueMicrotask(() => this.probeAll());
   }
 
-  #fail(e: EndpointState, reason: string) {
+  /** `unreachable`: the endpoint could not be connected to (not merely slow to answer). */
+  #fail(e: EndpointState, reason: string, unreachable = false) {
     e.consecutiveFailures++;
     e.lastError = reason;
-    if (e.healthy && e.consecutiveFailures >= this.#opts.failures) {
+    const decisive = unreachable && !e.known;
+    if (unreachable) e.known = true;
+    if (e.healthy && (decisive || e.consecutiveFailures >= this.#opts.failures)) {
       e.healthy = false;
       log.warn("upstream endpoint unhealthy", { endpoint: e.url, reason });
     }
@@ -116,21 +130,27 @@ export class UpstreamHealth {
     const started = performance.now();
     return new Promise((resolve) => {
       let done = false;
-      const finish = (ok: boolean, reason?: string) => {
+      let connectTimer: ReturnType<typeof setTimeout> | undefined;
+      /** `keepTrying`: the verdict is given but the attempt goes on until the probe timeout. */
+      const finish = (ok: boolean, reason?: string, unreachable = false, keepTrying = false) => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
+        if (!keepTrying) clearTimeout(timer);
+        clearTimeout(connectTimer);
         e.lastProbeMs = Date.now();
         if (ok) {
+          e.known = true;
           e.lastLatencyMs = performance.now() - started;
           e.consecutiveFailures = 0;
           e.lastError = undefined;
           if (!e.healthy) log.info("upstream endpoint healthy", { endpoint: e.url });
           e.healthy = true;
-        } else this.#fail(e, reason ?? "unknown");
+        } else this.#fail(e, reason ?? "unknown", unreachable);
         resolve();
       };
+      let answered = false;
       const req = https.request(`${e.url}/readyz`, { agent: this.#opts.agent(), method: "GET" }, (res) => {
+        answered = true;
         res.resume();
         // Any answer but a 5xx proves the apiserver is reachable and serving (401/403 included:
         // some clusters disable anonymous access to /readyz).
@@ -140,14 +160,54 @@ export class UpstreamHealth {
       });
       // Settled here, not via the request's error event (Deno does not emit it for a destroyed
       // request on a reused keep-alive socket).
+      let handshaken = false;
+      // Unknown state: the handshake decides (below), then the answer gets the usual time.
+      const connectMs = this.#opts.connectTimeoutMs;
+      const unknown = !e.known && !!connectMs;
       const timer = setTimeout(() => {
-        finish(false, `no answer within ${this.#opts.timeoutMs}ms`);
+        clearTimeout(connectTimer);
+        // Unknown state and the handshake completed: up but slow, not a failure.
+        if (unknown && handshaken) finish(true);
+        else finish(false, `no answer within ${this.#opts.timeoutMs}ms`);
         req.socket?.destroy();
         req.destroy();
-      }, this.#opts.timeoutMs);
-      req.on("error", (err) => finish(false, err.message));
+      }, this.#opts.timeoutMs + (unknown ? connectMs! : 0));
+      // Unknown state: tell a black hole (no handshake) from a slow cloud (handshake, slow answer).
+      // The verdict is given at the connect timeout, but the attempt goes on until the probe
+      // timeout: a handshake that completes late (a cold start on a loaded node) brings the
+      // endpoint back at once rather than at the next probe.
+      if (unknown) {
+        req.on("socket", (socket) => {
+          const tlsSocket = socket as typeof socket & { connecting?: boolean; authorized?: boolean };
+          if (!tlsSocket.connecting && tlsSocket.authorized) {
+            handshaken = true; // a reused, established connection
+            return;
+          }
+          let late = false;
+          connectTimer = setTimeout(() => {
+            late = true;
+            finish(false, `no TLS handshake within ${connectMs}ms`, true, true);
+          }, connectMs);
+          socket.once("secureConnect", () => {
+            handshaken = true;
+            clearTimeout(connectTimer);
+            if (late) this.#reachedLate(e);
+          });
+        });
+      }
+      req.on("error", (err) => finish(false, err.message, !answered));
       req.end();
     });
+  }
+
+  /** A start-up handshake declared missing completed after all: the endpoint is up. */
+  #reachedLate(e: EndpointState) {
+    if (this.#closed || e.healthy) return;
+    e.consecutiveFailures = 0;
+    e.lastError = undefined;
+    e.healthy = true;
+    log.info("upstream endpoint healthy (TLS handshake completed late)", { endpoint: e.url });
+    this.#update();
   }
 
   #update() {
