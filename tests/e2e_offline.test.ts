@@ -14,6 +14,7 @@ import {
   readUntil,
   startCluster,
   startLite,
+  WatchStream,
   within,
   writeKubeconfig,
 } from "./support/harness.ts";
@@ -38,29 +39,7 @@ const createConfigMap = (c: HttpsClient, name: string) =>
   });
 const names = (body: Record<string, unknown>) => (body.items as Obj[]).map((i) => i.metadata.name).sort();
 
-async function readLines(
-  res: Response,
-  until: (events: Array<{ type: string; object: Obj }>) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-) {
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  const events: Array<{ type: string; object: Obj }> = [];
-  let buf = "";
-  const deadline = Date.now() + timeoutMs;
-  while (!until(events)) {
-    const { value, done } = await within(reader.read(), what, deadline - Date.now());
-    if (done) return { events, ended: true, reader };
-    buf += value;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line) events.push(JSON.parse(line));
-    }
-  }
-  return { events, ended: false, reader };
-}
+type Ev = { type: string; object: Obj };
 
 for (const backend of ["sqlite", "file"] as const) {
   Deno.test(`edge autonomy with the ${backend} cache`, async (t) => {
@@ -128,12 +107,15 @@ for (const backend of ["sqlite", "file"] as const) {
         const pod = cluster.apiserver.get("v1", "Pod", "default", "nginx-1")! as Obj;
         pod.metadata.labels = { ...pod.metadata.labels, changed: "by-watch" };
         cluster.apiserver.update(pod);
-        const { reader: r } = await readLines(
-          res,
-          (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"),
-          "the MODIFIED event of nginx-1",
+        const w = new WatchStream<Ev>(res.body!);
+        assert(
+          await w.until(
+            (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"),
+            "the MODIFIED event of nginx-1",
+          ),
+          "the watch ended before the MODIFIED event",
         );
-        await r.cancel();
+        await w.cancel();
       });
 
       for (const mode of ["blackhole", "refuse"] as const) {
@@ -313,20 +295,19 @@ for (const backend of ["sqlite", "file"] as const) {
           `/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${rv}`,
         );
         assertEquals(res.status, 200);
-        const held = await readLines(
-          res,
-          (evs) => evs.some((e) => e.type === "BOOKMARK"),
-          "a BOOKMARK offline",
+        const held = new WatchStream<Ev>(res.body!);
+        assertEquals(
+          await held.until((evs) => evs.some((e) => e.type === "BOOKMARK"), "a BOOKMARK offline"),
+          true,
         );
-        assertEquals(held.ended, false);
         assertEquals(held.events.filter((e) => e.type !== "BOOKMARK"), []);
-        await held.reader.cancel();
+        await held.cancel();
 
         const init = await n.request(
           "/api/v1/namespaces/default/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
         );
-        const got = await readLines(
-          init,
+        const got = new WatchStream<Ev>(init.body!);
+        await got.until(
           (evs) => evs.some((e) => e.type === "BOOKMARK"),
           "cached items as ADDED, then the initial-events-end BOOKMARK",
         );
@@ -341,7 +322,7 @@ for (const backend of ["sqlite", "file"] as const) {
             .annotations["k8s.io/initial-events-end"],
           "true",
         );
-        await got.reader.cancel();
+        await got.cancel();
 
         const timed = await n.request(
           `/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}&timeoutSeconds=1`,

@@ -471,3 +471,42 @@ export async function commandOutput(
     clearTimeout(timer);
   }
 }
+
+/** A JSON watch stream read event by event; every wait is bounded and says what it waited for. */
+export class WatchStream<E = { type: string; object: Record<string, unknown> }> {
+  /** Every event read so far, in order. */
+  readonly events: E[] = [];
+  /** True once the server ended the stream. */
+  ended = false;
+  #buf = "";
+  readonly #reader: ReadableStreamDefaultReader<string>;
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.#reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /** Reads until `done(events)` holds (true) or the stream ends first (false); fails after `timeoutMs`. */
+  async until(done: (events: E[]) => boolean, what: string, timeoutMs = 15_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done(this.events)) {
+      if (this.ended) return false;
+      const next = await within(this.#reader.read(), what, deadline - Date.now());
+      if (next.done) {
+        this.ended = true;
+        return false;
+      }
+      this.#buf += next.value;
+      let nl;
+      while ((nl = this.#buf.indexOf("\n")) >= 0) {
+        const line = this.#buf.slice(0, nl).trim();
+        this.#buf = this.#buf.slice(nl + 1);
+        if (line) this.events.push(JSON.parse(line));
+      }
+    }
+    return true;
+  }
+
+  cancel(): Promise<void> {
+    return this.#reader.cancel().catch(() => {});
+  }
+}
