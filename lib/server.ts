@@ -16,6 +16,7 @@ import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
 import { abandonInFlight, type InFlight, retireAgent } from "./proxy/forward.ts";
 import { createRouter } from "./proxy/router.ts";
+import { statusBody } from "./proxy/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { listedKind } from "./offline/cached_lists.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
@@ -108,6 +109,12 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
         request: router.request,
         upgrade: router.upgrade,
       },
+      limits: {
+        headerTimeoutMs: config.requestHeaderTimeoutMs,
+        maxRequestBodyBytes: config.maxRequestBodyBytes,
+        maxConnections: config.maxConnections,
+      },
+      errorBody: statusBody,
     });
   } catch (e) {
     health.close();

@@ -41,6 +41,10 @@ export interface ServeConfig {
   watchEventMaxBytes: number;
   /** Whether /status and /metrics name cached identities (CNs, impersonation ids). */
   adminIdentities: "show" | "hide";
+  // HTTP layer (lib/http): request-header timeout, request-body and connection caps.
+  requestHeaderTimeoutMs: number;
+  maxRequestBodyBytes: number;
+  maxConnections: number;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -123,6 +127,25 @@ export const SERVE_FLAGS: readonly Flag[] = [
     arg: "PORT",
     help: "admin listener port for /healthz, /readyz, /metrics, /status; 0 disables",
     default: "51004",
+  },
+  // HTTP layer (lib/http): request-header timeout, request-body and connection caps.
+  {
+    name: "request-header-timeout",
+    arg: "DURATION",
+    help: "a request's head must arrive whole within this time of its first byte",
+    default: "60s",
+  },
+  {
+    name: "max-request-body-bytes",
+    arg: "N",
+    help: "larger request bodies are refused with 413, as the apiserver does",
+    default: String(3 * 1024 * 1024),
+  },
+  {
+    name: "max-connections",
+    arg: "N",
+    help: "open client connections beyond this get a 503",
+    default: "2048",
   },
   // Cache bounds, watch-event bound, admin exposure (security, issue 10).
   {
@@ -398,6 +421,11 @@ function resolveConfig(raw: Raw): ServeConfig {
       entries: int(value(raw, "cache-max-entries"), "--cache-max-entries", 1, 1e9),
     },
   };
+  const requestHeaderTimeoutMs = parseDuration(
+    value(raw, "request-header-timeout")!,
+    "--request-header-timeout",
+  );
+  if (requestHeaderTimeoutMs < 100) throw new ConfigError("--request-header-timeout: at least 100ms");
 
   return {
     cacheBounds,
@@ -423,6 +451,9 @@ function resolveConfig(raw: Raw): ServeConfig {
     logFormat,
     adminAddress,
     adminPort: int(value(raw, "admin-port"), "--admin-port", 0, 65535),
+    requestHeaderTimeoutMs,
+    maxRequestBodyBytes: int(value(raw, "max-request-body-bytes"), "--max-request-body-bytes", 1024, 2 ** 40),
+    maxConnections: int(value(raw, "max-connections"), "--max-connections", 1, 1_000_000),
     notices,
   };
 }

@@ -1,13 +1,19 @@
 /**
- * The local HTTPS listener. Client certificates are requested but optional, and verified against
- * the cluster CA; what a connection's certificate proves is read once per TLS connection.
+ * The local HTTPS listener: `node:tls` with our own HTTP/1.1 layer (lib/http) above it (Deno's
+ * `node:https` server stalls keep-alive connections; see DESIGN.md). Client certificates are
+ * requested but optional, and verified against the cluster CA; what a connection's certificate
+ * proves is read once per TLS connection. Connections beyond `maxConnections` are refused with a
+ * 503 and closed.
  */
-import https from "node:https";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Duplex } from "node:stream";
+import tls from "node:tls";
 import type { TLSSocket } from "node:tls";
+import type { Duplex } from "node:stream";
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log.ts";
+import { type ConnectionOptions, serveConnection } from "../http/server_connection.ts";
+import type { ServerRequest } from "../http/request.ts";
+import type { ServerResponse } from "../http/response.ts";
+import { statusText } from "../http/status_text.ts";
 import { clientCertFailure } from "../certs/client_cert_check.ts";
 
 /** What the TLS layer proved about a connection's peer. */
@@ -29,9 +35,28 @@ export interface ServingContext {
 }
 
 export interface ListenerHandlers {
-  request(req: IncomingMessage, res: ServerResponse, peer: Peer): void;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer): void;
+  request(req: ServerRequest, res: ServerResponse, peer: Peer): void;
+  upgrade(req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer): void;
 }
+
+/** The HTTP layer's bounds (flags of `serve`). */
+export interface HttpLimits {
+  /** A request head must arrive whole within this time of its first byte. */
+  headerTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this time. */
+  idleTimeoutMs: number;
+  /** Request bodies above this get a 413. */
+  maxRequestBodyBytes: number;
+  /** Open connections beyond this are refused with a 503. */
+  maxConnections: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  headerTimeoutMs: 60_000,
+  idleTimeoutMs: 120_000,
+  maxRequestBodyBytes: 3 * 1024 * 1024,
+  maxConnections: 2048,
+};
 
 export interface Listener {
   /** Bound addresses as host:port. */
@@ -42,7 +67,6 @@ export interface Listener {
 }
 
 const ANONYMOUS_PEER: Peer = { presented: false, verified: false, cn: "", groups: [], serial: "" };
-const peers = new WeakMap<object, Peer>();
 
 function asArray(v: string | string[] | undefined): string[] {
   if (v === undefined) return [];
@@ -63,17 +87,17 @@ function readPeer(socket: TLSSocket): Peer {
   };
 }
 
-/** The peer of the connection a request arrived on (computed once, at the handshake). */
-export function peerOf(socket: object): Peer {
-  let p = peers.get(socket);
-  if (!p) {
-    p = readPeer(socket as TLSSocket);
-    peers.set(socket, p);
-  }
-  return p;
+/** The one place an unverified client certificate is reported. */
+function reportUnverified(peer: Peer, socket: TLSSocket, caPem: string): void {
+  log.warn("client certificate did not verify: treating the connection as anonymous", {
+    cn: peer.cn,
+    // security (issue 10): the real reason, not the TLS layer's one code for every failure.
+    reason: clientCertFailure(socket.getPeerCertificate().raw, caPem) ?? peer.error,
+    remote: socket.remoteAddress,
+  });
 }
 
-function listenOn(server: https.Server, address: string, port: number): Promise<number> {
+function listenOn(server: tls.Server, address: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off("listening", onListening);
@@ -96,50 +120,95 @@ function listenOn(server: https.Server, address: string, port: number): Promise<
   });
 }
 
+/** Refusals at the connection cap are logged at most this often. */
+const REFUSAL_LOG_MS = 10_000;
+
 export async function startListener(
-  opts: { addresses: string[]; port: number; serving: ServingContext; handlers: ListenerHandlers },
+  opts: {
+    addresses: string[];
+    port: number;
+    serving: ServingContext;
+    handlers: ListenerHandlers;
+    limits?: Partial<HttpLimits>;
+    /** The body of the listener's own error answers (e.g. a Kubernetes Status). */
+    errorBody: ConnectionOptions["errorBody"];
+  },
 ): Promise<Listener> {
-  const servers: https.Server[] = [];
-  const sockets = new Set<Duplex>();
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...opts.limits };
+  const servers: tls.Server[] = [];
+  const sockets = new Set<TLSSocket>();
   const bound: string[] = [];
   let port = opts.port;
+  let refused = 0;
+  let lastRefusalLog = -Infinity;
   const tlsOptions = () => ({
     cert: opts.serving.certPem,
     key: opts.serving.keyPem,
     ca: opts.serving.caPem,
   });
+
+  const refuse = (socket: TLSSocket) => {
+    refused++;
+    const now = performance.now();
+    if (now - lastRefusalLog >= REFUSAL_LOG_MS) {
+      log.warn("connection refused: too many open connections", {
+        open: sockets.size,
+        max: limits.maxConnections,
+        refused,
+      });
+      lastRefusalLog = now;
+      refused = 0;
+    }
+    const { contentType, body } = opts.errorBody(
+      503,
+      `lite-apiserver: too many open connections (--max-connections ${limits.maxConnections})`,
+    );
+    const bytes = new TextEncoder().encode(body);
+    socket.on("error", () => {});
+    // Read and drop what the client sends, so closing does not reset the connection before it
+    // has read the answer.
+    socket.resume();
+    socket.end(
+      `HTTP/1.1 503 ${
+        statusText(503)
+      }\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n` +
+        `Retry-After: 1\r\nConnection: close\r\n\r\n${body}`,
+    );
+    setTimeout(() => socket.destroy(), 5000);
+  };
+
+  const connection = (socket: TLSSocket) => {
+    if (sockets.size >= limits.maxConnections) return refuse(socket);
+    socket.setNoDelay(true);
+    const peer = readPeer(socket);
+    if (peer.presented && !peer.verified) reportUnverified(peer, socket, opts.serving.caPem);
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    serveConnection(socket, {
+      headerTimeoutMs: limits.headerTimeoutMs,
+      idleTimeoutMs: limits.idleTimeoutMs,
+      maxRequestBodyBytes: limits.maxRequestBodyBytes,
+      errorBody: opts.errorBody,
+      onRequest: (req, res) => opts.handlers.request(req, res, peer),
+      onUpgrade: (req, sock, head) => opts.handlers.upgrade(req, sock, head, peer),
+      onError: (message, status) => {
+        if (status >= 500) log.error("request failed", { error: message });
+        else log.debug("bad request", { status, error: message, remote: socket.remoteAddress });
+      },
+    });
+  };
+
   try {
     for (const address of opts.addresses) {
-      const server = https.createServer({
+      const server = tls.createServer({
         ...tlsOptions(),
         requestCert: true,
         rejectUnauthorized: false,
         // kubectl and client-go speak HTTP/1.1 fine; node:http2 is unstable under load here.
         ALPNProtocols: ["http/1.1"],
-        keepAliveTimeout: 120_000,
-        headersTimeout: 60_000,
-        requestTimeout: 0,
+        handshakeTimeout: limits.headerTimeoutMs,
       });
-      server.on("secureConnection", (socket: TLSSocket) => {
-        socket.setNoDelay(true);
-        const peer = readPeer(socket);
-        peers.set(socket, peer);
-        if (peer.presented && !peer.verified) {
-          log.warn("client certificate did not verify: treating the connection as anonymous", {
-            cn: peer.cn,
-            // security (issue 10): the real reason, not the TLS layer's one code for every failure.
-            reason: clientCertFailure(socket.getPeerCertificate().raw, opts.serving.caPem) ?? peer.error,
-            remote: socket.remoteAddress,
-          });
-        }
-        sockets.add(socket);
-        socket.once("close", () => sockets.delete(socket));
-      });
-      server.on("request", (req, res) => opts.handlers.request(req, res, peerOf(req.socket)));
-      server.on(
-        "upgrade",
-        (req, socket, head) => opts.handlers.upgrade(req, socket, head, peerOf(req.socket)),
-      );
+      server.on("secureConnection", connection);
       server.on("tlsClientError", (err: Error) => log.debug("TLS handshake failed", { reason: err.message }));
       port = await listenOn(server, address, port);
       servers.push(server);

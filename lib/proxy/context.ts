@@ -1,5 +1,6 @@
 /** Everything known about one client request as it moves through the proxy. */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerRequest } from "../http/request.ts";
+import type { ServerResponse } from "../http/response.ts";
 import type { Identity } from "../identity/identity.ts";
 import type { Peer } from "../listener/https_listener.ts";
 import type { RequestInfo } from "../request/request_info.ts";
@@ -7,7 +8,7 @@ import type { Representation } from "../request/representation.ts";
 import type { CachePlan } from "../cache/response_tap.ts";
 
 export interface RequestContext {
-  req: IncomingMessage;
+  req: ServerRequest;
   res: ServerResponse;
   peer: Peer;
   identity: Identity;

@@ -3,7 +3,8 @@
  * the cache keeps of it (plan), then online to the upstream or offline to the cache. Also
  * counts and logs each answer.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerRequest } from "../http/request.ts";
+import type { ServerResponse } from "../http/response.ts";
 import type { Duplex } from "node:stream";
 import type { ServeConfig } from "../config/serve_config.ts";
 import { log, logEnabled } from "../log.ts";
@@ -37,8 +38,8 @@ export interface RouterDeps {
 }
 
 export interface Router {
-  request(req: IncomingMessage, res: ServerResponse, peer: Peer): void;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer): void;
+  request(req: ServerRequest, res: ServerResponse, peer: Peer): void;
+  upgrade(req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer): void;
   /** Re-attaches a held watch to the cloud (HeldWatches.cloudBack). */
   resumeWatch: ResumeWatch;
 }
@@ -111,7 +112,7 @@ export function createRouter(deps: RouterDeps): Router {
     sendStatus(ctx.res, 500, `lite-apiserver: internal error: ${(err as Error).message}`);
   };
 
-  const handleRequest = async (req: IncomingMessage, res: ServerResponse, peer: Peer) => {
+  const handleRequest = async (req: ServerRequest, res: ServerResponse, peer: Peer) => {
     const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
     const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
     const rep = representationOf(req.headers.accept);
@@ -142,7 +143,7 @@ export function createRouter(deps: RouterDeps): Router {
     }
   };
 
-  const handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Uint8Array, peer: Peer) => {
+  const handleUpgrade = (req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer) => {
     const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
     tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
   };

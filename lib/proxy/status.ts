@@ -1,5 +1,5 @@
 /** metav1.Status answers, worded the way the apiserver words them. */
-import type { ServerResponse } from "node:http";
+import type { ServerResponse } from "../http/response.ts";
 
 const REASONS: Record<number, string> = {
   400: "BadRequest",
@@ -7,8 +7,10 @@ const REASONS: Record<number, string> = {
   403: "Forbidden",
   404: "NotFound",
   406: "NotAcceptable",
+  408: "Timeout",
   409: "AlreadyExists",
   410: "Expired",
+  413: "RequestEntityTooLarge",
   429: "TooManyRequests",
   500: "InternalError",
   503: "ServiceUnavailable",
@@ -31,6 +33,12 @@ export function statusObject(
     ...(details ? { details } : {}),
     code,
   };
+}
+
+/** A Status body for the listener's own answers (protocol errors, limits, timeouts, refusals). */
+export function statusBody(code: number, message: string): { contentType: string; body: string } {
+  const reason = REASONS[code] ?? (code < 500 ? "BadRequest" : "InternalError");
+  return { contentType: "application/json", body: JSON.stringify(statusObject(code, message, reason)) };
 }
 
 export function sendStatus(

@@ -4,6 +4,7 @@
  */
 import https from "node:https";
 import type { IncomingMessage } from "node:http";
+import type { ServerRequest } from "../http/request.ts";
 import type { Duplex } from "node:stream";
 import type { Identity } from "../identity/identity.ts";
 import type { UpstreamAgents } from "../upstream/agents.ts";
@@ -29,7 +30,7 @@ function refuse(socket: Duplex, code: number, message: string) {
 }
 
 export function tunnelUpgrade(
-  req: IncomingMessage,
+  req: ServerRequest,
   socket: Duplex,
   head: Uint8Array,
   identity: Identity,

@@ -6,7 +6,8 @@
  * answer ends the client's stream (it then relists, from the cloud).
  */
 import { Writable } from "node:stream";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerRequest } from "../http/request.ts";
+import type { ServerResponse } from "../http/response.ts";
 import type { RequestContext } from "./context.ts";
 
 /** Query parameters a resumed watch must not repeat: the client already has its initial state. */
@@ -71,7 +72,7 @@ export function resumeContext(ctx: RequestContext, fromRv: string): RequestConte
     method: "GET",
     url: resumedUrl(ctx.req.url ?? "/", fromRv, ctx.startedAt),
     headers: ctx.req.headers,
-  } as unknown as IncomingMessage;
+  } as unknown as ServerRequest;
   const res = new ContinuedResponse(ctx.res) as unknown as ServerResponse;
   return { ...ctx, req, res, resumes: ctx.resumes ?? ctx };
 }

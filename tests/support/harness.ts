@@ -4,7 +4,7 @@
  * Everything waits on conditions (log lines, ports, events), never on fixed sleeps.
  */
 import { type CertPair, createPki, type Pki } from "./pki.ts";
-import { type FakeApiServer, startFakeApiServer } from "./apiserver/mod.ts";
+import { type FakeApiServer, startFakeApiServer, type WireMode, type WireModeName } from "./apiserver/mod.ts";
 
 export const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 /** Where kubectl.1.27 ... kubectl.1.33 live (KUBECTL_DIR overrides, e.g. in GitHub Actions). */
@@ -33,6 +33,8 @@ export async function startCluster(
     tokens?: Record<string, { user: string; groups?: string[] }>;
     /** Node lifecycle time scale: ms per tolerationSecond (default 1000). */
     tolerationSecondMs?: number;
+    /** Serve through the wire relay in this wire mode (apiserver/wire_modes.ts); default: plain TLS. */
+    wire?: WireMode | WireModeName;
   } = {},
 ): Promise<Cluster> {
   const pki = await createPki();
@@ -44,6 +46,7 @@ export async function startCluster(
     keyFile: apiserverPair.key,
     tokens: { ...TOKENS, ...opts.tokens },
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
+    wire: opts.wire,
     tolerationSecondMs: opts.tolerationSecondMs,
   });
   const serving = await pki.server("lite-apiserver");

@@ -2,9 +2,11 @@
  * A faithful simulated kube-apiserver for tests, the demo and benchmarks: TLS with client-cert and
  * token authentication, an RBAC-like authorizer, legacy discovery, CRUD with one global
  * resourceVersion, selectors, paging, server-side Tables, watches with bookmarks, a tiny
- * deployment controller, and a fault relay (blackhole / refuse) in front of it.
+ * deployment controller, and a fault relay (blackhole / refuse) in front of it; with the `wire`
+ * option, a wire relay behind that cuts answers the way real servers and networks do.
  */
 import type { IncomingMessage } from "node:http";
+import * as http from "node:http";
 import * as https from "node:https";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
@@ -17,9 +19,12 @@ import { type FaultMode, FaultRelay } from "./relay.ts";
 import { findByKind } from "./resources.ts";
 import { seed as seedStore } from "./seed.ts";
 import { type Obj, ObjectStore } from "./store.ts";
+import type { WireMode, WireModeName } from "./wire_modes.ts";
+import { WireRelay } from "./wire_relay.ts";
 
 export type { RequestRecord } from "./handler.ts";
 export type { FaultMode } from "./relay.ts";
+export { WIRE_MODES, type WireMode, type WireModeName } from "./wire_modes.ts";
 export type { Eviction } from "./node_lifecycle.ts";
 
 /** Options for {@link startFakeApiServer}. */
@@ -38,6 +43,11 @@ export interface FakeApiServerOptions {
   seed?: boolean;
   /** Interval of BOOKMARK events on watches with allowWatchBookmarks=true (default 1000 ms). */
   bookmarkIntervalMs?: number;
+  /**
+   * Serve through the wire relay (TLS terminated there, answers re-cut in this wire mode; see
+   * wire_modes.ts) instead of straight from the TLS server. Switch modes later with `setWire`.
+   */
+  wire?: WireMode | WireModeName;
   /** How long one tolerationSecond lasts for the node lifecycle simulation (default 1000 ms). */
   tolerationSecondMs?: number;
 }
@@ -64,6 +74,8 @@ export interface FakeApiServer {
   /** Forgets history: older resourceVersions now give 410 Gone on watch and continue. */
   compact(): void;
   setFault(mode: FaultMode): Promise<void>;
+  /** Changes the wire mode of answers from now on (needs the `wire` option at start). */
+  setWire(mode: WireMode | WireModeName): void;
   /** Answers requests whose path matches `pattern` only after `ms` (undefined: no delay). */
   setDelay(pattern: RegExp | undefined, ms?: number): void;
   /** Node lifecycle: the node stops reporting (Ready Unknown, unreachable NoExecute taint). */
@@ -96,6 +108,8 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   const watches = new Set<() => void>();
   const conns = new WeakMap<object, ConnCert>();
   const sockets = new Set<Socket>();
+  /** Client certificates of the wire relay's upstream connections, by their local port. */
+  const relayConns = new Map<number, ConnCert>();
   let publicPort = 0;
 
   const notify = (r: RequestRecord) => {
@@ -110,6 +124,7 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     serverAddress: () => `127.0.0.1:${publicPort}`,
     connCert: (req: IncomingMessage) => {
       const s = req.socket as TLSSocket;
+      if (!s.encrypted) return relayConns.get(s.remotePort ?? 0) ?? { state: "none" };
       let c = conns.get(s);
       if (!c) conns.set(s, c = readConnCert(s));
       return c;
@@ -136,9 +151,9 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   server.on("secureConnection", (s: TLSSocket) => conns.set(s, readConnCert(s)));
   // exec / attach / portforward: a 101 upgrade, then the stream echoes every byte back, so a
   // proxy's tunnel can be checked byte for byte (no SPDY framing is simulated).
-  server.on("upgrade", (req: IncomingMessage, socket: Socket) => {
+  const onUpgrade = (req: IncomingMessage, socket: Socket) => {
     const tls = socket as unknown as TLSSocket;
-    let conn = conns.get(tls);
+    let conn = tls.encrypted ? conns.get(tls) : relayConns.get(socket.remotePort ?? 0) ?? { state: "none" };
     if (!conn) conns.set(tls, conn = readConnCert(tls));
     const id = authenticate(conn, req.headers, opts.tokens ?? {});
     const url = new URL(req.url ?? "/", "https://x");
@@ -171,18 +186,42 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
         }\r\n\r\n`,
     );
     socket.pipe(socket);
-  });
+  };
+  server.on("upgrade", onUpgrade);
   server.on("tlsClientError", () => {});
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => resolve());
   });
   const directPort = (server.address() as AddressInfo).port;
-  const relay = new FaultRelay(directPort);
+  // With a wire mode: fault relay → wire relay (TLS, re-cut answers) → internal plain HTTP listener.
+  let wire: { relay: WireRelay; plain: http.Server } | undefined;
+  if (opts.wire !== undefined) {
+    const plain = http.createServer(handler);
+    plain.on("upgrade", onUpgrade);
+    plain.on("connection", (s: Socket) => {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", () => resolve()));
+    const wireRelay = new WireRelay({
+      ca: await Deno.readTextFile(opts.caCert),
+      cert: await Deno.readTextFile(opts.certFile),
+      key: await Deno.readTextFile(opts.keyFile),
+      targetPort: (plain.address() as AddressInfo).port,
+      register: (port, conn) => relayConns.set(port, conn),
+      unregister: (port) => relayConns.delete(port),
+      mode: opts.wire,
+    });
+    await wireRelay.start();
+    wire = { relay: wireRelay, plain };
+  }
+  const relay = new FaultRelay(wire ? wire.relay.port : directPort);
   try {
     await relay.start(opts.port ?? 0);
   } catch (e) {
     stopController();
+    await wire?.relay.close();
     await new Promise((r) => server.close(r));
     throw e;
   }
@@ -218,6 +257,10 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     get: (apiVersion, kind, namespace, name) => store.get(defOf(apiVersion, kind), namespace, name),
     compact: () => store.compact(),
     setFault: (mode) => relay.setMode(mode),
+    setWire: (mode) => {
+      if (!wire) throw new Error("fake apiserver: started without the `wire` option");
+      wire.relay.setMode(mode);
+    },
     setDelay: (pattern, ms = 0) => {
       delay = pattern ? { pattern, ms } : undefined;
     },
@@ -228,9 +271,12 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
       stopController();
       for (const cancel of [...watches]) cancel();
       await relay.close();
-      const closed = new Promise<void>((r) => server.close(() => r()));
+      await wire?.relay.close();
+      const closed = [server, ...(wire ? [wire.plain] : [])].map((srv) =>
+        new Promise<void>((r) => srv.close(() => r()))
+      );
       for (const s of sockets) s.destroy();
-      await closed;
+      await Promise.all(closed);
     },
   };
 }

@@ -49,8 +49,7 @@ export function parseResourcePath(
   const def = findResource(group, version, resource);
   if (!def) return "unknown";
   if (def.resource === "namespaces") namespace = name;
-  const watchParam = params.get("watch");
-  const watch = legacyWatch || watchParam === "1" || watchParam === "true";
+  const watch = legacyWatch || queryBool(params, "watch");
   let verb: string;
   switch (method) {
     case "GET":
@@ -73,4 +72,14 @@ export function parseResourcePath(
       verb = method.toLowerCase();
   }
   return { def, namespace, name, subresource, verb, legacyWatch };
+}
+
+/**
+ * A boolean query parameter as the apiserver decodes it (apimachinery's
+ * Convert_Slice_string_To_bool): absent, "0" or "false" (any case) is false, anything else true,
+ * so python3-kubernetes' `watch=True` is a watch.
+ */
+export function queryBool(params: URLSearchParams, name: string): boolean {
+  const v = params.get(name);
+  return v !== null && v !== "0" && v.toLowerCase() !== "false";
 }

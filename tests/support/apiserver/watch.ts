@@ -3,6 +3,7 @@
  * resourceVersion replay, 410 Gone as an ERROR event, bookmarks, sendInitialEvents and timeouts.
  */
 import type { ServerResponse } from "node:http";
+import { queryBool } from "./request.ts";
 import { groupVersion, type ResourceDef } from "./resources.ts";
 import type { Matcher } from "./selectors.ts";
 import { ApiError, invalid } from "./status.ts";
@@ -22,7 +23,7 @@ export interface WatchSpec {
 
 /** Checks watch parameters that the real server rejects with 422. */
 export function validateWatch(params: URLSearchParams): void {
-  if (params.get("sendInitialEvents") === "true") {
+  if (queryBool(params, "sendInitialEvents")) {
     if (params.get("resourceVersionMatch") !== "NotOlderThan") {
       throw invalid(
         "",
@@ -32,7 +33,7 @@ export function validateWatch(params: URLSearchParams): void {
         "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
       );
     }
-    if (params.get("allowWatchBookmarks") !== "true") {
+    if (!queryBool(params, "allowWatchBookmarks")) {
       throw invalid(
         "",
         "",
@@ -110,7 +111,7 @@ export function serveWatch(
   res.on("close", cancel);
 
   const rv = params.get("resourceVersion") ?? "";
-  const initial = params.get("sendInitialEvents") === "true";
+  const initial = queryBool(params, "sendInitialEvents");
   if (initial || rv === "" || rv === "0") {
     for (const o of store.list(def, spec.namespace || undefined)) if (inScope(o)) sendObj("ADDED", o);
     if (initial) bookmark({ "k8s.io/initial-events-end": "true" });
@@ -126,7 +127,7 @@ export function serveWatch(
   }
   unsubscribe = store.subscribe(deliver);
 
-  if (params.get("allowWatchBookmarks") === "true") {
+  if (queryBool(params, "allowWatchBookmarks")) {
     timers.push(setInterval(() => bookmark(), spec.bookmarkIntervalMs));
   }
   const timeout = Number(params.get("timeoutSeconds") ?? "");
