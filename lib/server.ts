@@ -22,6 +22,7 @@ import { listedKind } from "./offline/cached_lists.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
 import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
+import { inClusterSupport } from "./in_cluster.ts";
 
 export interface RunningServer {
   config: ServeConfig;
@@ -86,7 +87,20 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const inflight = new Set<InFlight>();
   let servingNow = serving;
 
-  const router = createRouter({ agents, health, cache, watches, metrics, inflight, config });
+  // In-cluster clients: kube-proxy is shown this node's lite-apiserver as the kubernetes Service.
+  const inCluster = inClusterSupport(config, { pairs, caPem: upstreamCa });
+  const kubernetesService = inCluster.rewrite;
+
+  const router = createRouter({
+    agents,
+    health,
+    cache,
+    watches,
+    metrics,
+    inflight,
+    config,
+    kubernetesService,
+  });
 
   health.onChange((online) => {
     metrics.transitions.inc({ state: online ? "online" : "offline" });
@@ -123,6 +137,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     throw e;
   }
 
+  inCluster.listening(listener.port, serving.certPem);
+
   // Certificates: follow rotations without a restart.
   let pairWatcher: ClientPairWatcher | undefined;
   if (config.tlsConfigFile) {
@@ -151,6 +167,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     // Client pairs are re-checked against a new CA.
     if (caChanged) pairWatcher?.reloadNow();
     log.info("serving certificate reloaded", { caChanged });
+    inCluster.servingChanged(m.certPem);
   });
   await servingWatcher.start(serving);
 

@@ -7,6 +7,7 @@
  */
 import { isCovered } from "../lib/autonomy/tolerations.ts";
 import { eventually, kubectl, runLite, startCluster, startLite, writeKubeconfig } from "./support/harness.ts";
+import { grantPodServiceAccount, POD_SERVICE_ACCOUNT, podRequest } from "./support/pod_client.ts";
 
 const KUBECTL = "1.33";
 const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
@@ -21,6 +22,22 @@ async function show(kc: string, args: string[], expectOk = true): Promise<string
   if (expectOk && r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed`);
   if (!expectOk && r.code === 0) throw new Error(`kubectl ${args.join(" ")} should have failed`);
   return r.stdout;
+}
+
+/** In-cluster clients: a pod's read with its ServiceAccount token, as `kubernetes.default.svc`. */
+async function podRead(port: number, caFile: string, expectSource: string): Promise<void> {
+  const path = "/api/v1/nodes";
+  console.log(
+    `   $ curl --cacert ca.crt -H "Authorization: Bearer <flannel's token>" https://kubernetes.default.svc${path}`,
+  );
+  const r = await podRequest({ nodeIp: "127.0.0.1", port, caFile, token: POD_SERVICE_ACCOUNT.token }, path);
+  if (r.status !== 200 || r.source !== expectSource) {
+    throw new Error(`pod read: HTTP ${r.status} from ${r.source} (${r.stderr || r.body.slice(0, 200)})`);
+  }
+  const names = (JSON.parse(r.body).items as Array<{ metadata: { name: string } }>).map((i) =>
+    i.metadata.name
+  );
+  note(`HTTP 200 from the ${r.source}, as the pod's own identity: ${names.join(", ")}`);
 }
 
 function ms(from: number): string {
@@ -60,6 +77,10 @@ try {
   await show(node, ["get", "node", "edge-1"]);
   const rec = cluster.apiserver.requests.findLast((r) => r.path === "/api/v1/namespaces/default/pods")!;
   note(`the cloud saw user "${rec.user}" (authenticated by ${rec.authn}), not a proxy identity`);
+  // In-cluster clients: a pod (flannel) reaches the API through the node's lite-apiserver.
+  note("a pod with in-cluster config (kube-proxy sends kubernetes.default.svc to this node):");
+  grantPodServiceAccount(cluster.apiserver);
+  await podRead(lite.port, cluster.pki.caCert, "upstream");
 
   step(3, "Opt edge-1 into edge autonomy: label it, run `lite-apiserver autonomy` in the cloud");
   await show(cloud, ["label", "node", "edge-1", "lite-apiserver.io/autonomy=true"]);
@@ -117,6 +138,9 @@ try {
   await eventually(async () => (await kubectl(KUBECTL, node, ["get", "pods"])).code === 0, "a cached answer");
   note(`restarted and serving the cache ${ms(t0)} after launch (kubectl's own start-up included)`);
   await show(node, ["get", "pods", "-o", "wide"]);
+  // In-cluster clients: the pod still reads, from its own cached answers.
+  note("the pod, offline, after the reboot:");
+  await podRead(lite.port, cluster.pki.caCert, "cache");
 
   step(6, "The cut lasts longer than the toleration time (300 s, 3 s here): the cloud's view");
   t0 = performance.now();

@@ -79,13 +79,23 @@ users:
     await redirect(proxyConf);
     assertMatch(await redirect(kubeletConf), /nothing to change|unchanged|already/i);
 
-    lite = await startLite(cluster, { extra: ["--port", String(port), "--tls-config-file", tlsConfig] });
+    // The node address kube-proxy is shown as the kubernetes Service's endpoint (README "In-cluster clients").
+    const nodeAddress = ["--kubernetes-service-endpoint", "127.0.0.2"];
+    lite = await startLite(cluster, {
+      extra: ["--port", String(port), "--tls-config-file", tlsConfig, ...nodeAddress],
+    });
     for (const [conf, user] of [[kubeletConf, "system:node:edge-1"], [proxyConf, "system:kube-proxy"]]) {
       const r = await kubectl("1.30", conf, ["get", "services", "-A", "-o", "name"]);
       assertEquals(r.code, 0, r.stderr);
       assertMatch(r.stdout, /service\/kubernetes/);
       const rec = cluster.apiserver.requests.findLast((x) => x.path === "/api/v1/services")!;
       assertEquals([rec.user, rec.authn], [user, "cert"]);
+    }
+    // The redirected kube-proxy is recognised: it is shown this node; kubelet sees the cloud's endpoints.
+    for (const [conf, endpoints] of [[proxyConf, `127.0.0.2:${port}`], [kubeletConf, "192.168.50.1:6443"]]) {
+      const r = await kubectl("1.30", conf, ["get", "endpoints", "kubernetes", "-n", "default"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertMatch(r.stdout, new RegExp(`kubernetes\\s+${endpoints.replace(/[.]/g, "\\.")}\\s`));
     }
 
     for (const [file, original] of [[kubeletConf, kubeletText], [proxyConf, proxyText]]) {

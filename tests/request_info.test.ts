@@ -103,6 +103,11 @@ const cases: Array<[method: string, url: string, want: Expect]> = [
   ["GET", "/api/v1/namespaces/default/pods?watch=true&resourceVersion=10", { verb: "watch" }],
   ["GET", "/api/v1/namespaces/default/pods?watch=false", { verb: "list" }],
   ["GET", "/api/v1/namespaces/default/pods?watch=0", { verb: "list" }],
+  // The apiserver's boolean parameters: anything but "0"/"false" is true (python sends "True").
+  ["GET", "/api/v1/namespaces/default/pods?watch=True", { verb: "watch" }],
+  ["GET", "/api/v1/namespaces/default/pods?watch=yes", { verb: "watch" }],
+  ["GET", "/api/v1/namespaces/default/pods?watch=", { verb: "watch" }],
+  ["GET", "/api/v1/namespaces/default/pods?watch=FALSE", { verb: "list" }],
   ["GET", "/api/v1/watch/namespaces/default/pods", { verb: "watch", resource: "pods", namespace: "default" }],
   ["GET", "/api/v1/watch/namespaces/default/pods/web-0", { verb: "watch", name: "web-0" }],
   ["GET", "/api/v1/watch/pods", { verb: "watch", resource: "pods", namespace: "" }],

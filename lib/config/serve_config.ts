@@ -2,12 +2,13 @@
  * The `serve` command's configuration: flags, an optional YAML/JSON config file (same keys),
  * defaults, and validation. Flags override the file. Every problem is a one-line ConfigError.
  */
-import { isIP } from "node:net";
 import YAML from "yaml";
 import { ConfigError } from "./errors.ts";
 import { defaultOf, type Flag, helpText, parseFlags } from "./flags.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
+import { type KubernetesServiceConfig, resolveKubernetesService } from "./kubernetes_service_config.ts";
+import { isListenAddress, isLoopback } from "./addresses.ts";
 import { type CacheBounds, DEFAULT_BOUNDS } from "../cache/cache_budget.ts";
 
 export interface ServeConfig {
@@ -34,6 +35,8 @@ export interface ServeConfig {
   adminAddress: string;
   /** 0 disables the admin listener. */
   adminPort: number;
+  /** In-cluster clients: kube-proxy's view of the `kubernetes` Service, the SAN check. */
+  kubernetesService: KubernetesServiceConfig;
   // --- security (issue 10): cache bounds, watch-event bound, admin exposure ---
   /** Cache bounds per identity and overall; an identity over them loses its own LRU entries. */
   cacheBounds: CacheBounds;
@@ -147,6 +150,35 @@ export const SERVE_FLAGS: readonly Flag[] = [
     help: "open client connections beyond this get a 503",
     default: "2048",
   },
+  // In-cluster clients (README "In-cluster clients"); their defaults depend on --address, see
+  // lib/config/kubernetes_service_config.ts.
+  {
+    name: "kubernetes-service-rewrite",
+    arg: "MODE",
+    help:
+      "show kube-proxy this node's lite-apiserver as the kubernetes Service's endpoint: auto, on or off " +
+      "(default auto: on when a non-loopback --address or --kubernetes-service-endpoint is given)",
+  },
+  {
+    name: "kubernetes-service-endpoint",
+    arg: "IP[:PORT]",
+    help:
+      "the node address (and port, default --port) kube-proxy is given (default: the first non-loopback --address)",
+  },
+  {
+    name: "kube-proxy-identity",
+    arg: "NAME",
+    help:
+      "user name (client certificate CN) of the node's kube-proxy; repeatable (default system:kube-proxy)",
+    repeatable: true,
+  },
+  {
+    name: "kubernetes-service-ip",
+    arg: "IP",
+    help:
+      "the kubernetes Service's ClusterIP for the serving-certificate check (default: read from the cluster)",
+  },
+  { name: "cluster-domain", arg: "DOMAIN", help: "the cluster's DNS domain (default cluster.local)" },
   // Cache bounds, watch-event bound, admin exposure (security, issue 10).
   {
     name: "cache-max-bytes",
@@ -308,17 +340,6 @@ export function normaliseUpstream(value: string, defaultPort: number): string {
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}`;
 }
 
-/** Loopback addresses: reachable from this node only. */
-export function isLoopback(a: string): boolean {
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a) || /^(::1|0*:(0*:)*0*1|::ffff:127\.[\d.]+)$/i.test(a) ||
-    a === "localhost";
-}
-
-/** An address to listen on: an IPv4 or IPv6 literal, or localhost. */
-function validIp(a: string): boolean {
-  return isIP(a) !== 0 || a === "localhost";
-}
-
 /** Parses `serve` arguments (without the subcommand). Returns null when --help was printed. */
 export function parseServeArgs(argv: string[]): ServeConfig | null {
   const parsed = parseFlags("serve", SERVE_FLAGS, argv);
@@ -346,7 +367,9 @@ function resolveConfig(raw: Raw): ServeConfig {
   const tlsConfigFile = readableFile(one(raw, "tls-config-file"), "--tls-config-file", false);
 
   const addresses = many(raw, "address");
-  for (const a of addresses) if (!validIp(a)) throw new ConfigError(`--address: "${a}" is not an IP address`);
+  for (const a of addresses) {
+    if (!isListenAddress(a)) throw new ConfigError(`--address: "${a}" is not an IP address`);
+  }
 
   let backend = one(raw, "cache-backend");
   const cacheType = one(raw, "cache-type");
@@ -392,10 +415,17 @@ function resolveConfig(raw: Raw): ServeConfig {
     throw new ConfigError(`--log-format: "${logFormat}" is not a format (use text or json)`);
   }
   const adminAddress = value(raw, "admin-address")!;
-  if (!validIp(adminAddress)) {
+  if (!isListenAddress(adminAddress)) {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
+  const kubernetesService = resolveKubernetesService({
+    mode: one(raw, "kubernetes-service-rewrite"),
+    endpoint: one(raw, "kubernetes-service-endpoint"),
+    proxyIdentities: many(raw, "kube-proxy-identity"),
+    clusterIp: one(raw, "kubernetes-service-ip"),
+    clusterDomain: one(raw, "cluster-domain"),
+  }, addresses);
   const adminIdentities = one(raw, "admin-identities");
   if (adminIdentities !== undefined && adminIdentities !== "show" && adminIdentities !== "hide") {
     throw new ConfigError(`--admin-identities: "${adminIdentities}" is not show or hide`);
@@ -432,6 +462,7 @@ function resolveConfig(raw: Raw): ServeConfig {
     watchEventMaxBytes: int(value(raw, "watch-event-max-bytes"), "--watch-event-max-bytes", 1024, 2 ** 31),
     adminIdentities: (adminIdentities ?? "show") as "show" | "hide",
     upstreams,
+    kubernetesService,
     caFile,
     apiserverCaFile,
     tlsCertFile,

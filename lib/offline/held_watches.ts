@@ -16,6 +16,7 @@ import type { FoundList } from "./cached_lists.ts";
 import { itemKind, parseJson } from "../cache/list_codec.ts";
 import { statusObject } from "../proxy/status.ts";
 import { log } from "../log.ts";
+import { queryFlag } from "../request/request_info.ts";
 
 /** kind and apiVersion of the objects a watch is about, from what the cache holds. */
 export type KindOf = (ctx: RequestContext) => Promise<{ kind: string; apiVersion: string } | undefined>;
@@ -63,7 +64,7 @@ export class HeldWatches {
     const json = ctx.rep === "json";
     const listRv = list.meta.resourceVersion;
     const asked = q.get("resourceVersion") ?? "";
-    const initialEvents = q.get("sendInitialEvents") === "true";
+    const initialEvents = queryFlag(q, "sendInitialEvents");
 
     ctx.source = "cache";
     res.writeHead(200, {
@@ -72,7 +73,10 @@ export class HeldWatches {
       "x-lite-apiserver-source": "cache",
     });
     res.flushHeaders();
-    const send = (type: string, object: unknown) => res.write(JSON.stringify({ type, object }) + "\n");
+    const send = (type: string, object: unknown) => {
+      const line = JSON.stringify({ type, object });
+      res.write((ctx.rewrite ? ctx.rewrite.line(line) : line) + "\n");
+    };
     const { kind, apiVersion } = itemKind(list.meta.envelope);
 
     const a = numeric(asked);
@@ -125,7 +129,7 @@ export class HeldWatches {
   #keep(ctx: RequestContext, rv: () => string, kind: string, apiVersion: string): void {
     const q = ctx.info.query;
     const res = ctx.res;
-    const bookmarks = q.get("allowWatchBookmarks") === "true" && ctx.rep === "json";
+    const bookmarks = queryFlag(q, "allowWatchBookmarks") && ctx.rep === "json";
     // timeoutSeconds counts from the client's request, as the apiserver counts it.
     const timeoutS = Number(q.get("timeoutSeconds") ?? "") || DEFAULT_TIMEOUT_S;
     const leftMs = Math.max(0, ctx.startedAt + timeoutS * 1000 - performance.now());

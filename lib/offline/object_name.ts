@@ -3,45 +3,15 @@
  * in protobuf). Protobuf: `k8s\0` + runtime.Unknown{raw = field 2}; the object's ObjectMeta is
  * field 1 and its name is field 1. No schemas needed.
  */
-const MAGIC = [0x6b, 0x38, 0x73, 0x00];
-
-function* fields(buf: Uint8Array): Generator<[field: number, wire: number, value: Uint8Array | bigint]> {
-  let i = 0;
-  const varint = (): bigint => {
-    let result = 0n;
-    let shift = 0n;
-    while (i < buf.length) {
-      const b = buf[i++];
-      result |= BigInt(b & 0x7f) << shift;
-      if ((b & 0x80) === 0) return result;
-      shift += 7n;
-    }
-    throw new Error("truncated varint");
-  };
-  while (i < buf.length) {
-    const tag = Number(varint());
-    const field = tag >> 3;
-    const wire = tag & 7;
-    if (wire === 0) yield [field, wire, varint()];
-    else if (wire === 2) {
-      const len = Number(varint());
-      if (i + len > buf.length) throw new Error("truncated field");
-      yield [field, wire, buf.subarray(i, i + len)];
-      i += len;
-    } else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else throw new Error(`unsupported wire type ${wire}`);
-  }
-}
+import { hasK8sMagic, readFields } from "../protobuf/wire.ts";
 
 function lengthDelimited(buf: Uint8Array, want: number): Uint8Array | undefined {
-  for (const [f, w, v] of fields(buf)) if (f === want && w === 2) return v as Uint8Array;
-  return undefined;
+  return readFields(buf).find((f) => f.field === want && f.data)?.data;
 }
 
 /** The runtime.Unknown's raw object bytes, if `buf` is a Kubernetes protobuf envelope. */
 export function protobufRaw(buf: Uint8Array): Uint8Array | undefined {
-  if (buf.length < 4 || MAGIC.some((b, i) => buf[i] !== b)) return undefined;
+  if (!hasK8sMagic(buf)) return undefined;
   return lengthDelimited(buf.subarray(4), 2);
 }
 

@@ -27,9 +27,9 @@ export async function sendCached(
     "cache-control": "no-cache, private",
     "x-lite-apiserver-source": "cache",
   };
-  let out = body;
-  if (body.byteLength >= GZIP_MIN && acceptsGzip(ctx.req.headers["accept-encoding"] as string | undefined)) {
-    out = await gzip(body, GZIP_OPTIONS);
+  let out = ctx.rewrite ? ctx.rewrite.body(body, contentType) : body;
+  if (out.byteLength >= GZIP_MIN && acceptsGzip(ctx.req.headers["accept-encoding"] as string | undefined)) {
+    out = await gzip(out, GZIP_OPTIONS);
     headers["content-encoding"] = "gzip";
     headers["vary"] = "Accept-Encoding";
   }

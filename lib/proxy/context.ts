@@ -6,6 +6,7 @@ import type { Peer } from "../listener/https_listener.ts";
 import type { RequestInfo } from "../request/request_info.ts";
 import type { Representation } from "../request/representation.ts";
 import type { CachePlan } from "../cache/response_tap.ts";
+import type { AnswerRewrite } from "../rewrite/answer_rewrite.ts";
 
 export interface RequestContext {
   req: ServerRequest;
@@ -21,6 +22,8 @@ export interface RequestContext {
   source: "upstream" | "cache" | "local";
   /** A request body read up front (small bodies), so it can be retried or inspected offline. */
   body?: Uint8Array;
+  /** Applied to the answer whichever path sends it (in-cluster clients: kube-proxy's view). */
+  rewrite?: AnswerRewrite;
   /** A held watch resumed upstream: the client's own request context (see watch_resume.ts). */
   resumes?: RequestContext;
 }

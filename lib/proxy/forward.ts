@@ -154,8 +154,13 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
     const base = target(ep.url);
     const headers = endToEnd(ctx.req.headers);
     headers.host = base.host;
-    if (ctx.plan && ctx.req.headers.accept) headers.accept = preferJson(ctx.req.headers.accept);
+    // JSON is negotiated where the cache or an answer rewrite must read the answer.
+    if ((ctx.plan || ctx.rewrite) && ctx.req.headers.accept) {
+      headers.accept = preferJson(ctx.req.headers.accept);
+    }
     if (ctx.body) headers["content-length"] = ctx.body.byteLength;
+    // Answer rewrite (in-cluster clients, issue 12): ask for an unencoded answer it can read.
+    if (ctx.rewrite) delete headers["accept-encoding"];
     const started = performance.now();
     const agent = deps.agents.agentFor(ctx.identity);
     const upstream = https.request({
@@ -275,10 +280,16 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       }
       ctx.source = "upstream";
       deps.observe(ctx, status, performance.now() - started);
-      ctx.res.writeHead(status, ures.statusMessage, endToEnd(ures.headers));
+      // Answer rewrite hook (in-cluster clients, issue 12): a Transform between the upstream body
+      // and the client; the body changes length, so it goes out chunked. The tap sees the truth.
+      const rewrite = ctx.rewrite?.stream(status, ures.headers);
+      const headers = endToEnd(ures.headers);
+      if (rewrite) delete headers["content-length"];
+      ctx.res.writeHead(status, ures.statusMessage, headers);
       if (ctx.info.verb === "watch") ctx.res.flushHeaders();
       if (ctx.plan) tapResponse(deps.cache, ctx.plan, ures);
-      ures.pipe(ctx.res);
+      if (rewrite) ures.pipe(rewrite).pipe(ctx.res);
+      else ures.pipe(ctx.res);
       // Cut mid-answer: a watch is held from the cache, a truncated body is cut off.
       const cut = () => {
         if (ctx.info.verb === "watch") deps.watchCut(ctx);

@@ -26,6 +26,7 @@ import { forward, type InFlight, readSmallBody } from "./forward.ts";
 import { tunnelUpgrade } from "./upgrade.ts";
 import { resumeContext } from "./watch_resume.ts";
 import { sendStatus } from "./status.ts";
+import { answerRewriteFor, type KubernetesServiceRewrite } from "../rewrite/answer_rewrite.ts";
 
 export interface RouterDeps {
   agents: UpstreamAgents;
@@ -35,6 +36,8 @@ export interface RouterDeps {
   metrics: ProxyMetrics;
   inflight: Set<InFlight>;
   config: Pick<ServeConfig, "backendTimeoutMs" | "writeTimeoutMs">;
+  /** In-cluster clients: how kube-proxy is shown the `kubernetes` Service (undefined: off). */
+  kubernetesService?: KubernetesServiceRewrite;
 }
 
 export interface Router {
@@ -125,6 +128,7 @@ export function createRouter(deps: RouterDeps): Router {
       rep,
       startedAt: performance.now(),
       source: "local",
+      rewrite: answerRewriteFor(deps.kubernetesService, identity, info, req.headers),
     };
     try {
       const reading = readSmallBody(ctx);

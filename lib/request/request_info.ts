@@ -51,8 +51,14 @@ const METHOD_VERBS: Record<string, string> = {
 };
 
 /** strconv.ParseBool's true spellings, as the apiserver reads `watch=`. */
-function isTrue(v: string | null): boolean {
-  return v !== null && ["1", "t", "true"].includes(v.toLowerCase());
+/**
+ * A boolean query parameter read as the apiserver reads it (apimachinery's
+ * Convert_Slice_string_To_bool): absent is false, "0" and "false" (any case) are false, and
+ * anything else, even an empty value or "yes", is true.
+ */
+export function queryFlag(query: URLSearchParams, name: string): boolean {
+  const v = query.get(name);
+  return v !== null && v !== "0" && v.toLowerCase() !== "false";
 }
 
 function decodeSegment(s: string): string {
@@ -142,8 +148,8 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
   const name = parts.length >= 2 ? parts[1] : "";
   const subresource = parts.length >= 3 ? parts[2] : "";
 
-  if (name === "" && verb === "get") verb = isTrue(query.get("watch")) ? "watch" : "list";
-  else if (name !== "" && verb === "get" && isTrue(query.get("watch"))) verb = "watch";
+  if (name === "" && verb === "get") verb = queryFlag(query, "watch") ? "watch" : "list";
+  else if (name !== "" && verb === "get" && queryFlag(query, "watch")) verb = "watch";
   if (name === "" && verb === "delete") verb = "deletecollection";
 
   return {

@@ -12,6 +12,11 @@ export const KUBECTL_DIR = Deno.env.get("KUBECTL_DIR") || "/usr/lib/google-cloud
 export const TOKENS = {
   "reader-token": { user: "reader", groups: ["readers"] },
   "admin-token": { user: "admin", groups: ["system:masters"] },
+  // A pod's ServiceAccount token (in-cluster clients).
+  "flannel-sa-token": {
+    user: "system:serviceaccount:kube-flannel:flannel",
+    groups: ["system:serviceaccounts", "system:serviceaccounts:kube-flannel"],
+  },
 };
 
 export interface Cluster {
@@ -49,7 +54,15 @@ export async function startCluster(
     wire: opts.wire,
     tolerationSecondMs: opts.tolerationSecondMs,
   });
-  const serving = await pki.server("lite-apiserver");
+  // The SANs in-cluster clients verify (README "In-cluster clients"), and the node address 127.0.0.2.
+  const serving = await pki.server("lite-apiserver", [
+    "IP:127.0.0.2",
+    "IP:10.96.0.1",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+  ]);
   const kubelet = await pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-client" });
   const tlsConfigFile = `${pki.dir}/tls-config.json`;
   await Deno.writeTextFile(

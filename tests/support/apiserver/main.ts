@@ -8,7 +8,8 @@
  * Prints `fake-apiserver listening on https://127.0.0.1:PORT control on http://127.0.0.1:CPORT`.
  * Control (plain HTTP on 127.0.0.1): POST /fault/none|blackhole|refuse, POST /objects (create or
  * update a JSON object), DELETE /objects?apiVersion=&kind=&namespace=&name=, GET /requests,
- * POST /compact, POST /nodes/NAME/cut|restore (node lifecycle: unreachable taint and evictions).
+ * POST /compact, POST /nodes/NAME/cut|restore (node lifecycle: unreachable taint and evictions),
+ * POST /kubernetes-endpoints (`{"ips": [...], "port": N}`: the apiserver moved).
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -95,6 +96,13 @@ async function main() {
         return reply(200, { deleted: true });
       }
       if (req.method === "GET" && url.pathname === "/requests") return reply(200, api.requests);
+      if (req.method === "POST" && url.pathname === "/kubernetes-endpoints") {
+        let text = "";
+        for await (const c of req) text += new TextDecoder().decode(c as Uint8Array);
+        const a = JSON.parse(text);
+        api.setKubernetesEndpoints({ ips: a.ips, port: Number(a.port ?? 6443) });
+        return reply(200, a);
+      }
       const node = url.pathname.match(/^\/nodes\/([^/]+)\/(cut|restore)$/);
       if (req.method === "POST" && node) {
         if (node[2] === "cut") api.cutNode(node[1]);

@@ -17,7 +17,8 @@ import { createHandler, type RequestRecord, requestRecord } from "./handler.ts";
 import { type Eviction, NodeLifecycle } from "./node_lifecycle.ts";
 import { type FaultMode, FaultRelay } from "./relay.ts";
 import { findByKind } from "./resources.ts";
-import { seed as seedStore } from "./seed.ts";
+import { APISERVER_ADDRESSES, seed as seedStore } from "./seed.ts";
+import { type ApiserverAddresses, startKubernetesEndpointsReconciler } from "./kubernetes_service.ts";
 import { type Obj, ObjectStore } from "./store.ts";
 import type { WireMode, WireModeName } from "./wire_modes.ts";
 import { WireRelay } from "./wire_relay.ts";
@@ -76,6 +77,11 @@ export interface FakeApiServer {
   setFault(mode: FaultMode): Promise<void>;
   /** Changes the wire mode of answers from now on (needs the `wire` option at start). */
   setWire(mode: WireMode | WireModeName): void;
+  /**
+   * The apiserver moved: the kubernetes Endpoints and EndpointSlice now list these addresses
+   * (a seeded cluster only; the reconciler keeps them so, as a real apiserver does).
+   */
+  setKubernetesEndpoints(a: ApiserverAddresses): void;
   /** Answers requests whose path matches `pattern` only after `ms` (undefined: no delay). */
   setDelay(pattern: RegExp | undefined, ms?: number): void;
   /** Node lifecycle: the node stops reporting (Ready Unknown, unreachable NoExecute taint). */
@@ -99,9 +105,13 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   if (opts.seed ?? true) seedStore(store);
   const stopDeployments = startDeploymentController(store);
   const lifecycle = new NodeLifecycle(store, opts.tolerationSecondMs ?? 1000);
+  const kubernetesEndpoints = (opts.seed ?? true)
+    ? startKubernetesEndpointsReconciler(store, APISERVER_ADDRESSES)
+    : undefined;
   const stopController = () => {
     stopDeployments();
     lifecycle.stop();
+    kubernetesEndpoints?.stop();
   };
   const requests: RequestRecord[] = [];
   const waiters = new Set<(r: RequestRecord) => void>();
@@ -260,6 +270,10 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     setWire: (mode) => {
       if (!wire) throw new Error("fake apiserver: started without the `wire` option");
       wire.relay.setMode(mode);
+    },
+    setKubernetesEndpoints: (a) => {
+      if (!kubernetesEndpoints) throw new Error("fake apiserver: not seeded, no kubernetes Service");
+      kubernetesEndpoints.setAddresses(a);
     },
     setDelay: (pattern, ms = 0) => {
       delay = pattern ? { pattern, ms } : undefined;

@@ -97,6 +97,7 @@ export const RESOURCES: ResourceDef[] = [
     },
   }),
   def("coordination.k8s.io", "v1", "leases", "Lease", true),
+  def("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true),
   // RBAC objects (read by rbac.ts), so a manifest's Roles and bindings can be applied and enforced.
   def("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
   def("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),

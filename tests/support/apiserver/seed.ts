@@ -3,6 +3,10 @@
  */
 import { findByKind } from "./resources.ts";
 import type { ObjectStore } from "./store.ts";
+import { type ApiserverAddresses, kubernetesServiceObjects } from "./kubernetes_service.ts";
+
+/** Where the seeded cluster's apiserver says it is (the kubernetes Service's endpoints). */
+export const APISERVER_ADDRESSES: ApiserverAddresses = { ips: ["192.168.50.1"], port: 6443 };
 
 type Obj = Record<string, unknown>;
 
@@ -144,36 +148,8 @@ export function seedObjects(): Obj[] {
     runningPod("edge-apps", "sensor-reader", { app: "sensor" }, "edge-1", [
       { name: "reader", image: "example.com/sensor-reader:1.0" },
     ]),
-    {
-      apiVersion: "v1",
-      kind: "Service",
-      metadata: {
-        name: "kubernetes",
-        namespace: "default",
-        labels: { component: "apiserver", provider: "kubernetes" },
-      },
-      spec: {
-        type: "ClusterIP",
-        clusterIP: "10.96.0.1",
-        clusterIPs: ["10.96.0.1"],
-        ports: [{ name: "https", port: 443, protocol: "TCP", targetPort: 6443 }],
-        sessionAffinity: "None",
-      },
-      status: { loadBalancer: {} },
-    },
-    {
-      apiVersion: "v1",
-      kind: "Endpoints",
-      metadata: {
-        name: "kubernetes",
-        namespace: "default",
-        labels: { "endpointslice.kubernetes.io/skip-mirror": "true" },
-      },
-      subsets: [{
-        addresses: [{ ip: "192.168.50.1" }],
-        ports: [{ name: "https", port: 6443, protocol: "TCP" }],
-      }],
-    },
+    // default/kubernetes Service, Endpoints and EndpointSlice (kubernetes_service.ts keeps them current).
+    ...kubernetesServiceObjects(APISERVER_ADDRESSES),
     {
       apiVersion: "v1",
       kind: "ConfigMap",

@@ -159,6 +159,34 @@ const PRINTERS: Record<string, Printer> = {
     columns: [NAME, col("Type"), col("Data", "string"), col("Age")],
     cells: (o: Any) => [o.metadata.name, o.type ?? "Opaque", Object.keys(o.data ?? {}).length, age(o)],
   },
+  // Endpoints and EndpointSlices print as the apiserver's printers do (in-cluster client tests).
+  endpoints: {
+    columns: [NAME, col("Endpoints"), col("Age")],
+    cells: (o: Any) => {
+      const eps = (o.subsets ?? []).flatMap((s: Any) =>
+        (s.addresses ?? []).flatMap((a: Any) =>
+          (s.ports?.length ? s.ports : [{}]).map((p: Any) =>
+            p.port === undefined ? a.ip : a.ip.includes(":") ? `[${a.ip}]:${p.port}` : `${a.ip}:${p.port}`
+          )
+        )
+      );
+      return [o.metadata.name, eps.length ? eps.join(",") : "<none>", age(o)];
+    },
+  },
+  endpointslices: {
+    columns: [NAME, col("AddressType"), col("Ports"), col("Endpoints"), col("Age")],
+    cells: (o: Any) => {
+      const ports = (o.ports ?? []).map((p: Any) => String(p.port));
+      const addrs = (o.endpoints ?? []).flatMap((e: Any) => e.addresses ?? []);
+      return [
+        o.metadata.name,
+        o.addressType ?? "",
+        ports.length ? ports.join(",") : "<unset>",
+        addrs.length ? addrs.join(",") : "<unset>",
+        age(o),
+      ];
+    },
+  },
   services: {
     columns: [NAME, col("Type"), col("Cluster-IP"), col("External-IP"), col("Port(s)"), col("Age")],
     cells: (o: Any) => [
@@ -198,7 +226,9 @@ export function toTable(
   rep: Representation,
   listMeta: Obj,
 ): Obj {
-  const p = def.group === "" || def.group === "apps" ? PRINTERS[def.resource] ?? GENERIC : GENERIC;
+  const p = ["", "apps", "discovery.k8s.io"].includes(def.group)
+    ? PRINTERS[def.resource] ?? GENERIC
+    : GENERIC;
   const rows = objs.map((o) => {
     const row: Obj = { cells: p.cells(o) };
     if (rep.includeObject === "Object") row.object = o;
