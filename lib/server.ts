@@ -1,6 +1,8 @@
 /**
  * Wires the proxy together: listener → identity → online proxy / offline cache → store, plus the
- * health checker, certificate watchers and eviction. `startServer` returns once it is serving.
+ * health checker, certificate watchers and eviction. Every part that is started registers how it
+ * stops on one stack, so a failed start and a shutdown both close what is open, once, in reverse
+ * order of start. What happens on online/offline/pair/serving changes is in server_policies.ts.
  */
 import type { ServeConfig } from "./config/serve_config.ts";
 import { describeConfig } from "./config/serve_config.ts";
@@ -14,15 +16,29 @@ import { openStore } from "./store/open_store.ts";
 import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
-import { abandonInFlight, type InFlight, retireAgent } from "./proxy/forward.ts";
+import { abandonInFlight, type InFlight } from "./proxy/forward.ts";
 import { createRouter } from "./proxy/router.ts";
 import { statusBody } from "./proxy/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { listedKind } from "./offline/cached_lists.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
 import { type AdminServer, startAdminServer } from "./admin/admin_server.ts";
-import { ClientPairWatcher, loadServingMaterial, loadTlsConfig, ServingWatcher } from "./certs/mod.ts";
+import {
+  ClientPairWatcher,
+  loadServingMaterial,
+  loadTlsConfig,
+  type ServingMaterial,
+  ServingWatcher,
+} from "./certs/mod.ts";
 import { inClusterSupport } from "./in_cluster.ts";
+import {
+  abandonInFlightOffline,
+  countTransitions,
+  handHeldWatchesBack,
+  propagateServing,
+  serverEvents,
+  swapPairPools,
+} from "./server_policies.ts";
 
 export interface RunningServer {
   config: ServeConfig;
@@ -39,6 +55,7 @@ export interface RunningServer {
   serving: ServingWatcher;
   /** Re-reads certificates (SIGHUP). */
   reload(): Promise<void>;
+  /** Stops everything that was started, in reverse order (idempotent). */
   close(): Promise<void>;
 }
 
@@ -51,46 +68,39 @@ const START_CONNECT_TIMEOUT_MS = 700;
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
   configureLog({ level: config.logLevel, format: config.logFormat });
   for (const n of config.notices) log.info(n);
+  const stack = new AsyncDisposableStack();
+  try {
+    return await start(config, stack);
+  } catch (e) {
+    await stack.disposeAsync();
+    throw e;
+  }
+}
 
-  const serving = await loadServingMaterial(config.tlsCertFile, config.tlsKeyFile, config.caFile);
-  const upstreamCa = config.apiserverCaFile === config.caFile
-    ? serving.caPem
-    : await readCa(config.apiserverCaFile);
-  const pairs = config.tlsConfigFile
-    ? await loadTlsConfig(config.tlsConfigFile, serving.caPem, { allowMissing: true })
-    : [];
+async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<RunningServer> {
+  const { serving, upstreamCa, pairs } = await loadCertificates(config);
+  const events = serverEvents();
 
-  const store = await openStore({ backend: config.cacheBackend, dir: config.cacheDir });
-  const queue = new WriteQueue(store, config.writeQueueBytes);
-  const cache = new Cache(store, queue, {
-    maxWatchEventBytes: config.watchEventMaxBytes,
-    bounds: config.cacheBounds,
-  });
-  // Bounds hold from the start, even if they were lowered; read in the background so that a large
-  // file-backend cache never delays the first answer.
-  cache.budget.load().catch((e) => log.warn("cannot read cache usage", { error: (e as Error).message }));
+  const { store, queue, cache } = await startCache(config, stack);
   const agents = new UpstreamAgents(upstreamCa, pairs);
+  stack.defer(() => agents.destroy());
+  const health = upstreamHealth(config, agents);
+  health.onChange((online) => events.emit(online ? "online" : "offline"));
+  // Probing starts before the listener: after an offline reboot the first verdict comes sooner.
+  health.start();
+  stack.defer(() => health.close());
+
   const metrics = new ProxyMetrics();
-  const health = new UpstreamHealth({
-    endpoints: config.upstreams,
-    intervalMs: config.healthIntervalMs,
-    failures: config.healthFailures,
-    timeoutMs: Math.min(config.backendTimeoutMs, Math.max(config.healthIntervalMs, 500)),
-    // Offline reboot: a black-holed cloud is known within this, not after the probe timeout.
-    connectTimeoutMs: Math.min(config.backendTimeoutMs, START_CONNECT_TIMEOUT_MS),
-    agent: () => agents.anonymous(),
-  });
   const watches = new HeldWatches({
     bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs),
     kindOf: (ctx) => listedKind(cache, ctx),
   });
   const inflight = new Set<InFlight>();
-  let servingNow = serving;
-
-  // In-cluster clients: kube-proxy is shown this node's lite-apiserver as the kubernetes Service.
+  stack.defer(() => {
+    watches.endAll();
+    abandonInFlight(inflight);
+  });
   const inCluster = inClusterSupport(config, { pairs, caPem: upstreamCa });
-  const kubernetesService = inCluster.rewrite;
-
   const router = createRouter({
     agents,
     health,
@@ -99,60 +109,32 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     metrics,
     inflight,
     config,
-    kubernetesService,
+    kubernetesService: inCluster.rewrite,
   });
 
-  health.onChange((online) => {
-    metrics.transitions.inc({ state: online ? "online" : "offline" });
-    if (online) {
-      const held = watches.count;
-      const resumed = watches.cloudBack(router.resumeWatch);
-      if (held) log.info("held watches handed back to the cloud", { resumed, ended: held - resumed });
-    } else abandonInFlight(inflight);
+  const listener = await startListener({
+    addresses: config.addresses,
+    port: config.port,
+    serving,
+    handlers: { request: router.request, upgrade: router.upgrade },
+    limits: {
+      headerTimeoutMs: config.requestHeaderTimeoutMs,
+      maxRequestBodyBytes: config.maxRequestBodyBytes,
+      maxConnections: config.maxConnections,
+    },
+    errorBody: statusBody,
   });
-  // Probing starts before the listener: after an offline reboot the first verdict comes sooner.
-  health.start();
-
-  let listener: Listener;
-  try {
-    listener = await startListener({
-      addresses: config.addresses,
-      port: config.port,
-      serving,
-      handlers: {
-        request: router.request,
-        upgrade: router.upgrade,
-      },
-      limits: {
-        headerTimeoutMs: config.requestHeaderTimeoutMs,
-        maxRequestBodyBytes: config.maxRequestBodyBytes,
-        maxConnections: config.maxConnections,
-      },
-      errorBody: statusBody,
-    });
-  } catch (e) {
-    health.close();
-    agents.destroy();
-    await store.close();
-    throw e;
-  }
-
+  stack.defer(() => listener.close());
   inCluster.listening(listener.port, serving.certPem);
 
   // Certificates: follow rotations without a restart.
-  let pairWatcher: ClientPairWatcher | undefined;
-  if (config.tlsConfigFile) {
-    pairWatcher = new ClientPairWatcher({
-      tlsConfigFile: config.tlsConfigFile,
-      caPem: () => servingNow.caPem,
-    });
-    pairWatcher.onChange((cn, pair) => {
-      const old = agents.setPair(cn, pair, true);
-      if (old) retireAgent(old, inflight);
-      log.info(pair ? "client identity loaded" : "client identity removed", { cn, serial: pair?.serial });
-    });
-    await pairWatcher.start(pairs);
-  }
+  let servingNow = serving;
+  const pairWatcher = config.tlsConfigFile
+    ? new ClientPairWatcher({ tlsConfigFile: config.tlsConfigFile, caPem: () => servingNow.caPem })
+    : undefined;
+  pairWatcher?.onChange((cn, pair) => events.emit("pair", cn, pair));
+  await pairWatcher?.start(pairs);
+  stack.defer(() => pairWatcher?.close());
 
   const servingWatcher = new ServingWatcher({
     certFile: config.tlsCertFile,
@@ -162,43 +144,41 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   servingWatcher.onChange((m) => {
     const caChanged = m.caPem !== servingNow.caPem;
     servingNow = m;
-    listener.setSecureContext(m);
-    if (caChanged && config.apiserverCaFile === config.caFile) agents.setCa(m.caPem);
-    // Client pairs are re-checked against a new CA.
-    if (caChanged) pairWatcher?.reloadNow();
-    log.info("serving certificate reloaded", { caChanged });
-    inCluster.servingChanged(m.certPem);
+    events.emit("serving", m, caChanged);
   });
   await servingWatcher.start(serving);
+  stack.defer(() => servingWatcher.close());
+
+  countTransitions(events, metrics);
+  handHeldWatchesBack(events, watches, router);
+  abandonInFlightOffline(events, inflight);
+  swapPairPools(events, agents, inflight);
+  propagateServing(events, {
+    listener,
+    agents,
+    upstreamUsesClusterCa: config.apiserverCaFile === config.caFile,
+    recheckPairs: () => void pairWatcher?.reloadNow(),
+  });
+  events.on("serving", (m) => inCluster.servingChanged(m.certPem));
 
   const evictor = new Evictor(store, config.evictAfterMs, () => health.online);
   evictor.start();
+  stack.defer(() => evictor.stop());
 
   // Admin listener (observability): after the main listener, so /readyz never precedes serving.
-  let admin: AdminServer | undefined;
-  if (config.adminPort !== 0) {
-    try {
-      admin = await startAdminServer({
-        address: config.adminAddress,
-        port: config.adminPort,
-        health,
-        store,
-        queue,
-        watches,
-        metrics,
-        pairs: pairWatcher,
-        showIdentities: config.adminIdentities === "show",
-      });
-    } catch (e) {
-      evictor.stop();
-      health.close();
-      await pairWatcher?.close();
-      await servingWatcher.close();
-      await listener.close();
-      agents.destroy();
-      await store.close();
-      throw e;
-    }
+  const admin = config.adminPort === 0 ? undefined : await startAdminServer({
+    address: config.adminAddress,
+    port: config.adminPort,
+    health,
+    store,
+    queue,
+    watches,
+    metrics,
+    pairs: pairWatcher,
+    showIdentities: config.adminIdentities === "show",
+  });
+  if (admin) {
+    stack.defer(() => admin.close());
     log.info(`admin listening on ${admin.url}`);
   }
 
@@ -207,6 +187,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   });
   log.info("configuration", { summary: describeConfig({ ...config, port: listener.port }) });
 
+  let closing: Promise<void> | undefined;
   return {
     config,
     listener,
@@ -223,20 +204,50 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
       await servingWatcher.reloadNow();
       await pairWatcher?.reloadNow();
     },
-    async close() {
-      await admin?.close();
-      evictor.stop();
-      health.close();
-      await pairWatcher?.close();
-      await servingWatcher.close();
-      watches.endAll();
-      abandonInFlight(inflight);
-      await listener.close();
-      agents.destroy();
-      await queue.flush();
-      await store.close();
-    },
+    close: () => closing ??= stack.disposeAsync(),
   };
+}
+
+async function startCache(config: ServeConfig, stack: AsyncDisposableStack) {
+  const store = await openStore({ backend: config.cacheBackend, dir: config.cacheDir });
+  stack.defer(() => store.close());
+  const queue = new WriteQueue(store, config.writeQueueBytes);
+  stack.defer(() => queue.flush());
+  const cache = new Cache(store, queue, {
+    maxWatchEventBytes: config.watchEventMaxBytes,
+    bounds: config.cacheBounds,
+  });
+  // Bounds hold from the start, even if lowered; read in the background so that a large file-backend
+  // cache never delays the first answer.
+  cache.budget.load().catch((e) => log.warn("cannot read cache usage", { error: (e as Error).message }));
+  return { store, queue, cache };
+}
+
+function upstreamHealth(config: ServeConfig, agents: UpstreamAgents): UpstreamHealth {
+  return new UpstreamHealth({
+    endpoints: config.upstreams,
+    intervalMs: config.healthIntervalMs,
+    failures: config.healthFailures,
+    timeoutMs: Math.min(config.backendTimeoutMs, Math.max(config.healthIntervalMs, 500)),
+    // Offline reboot: a black-holed cloud is known within this, not after the probe timeout.
+    connectTimeoutMs: Math.min(config.backendTimeoutMs, START_CONNECT_TIMEOUT_MS),
+    agent: () => agents.anonymous(),
+  });
+}
+
+async function loadCertificates(config: ServeConfig) {
+  const serving: ServingMaterial = await loadServingMaterial(
+    config.tlsCertFile,
+    config.tlsKeyFile,
+    config.caFile,
+  );
+  const upstreamCa = config.apiserverCaFile === config.caFile
+    ? serving.caPem
+    : await readCa(config.apiserverCaFile);
+  const pairs = config.tlsConfigFile
+    ? await loadTlsConfig(config.tlsConfigFile, serving.caPem, { allowMissing: true })
+    : [];
+  return { serving, upstreamCa, pairs };
 }
 
 async function readCa(path: string): Promise<string> {

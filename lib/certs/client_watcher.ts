@@ -5,6 +5,7 @@
  * to a half-written file.
  */
 import { log } from "../log.ts";
+import { Emitter } from "../events.ts";
 import {
   type ClientPair,
   duplicateMessage,
@@ -72,7 +73,7 @@ export class ClientPairWatcher {
   #configLogged: string | undefined;
   #states = new Map<string, EntryState>();
   #current = new Map<string, ClientPair>();
-  #listeners: Listener[] = [];
+  #changes = new Emitter<{ change: [cn: string, pair: ClientPair | undefined] }>();
   #expiryWarned = new Map<string, number>();
   #reloader: Reloader;
 
@@ -107,7 +108,7 @@ export class ClientPairWatcher {
 
   /** Called with (cn, pair) when an identity is added or its certificate changes, (cn, undefined) when removed. */
   onChange(fn: Listener): void {
-    this.#listeners.push(fn);
+    this.#changes.on("change", fn);
   }
 
   /** One row per configured pair (plus one for an unreadable tls-config file). */
@@ -285,15 +286,7 @@ export class ClientPairWatcher {
       log.info("client identity removed", { cn });
       events.push([cn, undefined]);
     }
-    for (const [cn, pair] of events) {
-      for (const fn of this.#listeners) {
-        try {
-          fn(cn, pair);
-        } catch (e) {
-          log.error("client certificate change handler failed", { cn, error: errMessage(e) });
-        }
-      }
-    }
+    for (const [cn, pair] of events) this.#changes.emit("change", cn, pair);
   }
 
   /** Next periodic re-read: fast while anything is wrong, so a bootstrapping kubelet is followed at once. */

@@ -4,6 +4,7 @@
  */
 import { ConfigError, errMessage } from "../config/errors.ts";
 import { log } from "../log.ts";
+import { Emitter } from "../events.ts";
 import { readText } from "../files/read_text.ts";
 import {
   certBlocks,
@@ -122,7 +123,7 @@ export class ServingWatcher {
   #texts: ServingTexts | undefined;
   #lastProblem: string | undefined;
   #lastWarning: string | undefined;
-  #listeners: Array<(m: ServingMaterial) => void> = [];
+  #changes = new Emitter<{ change: [m: ServingMaterial] }>();
   #reloader: Reloader;
 
   constructor(opts: ServingWatcherOptions) {
@@ -143,7 +144,7 @@ export class ServingWatcher {
 
   /** Called only when the content really changed and the new material validates. */
   onChange(fn: (m: ServingMaterial) => void): void {
-    this.#listeners.push(fn);
+    this.#changes.on("change", fn);
   }
 
   /** Re-reads the files now (serve calls this on SIGHUP). */
@@ -188,13 +189,7 @@ export class ServingWatcher {
   }
 
   #emit(m: ServingMaterial) {
-    for (const fn of this.#listeners) {
-      try {
-        fn(m);
-      } catch (e) {
-        log.error("serving certificate change handler failed", { error: errMessage(e) });
-      }
-    }
+    this.#changes.emit("change", m);
   }
 
   #arm(troubled: boolean) {

@@ -12,6 +12,7 @@
  */
 import https from "node:https";
 import { log } from "../log.ts";
+import { Emitter } from "../events.ts";
 
 export interface EndpointState {
   url: string;
@@ -41,7 +42,7 @@ export class UpstreamHealth {
   #opts: HealthOptions;
   #online = true;
   #timer?: ReturnType<typeof setTimeout>;
-  #listeners: Listener[] = [];
+  #changes = new Emitter<{ change: [online: boolean] }>();
   #probing = false;
   #closed = false;
   transitions = 0;
@@ -62,7 +63,7 @@ export class UpstreamHealth {
   }
 
   onChange(fn: Listener): void {
-    this.#listeners.push(fn);
+    this.#changes.on("change", fn);
   }
 
   /** Endpoints to try for a request, healthy ones first, each group in priority order. */
@@ -218,13 +219,7 @@ export class UpstreamHealth {
     this.changedAt = Date.now();
     if (online) log.info("upstream reachable again: online, serving from the cloud");
     else log.warn("upstream unreachable: offline, serving reads from the cache");
-    for (const fn of this.#listeners) {
-      try {
-        fn(online);
-      } catch (err) {
-        log.error("health listener failed", { error: (err as Error).message });
-      }
-    }
+    this.#changes.emit("change", online);
   }
 
   close(): void {
