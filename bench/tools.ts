@@ -88,7 +88,65 @@ export async function wrk(
 
 export interface Nginx {
   url: string;
+  pid: number;
   close(): Promise<void>;
+}
+
+/** The parts of an nginx.conf that every bench nginx shares: one worker, files under `dir`. */
+function nginxConf(dir: string, server: string): string {
+  return `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+${server}
+}
+`;
+}
+
+/** Runs nginx on `conf` in `dir` (unprivileged, in the foreground) and waits for its port. */
+async function runNginx(dir: string, conf: string, port: number): Promise<Nginx> {
+  const file = `${dir}/nginx.conf`;
+  await Deno.writeTextFile(file, conf);
+  const child = new Deno.Command("nginx", {
+    args: ["-p", dir, "-c", file, "-g", "daemon off;"],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const url = `https://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        child.kill();
+        const err = new TextDecoder().decode((await child.output()).stderr);
+        throw new Error(`nginx did not start: ${err}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url,
+    pid: child.pid,
+    async close() {
+      try {
+        child.kill("SIGQUIT");
+      } catch { /* gone */ }
+      await child.output();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
 }
 
 /**
@@ -99,21 +157,11 @@ export async function startNginx(
   opts: { port: number; upstreamPort: number; cert: string; key: string },
 ): Promise<Nginx> {
   const dir = await Deno.makeTempDir({ prefix: "bench-nginx-" });
-  const conf = `${dir}/nginx.conf`;
-  await Deno.writeTextFile(
-    conf,
-    `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream apiserver {
+  return runNginx(
+    dir,
+    nginxConf(
+      dir,
+      `  upstream apiserver {
     server 127.0.0.1:${opts.upstreamPort};
     keepalive 64;
   }
@@ -128,41 +176,39 @@ http {
       proxy_ssl_session_reuse on;
       proxy_buffering off;
     }
-  }
-}
-`,
+  }`,
+    ),
+    opts.port,
   );
-  const child = new Deno.Command("nginx", {
-    args: ["-p", dir, "-c", conf, "-g", "daemon off;"],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const url = `https://127.0.0.1:${opts.port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port: opts.port });
-      c.close();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        child.kill();
-        const err = new TextDecoder().decode((await child.output()).stderr);
-        throw new Error(`nginx did not start: ${err}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return {
-    url,
-    async close() {
-      try {
-        child.kill("SIGQUIT");
-      } catch { /* gone */ }
-      await child.output();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
+}
+
+/**
+ * nginx as the upstream: answers every path with the same JSON body over TLS, as fast as a
+ * server can, so that what is measured in front of it is the proxy.
+ */
+export async function startNginxUpstream(
+  opts: { port: number; cert: string; key: string; body: string },
+): Promise<Nginx> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-nginx-upstream-" });
+  await Deno.writeTextFile(`${dir}/object.json`, opts.body);
+  // nginx's worker runs as an unprivileged user when started as root: it must read the body.
+  await Deno.chmod(dir, 0o755);
+  await Deno.chmod(`${dir}/object.json`, 0o644);
+  return runNginx(
+    dir,
+    nginxConf(
+      dir,
+      `  server {
+    listen 127.0.0.1:${opts.port} ssl;
+    ssl_certificate ${opts.cert};
+    ssl_certificate_key ${opts.key};
+    root ${dir};
+    default_type application/json;
+    location / { try_files /object.json =404; }
+  }`,
+    ),
+    opts.port,
+  );
 }
 
 /** The q-th percentile (0-100) of a sample, nearest rank. */

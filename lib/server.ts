@@ -16,9 +16,9 @@ import { openStore } from "./store/open_store.ts";
 import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
-import { abandonInFlight, type InFlight } from "./proxy/forward.ts";
+import { abandonInFlight, type InFlight } from "./proxy/deadlines.ts";
 import { createRouter } from "./proxy/router.ts";
-import { statusBody } from "./proxy/status.ts";
+import { statusBody } from "./exchange/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { listedKind } from "./offline/cached_lists.ts";
 import { ProxyMetrics } from "./admin/metrics.ts";
@@ -98,7 +98,7 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
   const inflight = new Set<InFlight>();
   stack.defer(() => {
     watches.endAll();
-    abandonInFlight(inflight);
+    abandonInFlight(inflight, "shutdown");
   });
   const inCluster = inClusterSupport(config, { pairs, caPem: upstreamCa });
   const router = createRouter({
@@ -231,7 +231,7 @@ function upstreamHealth(config: ServeConfig, agents: UpstreamAgents): UpstreamHe
     timeoutMs: Math.min(config.backendTimeoutMs, Math.max(config.healthIntervalMs, 500)),
     // Offline reboot: a black-holed cloud is known within this, not after the probe timeout.
     connectTimeoutMs: Math.min(config.backendTimeoutMs, START_CONNECT_TIMEOUT_MS),
-    agent: () => agents.anonymous(),
+    pool: () => agents.anonymous(),
   });
 }
 

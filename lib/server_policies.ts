@@ -8,7 +8,7 @@ import type { ProxyMetrics } from "./admin/metrics.ts";
 import type { ClientPair, ServingMaterial } from "./certs/mod.ts";
 import type { Listener } from "./listener/https_listener.ts";
 import type { HeldWatches } from "./offline/held_watches.ts";
-import { abandonInFlight, type InFlight, retireAgent } from "./proxy/forward.ts";
+import { abandonInFlight, type InFlight, retirePool } from "./proxy/deadlines.ts";
 import type { Router } from "./proxy/router.ts";
 import type { UpstreamAgents } from "./upstream/agents.ts";
 
@@ -59,7 +59,7 @@ export function swapPairPools(
 ): void {
   events.on("pair", (cn, pair) => {
     const old = agents.setPair(cn, pair, true);
-    if (old) retireAgent(old, inflight);
+    if (old) retirePool(old, inflight);
     // The watcher logs what it read; this says the new pool is in use.
     if (pair) log.info("client identity loaded: new requests use it", { cn, serial: pair.serial });
   });

@@ -3,7 +3,6 @@
  * objects and lists, event by event for watches. The client's bytes are never delayed by it.
  */
 import zlib from "node:zlib";
-import type { IncomingMessage } from "node:http";
 import type { CacheKey } from "../store/store.ts";
 import type { Cache, WatchEvent } from "./cache.ts";
 import { log } from "../log.ts";
@@ -42,13 +41,19 @@ export interface CachePlan {
   progress?: WatchProgress;
 }
 
+/** An upstream answer as the tap reads it (it emits "aborted" when its body is cut short). */
+export interface TappedResponse extends NodeJS.ReadableStream {
+  statusCode?: number;
+  headers: Record<string, string | string[] | undefined>;
+}
+
 const MAX_BODY = 64 << 20;
 
 function isJson(contentType: string | undefined): boolean {
   return !!contentType && /^application\/json\b/i.test(contentType);
 }
 
-export function tapResponse(cache: Cache, plan: CachePlan, ures: IncomingMessage): void {
+export function tapResponse(cache: Cache, plan: CachePlan, ures: TappedResponse): void {
   if (ures.statusCode !== (plan.status ?? 200)) return;
   const contentType = String(ures.headers["content-type"] ?? "");
   if (!isJson(contentType)) return;

@@ -3,7 +3,7 @@
  * a broader cached list (whole namespace, all namespaces) filtered by the request's selectors.
  */
 import type { Cache } from "../cache/cache.ts";
-import type { RequestContext } from "../proxy/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 import { broaderListKeys, cacheKeyString, listKeyFor } from "../cache/cache_key.ts";
 import { itemKind, parseJson } from "../cache/list_codec.ts";
 import {

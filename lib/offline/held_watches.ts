@@ -11,10 +11,10 @@
  * ends when its `timeoutSeconds` (counted from the client's request) runs out, as the apiserver
  * would end it.
  */
-import type { RequestContext } from "../proxy/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 import type { FoundList } from "./cached_lists.ts";
 import { itemKind, parseJson } from "../cache/list_codec.ts";
-import { statusObject } from "../proxy/status.ts";
+import { statusObject } from "../exchange/status.ts";
 import { log } from "../log.ts";
 import { queryFlag } from "../request/request_info.ts";
 

@@ -1,7 +1,7 @@
 /** Sends a cached body, gzip-encoded when the caller accepts it and the body is large. */
 import zlib from "node:zlib";
 import { promisify } from "node:util";
-import type { RequestContext } from "../proxy/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 
 const gzip = promisify(zlib.gzip);
 /** Level 1, as the apiserver compresses: most of the saving for a fraction of the CPU. */

@@ -5,14 +5,14 @@
  * apiserver would say, so kubelet carries on with the cached Node).
  */
 import type { Cache } from "../cache/cache.ts";
-import type { RequestContext } from "../proxy/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 import { cacheKeyFor } from "../cache/cache_key.ts";
 import { assembleList, parseJson } from "../cache/list_codec.ts";
 import type { StoredObject } from "../store/store.ts";
 import { newest, type Versioned } from "./newest.ts";
 import { paginate, PagingError } from "../cache/paging.ts";
 import { SelectorError } from "../request/selectors.ts";
-import { sendStatus } from "../proxy/status.ts";
+import { sendStatus } from "../exchange/status.ts";
 import { sendCached } from "./send.ts";
 import { findInLists, findList, type ListedObject } from "./cached_lists.ts";
 import type { HeldWatches } from "./held_watches.ts";

@@ -8,7 +8,7 @@
  * (else the resource's default columns, or Name and Created At). Ages are computed at answer time.
  */
 import type { Cache } from "../cache/cache.ts";
-import type { RequestContext } from "../proxy/context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 import type { StoredObject } from "../store/store.ts";
 import { cacheKeyFor } from "../cache/cache_key.ts";
 import { parseJson } from "../cache/list_codec.ts";

@@ -21,11 +21,13 @@ import type { HeldWatches, ResumeWatch } from "../offline/held_watches.ts";
 import { cachedReadAnswer, serveOffline } from "../offline/serve_offline.ts";
 import { sendCached } from "../offline/send.ts";
 import type { ProxyMetrics } from "../admin/metrics.ts";
-import type { RequestContext } from "./context.ts";
-import { forward, type InFlight, readSmallBody } from "./forward.ts";
+import type { RequestContext } from "../exchange/context.ts";
+import { sendStatus } from "../exchange/status.ts";
+import { forward } from "./forward.ts";
+import type { InFlight } from "./deadlines.ts";
+import { readSmallBody } from "./request_body.ts";
 import { tunnelUpgrade } from "./upgrade.ts";
 import { resumeContext } from "./watch_resume.ts";
-import { sendStatus } from "./status.ts";
 import { answerRewriteFor, type KubernetesServiceRewrite } from "../rewrite/answer_rewrite.ts";
 
 export interface RouterDeps {
@@ -107,6 +109,7 @@ export function createRouter(deps: RouterDeps): Router {
     inflight,
     unreachable,
     observe,
+    // An upstream watch cut mid-answer (or when the cloud goes offline): held from the cache.
     watchCut,
   };
 
@@ -115,33 +118,47 @@ export function createRouter(deps: RouterDeps): Router {
     sendStatus(ctx.res, 500, `lite-apiserver: internal error: ${(err as Error).message}`);
   };
 
-  const handleRequest = async (req: ServerRequest, res: ServerResponse, peer: Peer) => {
+  /** Who is asking (identity) and what (request info, representation). */
+  const contextFor = (req: ServerRequest, res: ServerResponse, peer: Peer): RequestContext => {
     const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
     const info = parseRequestInfo(req.method ?? "GET", req.url ?? "/");
-    const rep = representationOf(req.headers.accept);
-    const ctx: RequestContext = {
+    return {
       req,
       res,
       peer,
       identity,
       info,
-      rep,
+      rep: representationOf(req.headers.accept),
       startedAt: performance.now(),
       source: "local",
+      // In-cluster clients (issue 12): how kube-proxy is shown the `kubernetes` Service.
       rewrite: answerRewriteFor(deps.kubernetesService, identity, info, req.headers),
     };
+  };
+
+  /** A small body read up front, and what the cache keeps of the answer. False: answered already. */
+  const prepare = async (ctx: RequestContext): Promise<boolean> => {
+    const reading = readSmallBody(ctx);
+    if (reading) await reading;
     try {
-      const reading = readSmallBody(ctx);
-      if (reading) await reading;
-      try {
-        ctx.plan = planFor(identity, info, rep, req.method ?? "GET", ctx.body);
-      } catch (err) {
-        if (!(err instanceof SelectorError)) throw err;
-        // The upstream words its own errors; offline we answer as it would.
-        if (!health.online) return sendStatus(res, 400, err.message);
+      ctx.plan = planFor(ctx.identity, ctx.info, ctx.rep, ctx.req.method ?? "GET", ctx.body);
+    } catch (err) {
+      if (!(err instanceof SelectorError)) throw err;
+      // The upstream words its own errors; offline we answer as it would.
+      if (!health.online) {
+        sendStatus(ctx.res, 400, err.message);
+        return false;
       }
-      if (!health.online) return await serveOffline(ctx, offlineDeps, "health checks are failing");
-      forward(ctx, forwardDeps);
+    }
+    return true;
+  };
+
+  const handleRequest = async (req: ServerRequest, res: ServerResponse, peer: Peer) => {
+    const ctx = contextFor(req, res, peer);
+    try {
+      if (!await prepare(ctx)) return;
+      if (health.online) forward(ctx, forwardDeps);
+      else await serveOffline(ctx, offlineDeps, "health checks are failing");
     } catch (err) {
       failed(ctx, err);
     }

@@ -8,7 +8,7 @@
 import { Writable } from "node:stream";
 import type { ServerRequest } from "../http/request.ts";
 import type { ServerResponse } from "../http/response.ts";
-import type { RequestContext } from "./context.ts";
+import type { RequestContext } from "../exchange/context.ts";
 
 /** Query parameters a resumed watch must not repeat: the client already has its initial state. */
 const DROP = ["sendInitialEvents", "resourceVersionMatch"];

@@ -2,9 +2,8 @@
  * Keep-alive connection pools to the upstream, one per credential: one for each configured client
  * pair (by CN) and one with no client certificate for token and anonymous callers.
  */
-import https from "node:https";
 import { type Identity, pairIdentity } from "../identity/identity.ts";
-import { makeAgent } from "./https_proxy.ts";
+import { UpstreamPool } from "./pool.ts";
 
 export interface PairMaterial {
   cn: string;
@@ -15,19 +14,13 @@ export interface PairMaterial {
   serial: string;
 }
 
-const AGENT_OPTIONS = {
-  keepAlive: true,
-  keepAliveMsecs: 30_000,
-  maxSockets: 256,
-  maxFreeSockets: 32,
-  scheduling: "lifo" as const,
-};
+const POOL_OPTIONS = { maxSockets: 256, maxIdle: 32, idleMs: 30_000 };
 
 export class UpstreamAgents {
   #ca: string;
   #pairs = new Map<string, PairMaterial>();
-  #agents = new Map<string, https.Agent>();
-  #anonymous: https.Agent;
+  #agents = new Map<string, UpstreamPool>();
+  #anonymous: UpstreamPool;
 
   constructor(caPem: string, pairs: PairMaterial[] = []) {
     this.#ca = caPem;
@@ -35,8 +28,8 @@ export class UpstreamAgents {
     for (const p of pairs) this.setPair(p.cn, p);
   }
 
-  #make(pair?: PairMaterial): https.Agent {
-    return makeAgent({ ...AGENT_OPTIONS, ca: this.#ca, cert: pair?.certPem, key: pair?.keyPem });
+  #make(pair?: PairMaterial): UpstreamPool {
+    return new UpstreamPool({ ...POOL_OPTIONS, ca: this.#ca, cert: pair?.certPem, key: pair?.keyPem });
   }
 
   /** True when a configured pair asserts exactly this identity: the same CN and set of groups. */
@@ -55,10 +48,10 @@ export class UpstreamAgents {
 
   /**
    * Installs, replaces or (with undefined) removes a pair. New requests use the new pool at once;
-   * the old pool is returned for the caller to retire (see retireAgent), or destroyed when
+   * the old pool is returned for the caller to retire (see retirePool), or destroyed when
    * `retire` is false.
    */
-  setPair(cn: string, pair: PairMaterial | undefined, retire = false): https.Agent | undefined {
+  setPair(cn: string, pair: PairMaterial | undefined, retire = false): UpstreamPool | undefined {
     const old = this.#agents.get(cn);
     if (pair) {
       this.#pairs.set(cn, pair);
@@ -80,13 +73,13 @@ export class UpstreamAgents {
     for (const a of old) a.destroy();
   }
 
-  agentFor(id: Identity): https.Agent {
+  agentFor(id: Identity): UpstreamPool {
     if (id.kind === "cert") return this.#agents.get(id.cn) ?? this.#anonymous;
     return this.#anonymous;
   }
 
   /** The pool used by probes: no client certificate. */
-  anonymous(): https.Agent {
+  anonymous(): UpstreamPool {
     return this.#anonymous;
   }
 

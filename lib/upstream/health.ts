@@ -10,8 +10,9 @@
  * it unhealthy. So an offline reboot serves from the cache within the connect timeout, and a
  * healthy-but-slow cloud is never bypassed.
  */
-import https from "node:https";
 import { log } from "../log.ts";
+import type { UpstreamPool } from "./pool.ts";
+import { endpointOf } from "./endpoint.ts";
 import { Emitter } from "../events.ts";
 
 export interface EndpointState {
@@ -32,7 +33,8 @@ export interface HealthOptions {
   timeoutMs: number;
   /** While an endpoint's state is unknown: a handshake not done by then means unreachable. */
   connectTimeoutMs?: number;
-  agent: () => https.Agent;
+  /** The pool probes use (no client certificate). */
+  pool: () => UpstreamPool;
 }
 
 type Listener = (online: boolean) => void;
@@ -149,55 +151,53 @@ export class UpstreamHealth {
         } else this.#fail(e, reason ?? "unknown", unreachable);
         resolve();
       };
-      let answered = false;
-      const req = https.request(`${e.url}/readyz`, { agent: this.#opts.agent(), method: "GET" }, (res) => {
-        answered = true;
-        res.resume();
-        // Any answer but a 5xx proves the apiserver is reachable and serving (401/403 included:
-        // some clusters disable anonymous access to /readyz).
-        const code = res.statusCode ?? 0;
-        res.on("end", () => finish(code < 500, `readyz answered ${code}`));
-        res.on("error", (err) => finish(false, err.message));
-      });
-      // Settled here, not via the request's error event (Deno does not emit it for a destroyed
-      // request on a reused keep-alive socket).
       let handshaken = false;
       // Unknown state: the handshake decides (below), then the answer gets the usual time.
       const connectMs = this.#opts.connectTimeoutMs;
       const unknown = !e.known && !!connectMs;
+      let late = false;
+      const ep = endpointOf(e.url);
+      const call = this.#opts.pool().request(ep, {
+        method: "GET",
+        path: `${ep.prefix}/readyz`,
+        headers: { host: ep.host, accept: "*/*" },
+      }, {
+        // A reused connection, or a fresh one whose TLS handshake just completed.
+        connected: () => {
+          handshaken = true;
+          clearTimeout(connectTimer);
+          if (late) this.#reachedLate(e);
+        },
+      });
       const timer = setTimeout(() => {
         clearTimeout(connectTimer);
         // Unknown state and the handshake completed: up but slow, not a failure.
         if (unknown && handshaken) finish(true);
         else finish(false, `no answer within ${this.#opts.timeoutMs}ms`);
-        req.socket?.destroy();
-        req.destroy();
+        call.abort();
       }, this.#opts.timeoutMs + (unknown ? connectMs! : 0));
       // Unknown state: tell a black hole (no handshake) from a slow cloud (handshake, slow answer).
       // The verdict is given at the connect timeout, but the attempt goes on until the probe
       // timeout: a handshake that completes late (a cold start on a loaded node) brings the
       // endpoint back at once rather than at the next probe.
-      if (unknown) {
-        req.on("socket", (socket) => {
-          const tlsSocket = socket as typeof socket & { connecting?: boolean; authorized?: boolean };
-          if (!tlsSocket.connecting && tlsSocket.authorized) {
-            handshaken = true; // a reused, established connection
-            return;
-          }
-          let late = false;
-          connectTimer = setTimeout(() => {
-            late = true;
-            finish(false, `no TLS handshake within ${connectMs}ms`, true, true);
-          }, connectMs);
-          socket.once("secureConnect", () => {
-            handshaken = true;
-            clearTimeout(connectTimer);
-            if (late) this.#reachedLate(e);
-          });
-        });
+      if (unknown && !handshaken) {
+        connectTimer = setTimeout(() => {
+          late = true;
+          finish(false, `no TLS handshake within ${connectMs}ms`, true, true);
+        }, connectMs);
       }
-      req.on("error", (err) => finish(false, err.message, !answered));
-      req.end();
+      call.response.then(
+        (res) => {
+          // Any answer but a 5xx proves the apiserver is reachable and serving (401/403 included:
+          // some clusters disable anonymous access to /readyz).
+          const code = res.statusCode;
+          res.on("end", () => finish(code < 500, `readyz answered ${code}`));
+          res.on("aborted", () => finish(false, "the answer to readyz was cut short"));
+          res.resume();
+        },
+        // No answer at all: the endpoint could not be reached.
+        (err: Error) => finish(false, err.message, true),
+      );
     });
   }
 

@@ -1,10 +1,11 @@
 /**
  * HTTPS_PROXY / NO_PROXY support for the upstream: connections are tunnelled with HTTP CONNECT.
  */
-import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
+import { HttpError } from "../http/errors.ts";
+import { NEED_MORE, ResponseHeadParser } from "../http/head_parser.ts";
 
 function env(name: string): string | undefined {
   try {
@@ -40,7 +41,7 @@ type ConnectOpts = tls.ConnectionOptions & { host?: string; port?: number; serve
 type Callback = (err: Error | null, socket?: Duplex) => void;
 
 /** Opens a TLS connection to host:port through an HTTP CONNECT tunnel. */
-function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): void {
+function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): Duplex {
   const host = String(options.host ?? "localhost");
   const port = Number(options.port ?? 443);
   const raw = net.connect(Number(proxy.port || (proxy.protocol === "https:" ? 443 : 80)), proxy.hostname);
@@ -58,44 +59,102 @@ function tunnel(proxy: URL, options: ConnectOpts, cb: Callback): void {
   };
   raw.once("connect", () => raw.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`));
   raw.once("error", (e) => finish(e));
-  let buf = "";
+  // The proxy's answer to CONNECT, read with the same parser as any upstream answer.
+  const parser = new ResponseHeadParser();
+  parser.expect("CONNECT");
   const onData = (chunk: Uint8Array) => {
-    buf += new TextDecoder().decode(chunk);
-    const end = buf.indexOf("\r\n\r\n");
-    if (end < 0) return;
+    const at = parser.feed(chunk);
+    if (at === NEED_MORE) return;
     raw.off("data", onData);
-    const status = /^HTTP\/1\.[01] (\d{3})/.exec(buf)?.[1];
-    if (status !== "200") {
+    raw.pause();
+    if (at instanceof HttpError || parser.head!.statusCode !== 200) {
       raw.destroy();
-      return finish(
-        new Error(`HTTPS proxy ${proxy.host} refused CONNECT ${target}: ${buf.split("\r\n")[0]}`),
-      );
+      const said = at instanceof HttpError
+        ? at.message
+        : `${parser.head!.statusCode} ${parser.head!.statusMessage}`;
+      return finish(new Error(`HTTPS proxy ${proxy.host} refused CONNECT ${target}: ${said}`));
     }
+    // Bytes after the proxy's answer already belong to the tunnel.
+    if (at < chunk.byteLength) raw.unshift(chunk.subarray(at));
     const secure = tls.connect({
       ...options,
       socket: raw,
       servername: options.servername ?? (net.isIP(host) ? undefined : host),
     });
-    secure.once("secureConnect", () => finish(null, secure));
-    secure.once("error", (e) => finish(e));
+    const onError = (e: Error) => finish(e);
+    secure.once("secureConnect", () => {
+      secure.off("error", onError);
+      finish(null, secure);
+    });
+    secure.once("error", onError);
   };
   raw.on("data", onData);
+  return raw;
 }
 
+/** What a pool needs to open a TLS connection to the upstream. */
+export interface DialOptions {
+  host: string;
+  port: number;
+  servername?: string;
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
+/** A connection being opened: `cancel` gives up on it (a blackholed upstream never answers). */
+export interface Dialing {
+  ready: Promise<tls.TLSSocket>;
+  cancel(): void;
+}
+
+export type Dial = (opts: DialOptions) => Dialing;
+
 /**
- * An https.Agent for the upstream: direct, or through HTTPS_PROXY (HTTP CONNECT) unless NO_PROXY
- * exempts the host. Read once, when the agent is made.
+ * Opens a TLS connection to the upstream, direct or through HTTPS_PROXY (HTTP CONNECT) unless
+ * NO_PROXY exempts the host, and resolves once the handshake is done. HTTPS_PROXY and NO_PROXY are
+ * read when the dialer is made.
  */
-export function makeAgent(options: https.AgentOptions): https.Agent {
+export function makeDial(): Dial {
   const proxy = proxyUrl();
-  if (!proxy) return new https.Agent(options);
-  class ProxiedAgent extends https.Agent {
-    // node:http accepts the socket through the callback when none is returned.
-    override createConnection(opts: ConnectOpts, cb: Callback): Duplex {
-      if (bypassProxy(String(opts.host ?? ""))) return tls.connect(opts);
-      tunnel(proxy!, opts, cb);
-      return undefined as unknown as Duplex;
-    }
-  }
-  return new ProxiedAgent(options);
+  const noProxy = env("NO_PROXY") ?? "";
+  return (opts) => {
+    let cancel = () => {};
+    const ready = new Promise<tls.TLSSocket>((resolve, reject) => {
+      const options: tls.ConnectionOptions = {
+        host: opts.host,
+        port: opts.port,
+        servername: opts.servername,
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        ALPNProtocols: ["http/1.1"],
+      };
+      const cancelled = () => Object.assign(new Error("connection attempt cancelled"), { code: "ECANCELED" });
+      if (proxy && !bypassProxy(opts.host, noProxy)) {
+        const raw = tunnel(
+          proxy,
+          options,
+          (err, socket) => err ? reject(err) : resolve(socket as tls.TLSSocket),
+        );
+        cancel = () => {
+          raw.destroy();
+          reject(cancelled());
+        };
+        return;
+      }
+      const socket = tls.connect(options);
+      const onError = (err: Error) => reject(err);
+      socket.once("error", onError);
+      socket.once("secureConnect", () => {
+        socket.off("error", onError);
+        resolve(socket);
+      });
+      cancel = () => {
+        socket.destroy();
+        reject(cancelled());
+      };
+    });
+    return { ready, cancel: () => cancel() };
+  };
 }

@@ -1,4 +1,7 @@
-/** Everything known about one client request as it moves through the proxy. */
+/**
+ * Everything known about one client request as it moves through the proxy. Shared by the online
+ * path (proxy/) and the offline one (offline/), which do not import each other.
+ */
 import type { ServerRequest } from "../http/request.ts";
 import type { ServerResponse } from "../http/response.ts";
 import type { Identity } from "../identity/identity.ts";
@@ -22,7 +25,10 @@ export interface RequestContext {
   source: "upstream" | "cache" | "local";
   /** A request body read up front (small bodies), so it can be retried or inspected offline. */
   body?: Uint8Array;
-  /** Applied to the answer whichever path sends it (in-cluster clients: kube-proxy's view). */
+  /**
+   * Applied to the answer whichever path sends it (in-cluster clients: kube-proxy's view); online,
+   * in proxy/relay.ts, the one place the upstream body is relayed.
+   */
   rewrite?: AnswerRewrite;
   /** A held watch resumed upstream: the client's own request context (see watch_resume.ts). */
   resumes?: RequestContext;

@@ -1,0 +1,121 @@
+/**
+ * One attempt at one upstream endpoint: the request goes out on the caller's own connection pool
+ * and the attempt ends with a typed outcome: the answer's head arrived, the endpoint failed, the
+ * deadline passed, the proxy went offline, or the client left.
+ */
+import type { RequestContext } from "../exchange/context.ts";
+import type { UpstreamAgents } from "../upstream/agents.ts";
+import type { Endpoint } from "../upstream/endpoint.ts";
+import type { RequestSpec } from "../upstream/connection.ts";
+import type { UpstreamResponse } from "../upstream/response.ts";
+import { type InFlight, track } from "./deadlines.ts";
+import { hasStreamedBody } from "./request_body.ts";
+import { endToEnd, preferJson } from "./headers.ts";
+
+export type AttemptOutcome =
+  /** The response head arrived; the body is still to be relayed. */
+  | { kind: "answered"; response: UpstreamResponse; entry: InFlight; upstreamMs: number }
+  /** The endpoint gave no answer (connect error, reset, invalid response). */
+  | { kind: "failed"; error: Error & { code?: string } }
+  /** A write got no response head within the write timeout. */
+  | { kind: "timed-out" }
+  /** A read got no response head within the backend timeout and the cache holds an answer. */
+  | { kind: "slow"; sendCached: () => void }
+  /** The proxy went offline (or is shutting down) before the answer. */
+  | { kind: "offline" }
+  /** The client went away. */
+  | { kind: "client-gone" };
+
+export interface AttemptDeps {
+  agents: UpstreamAgents;
+  inflight: Set<InFlight>;
+  backendTimeoutMs: number;
+  writeTimeoutMs: number;
+  /** The cache's answer to a slow read, sent by the callback (undefined: nothing cached). */
+  slowRead(ctx: RequestContext): Promise<(() => void) | undefined>;
+}
+
+export interface Attempt {
+  outcome: Promise<AttemptOutcome>;
+  /** The client left: give up on the upstream call (and its connection if unfinished). */
+  cancel(): void;
+}
+
+/** The upstream request for a client request. */
+export function upstreamRequest(ctx: RequestContext, ep: Endpoint): RequestSpec {
+  const headers = endToEnd(ctx.req.headers);
+  headers.host = ep.host;
+  // JSON is negotiated where the cache or an answer rewrite must read the answer.
+  if ((ctx.plan || ctx.rewrite) && ctx.req.headers.accept) {
+    headers.accept = preferJson(ctx.req.headers.accept);
+  }
+  // Answer rewrite (in-cluster clients, issue 12): ask for an unencoded answer it can read.
+  if (ctx.rewrite) delete headers["accept-encoding"];
+  return {
+    method: ctx.req.method ?? "GET",
+    path: ep.prefix + ctx.req.url,
+    headers: headers as RequestSpec["headers"],
+    body: ctx.body,
+    stream: hasStreamedBody(ctx) ? ctx.req : undefined,
+  };
+}
+
+export function attempt(ctx: RequestContext, ep: Endpoint, deps: AttemptDeps): Attempt {
+  const isRead = ctx.req.method === "GET" || ctx.req.method === "HEAD";
+  const pool = deps.agents.agentFor(ctx.identity);
+  const started = performance.now();
+  const call = pool.request(ep, upstreamRequest(ctx, ep));
+  let settled = false;
+  let resolveOutcome!: (o: AttemptOutcome) => void;
+  const outcome = new Promise<AttemptOutcome>((r) => (resolveOutcome = r));
+  const settle = (o: AttemptOutcome, abortCall: boolean): boolean => {
+    if (settled) return false;
+    settled = true;
+    entry.deadline = 0;
+    if (o.kind !== "answered") deps.inflight.delete(entry);
+    if (abortCall) call.abort();
+    resolveOutcome(o);
+    return true;
+  };
+
+  // A read with no head in time: the cache answers if it can; if it holds nothing for this read,
+  // waiting on for a slow but healthy upstream beats a 503.
+  const slow = async () => {
+    let sendCached: (() => void) | undefined;
+    try {
+      sendCached = await deps.slowRead(ctx);
+    } catch {
+      sendCached = undefined;
+    }
+    if (sendCached) settle({ kind: "slow", sendCached }, true);
+  };
+
+  const entry: InFlight = {
+    ctx,
+    pool,
+    deadline: started + (isRead ? deps.backendTimeoutMs : deps.writeTimeoutMs),
+    responding: false,
+    expire: () => isRead ? void slow() : void settle({ kind: "timed-out" }, true),
+    // Reads waiting on a vanished upstream go to the cache; a write keeps its chance to complete.
+    abandon: (reason) => {
+      if (isRead || reason === "shutdown") settle({ kind: "offline" }, true);
+    },
+    end: () => call.abort(),
+  };
+  track(deps.inflight, entry);
+
+  call.response.then(
+    (response) => {
+      const upstreamMs = performance.now() - started;
+      if (!settle({ kind: "answered", response, entry, upstreamMs }, false)) response.destroy();
+    },
+    (error) => settle({ kind: "failed", error }, false),
+  );
+
+  return {
+    outcome,
+    cancel: () => {
+      if (!settle({ kind: "client-gone" }, true)) call.abort();
+    },
+  };
+}

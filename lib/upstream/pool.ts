@@ -1,0 +1,335 @@
+/**
+ * A keep-alive connection pool for one upstream credential (a client pair, or none), with one set
+ * of connections per endpoint. Idle connections are reused last-in first-out, expire after
+ * `idleMs`, and at most `maxSockets` are open per endpoint (further requests wait their turn).
+ * The keep-alive race is handled: a request that fails on a reused connection before any response
+ * byte arrived (the server closed it while idle) is sent once more on a fresh connection when it is
+ * replayable (GET, HEAD, OPTIONS, with no streamed body), as Go's transport does.
+ */
+import type { TLSSocket } from "node:tls";
+import type { Endpoint } from "./endpoint.ts";
+import { type Dial, type Dialing, makeDial } from "./https_proxy.ts";
+import { type ExchangeHandlers, type RequestSpec, UpstreamConnection } from "./connection.ts";
+import type { UpstreamResponse } from "./response.ts";
+import type { ResponseHead } from "../http/head_parser.ts";
+
+export interface PoolOptions {
+  ca: string;
+  cert?: string;
+  key?: string;
+  /** Open connections per endpoint, busy or idle (watches hold one each). */
+  maxSockets?: number;
+  /** Idle connections kept per endpoint. */
+  maxIdle?: number;
+  /** An idle connection is closed after this long. */
+  idleMs?: number;
+  /** How connections are opened (direct or through HTTPS_PROXY); replaceable in tests. */
+  dial?: Dial;
+}
+
+/** One request in flight: its answer, and a way to give up on it (closes its connection). */
+export interface UpstreamCall {
+  response: Promise<UpstreamResponse>;
+  abort(): void;
+}
+
+/** A protocol switch that the upstream accepted, or its refusal as an ordinary answer. */
+export type UpgradeResult =
+  | { kind: "upgraded"; head: ResponseHead; socket: TLSSocket; rest: Uint8Array }
+  | { kind: "answered"; response: UpstreamResponse };
+
+const REPLAYABLE = new Set(["GET", "HEAD", "OPTIONS"]);
+
+interface Waiter {
+  take(conn: UpstreamConnection | undefined): void;
+}
+
+/** The connections to one endpoint. */
+class HostConnections {
+  idle: UpstreamConnection[] = [];
+  all = new Set<UpstreamConnection>();
+  /** Open or opening connections, busy or idle. */
+  open = 0;
+  waiting: Waiter[] = [];
+}
+
+export class UpstreamPool {
+  readonly options: Required<Omit<PoolOptions, "cert" | "key">> & { cert?: string; key?: string };
+  #hosts = new Map<string, HostConnections>();
+  #sweep?: ReturnType<typeof setInterval>;
+  #destroyed = false;
+  #retiring = false;
+  /** Connections opened, for tests and metrics. */
+  dialed = 0;
+
+  constructor(opts: PoolOptions) {
+    this.options = {
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      maxSockets: opts.maxSockets ?? 256,
+      maxIdle: opts.maxIdle ?? 32,
+      idleMs: opts.idleMs ?? 30_000,
+      dial: opts.dial ?? makeDial(),
+    };
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** Connections open to any endpoint (busy or idle). */
+  get openConnections(): number {
+    let n = 0;
+    for (const h of this.#hosts.values()) n += h.open;
+    return n;
+  }
+
+  /**
+   * Sends a request; the response resolves once its head has arrived. `events.connected` runs when
+   * the request has a connection (a reused one, or a fresh one whose TLS handshake completed).
+   */
+  request(ep: Endpoint, spec: RequestSpec, events?: { connected?(): void }): UpstreamCall {
+    let conn: UpstreamConnection | undefined;
+    let dialing: Dialing | undefined;
+    let aborted = false;
+    let waiter: Waiter | undefined;
+    let answer: UpstreamResponse | undefined;
+    const replayable = REPLAYABLE.has(spec.method) && !spec.stream;
+    const response = new Promise<UpstreamResponse>((resolve, reject) => {
+      const handlers = (reused: boolean): ExchangeHandlers => ({
+        response: (res) => {
+          answer = res;
+          resolve(res);
+        },
+        released: () => (conn = undefined),
+        error: (err, gotBytes) => {
+          conn = undefined;
+          if (reused && !gotBytes && replayable && !aborted && !this.#destroyed) return attempt(true);
+          reject(err);
+        },
+      });
+      const attempt = (fresh: boolean) => {
+        this.#acquire(ep, fresh, {
+          onDialing: (d) => (dialing = d),
+          onWaiting: (w) => (waiter = w),
+          got: (c, reused) => {
+            dialing = undefined;
+            waiter = undefined;
+            if (aborted) return this.#release(ep, c);
+            conn = c;
+            events?.connected?.();
+            try {
+              c.send(spec, handlers(reused));
+            } catch (e) {
+              conn = undefined;
+              c.destroy();
+              reject(e);
+            }
+          },
+          failed: (err) => {
+            dialing = undefined;
+            reject(err);
+          },
+        });
+      };
+      attempt(false);
+    });
+    return {
+      response,
+      abort: () => {
+        aborted = true;
+        dialing?.cancel();
+        if (waiter) this.#unwait(ep, waiter);
+        // Once the exchange is over the connection is back in the pool (`released` cleared it).
+        conn?.destroy();
+        answer?.destroy();
+      },
+    };
+  }
+
+  /** Opens a fresh connection for a protocol switch; it leaves the pool once upgraded. */
+  upgrade(ep: Endpoint, spec: RequestSpec): { result: Promise<UpgradeResult>; abort(): void } {
+    let conn: UpstreamConnection | undefined;
+    let dialing: Dialing | undefined;
+    let aborted = false;
+    const result = new Promise<UpgradeResult>((resolve, reject) => {
+      dialing = this.#dialOne(ep, (err, c) => {
+        dialing = undefined;
+        if (err || !c) return reject(err);
+        if (aborted) return c.destroy();
+        conn = c;
+        c.onReusable = (x) => x.destroy();
+        c.send({ ...spec, upgrade: true }, {
+          response: (response) => resolve({ kind: "answered", response }),
+          upgrade: (head, socket, rest) => resolve({ kind: "upgraded", head, socket, rest }),
+          error: (e) => reject(e),
+        });
+      });
+    });
+    return {
+      result,
+      abort: () => {
+        aborted = true;
+        dialing?.cancel();
+        conn?.destroy();
+      },
+    };
+  }
+
+  #host(ep: Endpoint): HostConnections {
+    let h = this.#hosts.get(ep.key);
+    if (!h) {
+      h = new HostConnections();
+      this.#hosts.set(ep.key, h);
+    }
+    return h;
+  }
+
+  #acquire(
+    ep: Endpoint,
+    fresh: boolean,
+    cb: {
+      onDialing(d: Dialing): void;
+      onWaiting(w: Waiter): void;
+      got(c: UpstreamConnection, reused: boolean): void;
+      failed(err: Error): void;
+    },
+  ) {
+    if (this.#destroyed) {
+      return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+    }
+    const h = this.#host(ep);
+    if (!fresh) {
+      let c: UpstreamConnection | undefined;
+      while ((c = h.idle.pop())) {
+        if (!c.closed) return cb.got(c, true);
+      }
+    }
+    const open = () => {
+      if (this.#destroyed) {
+        return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+      }
+      cb.onDialing(this.#dialOne(ep, (err, c) => err || !c ? cb.failed(err!) : cb.got(c, false)));
+    };
+    if (h.open < this.options.maxSockets || fresh) return open();
+    const w: Waiter = {
+      take: (c) => c ? cb.got(c, true) : open(),
+    };
+    h.waiting.push(w);
+    cb.onWaiting(w);
+  }
+
+  #unwait(ep: Endpoint, w: Waiter) {
+    const h = this.#hosts.get(ep.key);
+    if (!h) return;
+    const i = h.waiting.indexOf(w);
+    if (i >= 0) h.waiting.splice(i, 1);
+  }
+
+  #dialOne(ep: Endpoint, done: (err: Error | undefined, c?: UpstreamConnection) => void): Dialing {
+    const h = this.#host(ep);
+    h.open++;
+    this.dialed++;
+    const d = this.options.dial({
+      host: ep.hostname,
+      port: ep.port,
+      servername: ep.servername,
+      ca: this.options.ca,
+      cert: this.options.cert,
+      key: this.options.key,
+    });
+    d.ready.then(
+      (socket) => {
+        if (this.#destroyed) {
+          socket.destroy();
+          this.#closed(ep, h);
+          return done(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+        }
+        const c = new UpstreamConnection(socket);
+        h.all.add(c);
+        c.onReusable = (x) => this.#release(ep, x);
+        c.onClosed = (x) => this.#forget(ep, h, x);
+        done(undefined, c);
+      },
+      (err) => {
+        this.#closed(ep, h);
+        done(err);
+      },
+    );
+    return d;
+  }
+
+  /** A connection finished an exchange: to the next waiter, or idle. */
+  #release(ep: Endpoint, c: UpstreamConnection) {
+    const h = this.#host(ep);
+    if (this.#destroyed || this.#retiring || c.closed) return c.destroy();
+    const w = h.waiting.shift();
+    if (w) return w.take(c);
+    if (h.idle.length >= this.options.maxIdle) return c.destroy();
+    h.idle.push(c);
+    this.#startSweep();
+  }
+
+  #forget(ep: Endpoint, h: HostConnections, c: UpstreamConnection) {
+    const i = h.idle.indexOf(c);
+    if (i >= 0) h.idle.splice(i, 1);
+    h.all.delete(c);
+    this.#closed(ep, h);
+  }
+
+  /** A connection slot is free: a waiter may open one. */
+  #closed(_ep: Endpoint, h: HostConnections) {
+    h.open--;
+    if (this.#destroyed) return;
+    const w = h.waiting.shift();
+    if (w) w.take(undefined);
+  }
+
+  #startSweep() {
+    if (this.#sweep) return;
+    const every = Math.max(50, Math.min(5_000, this.options.idleMs / 2));
+    this.#sweep = setInterval(() => {
+      const cutoff = performance.now() - this.options.idleMs;
+      let any = false;
+      for (const h of this.#hosts.values()) {
+        for (const c of [...h.idle]) if (c.idleSince <= cutoff) c.destroy();
+        if (h.idle.length) any = true;
+      }
+      if (!any) {
+        clearInterval(this.#sweep);
+        this.#sweep = undefined;
+      }
+    }, every);
+    // Idle connections must not keep the process alive.
+    Deno.unrefTimer(this.#sweep as unknown as number);
+  }
+
+  /**
+   * Stops reusing connections (a rotated credential): idle ones close now, busy ones when their
+   * exchange ends. Requests still sent on this pool get fresh connections.
+   */
+  retire(): void {
+    this.#retiring = true;
+    for (const h of this.#hosts.values()) for (const c of h.idle.splice(0)) c.destroy();
+  }
+
+  /** Exchanges still running on this pool's connections. */
+  get busyConnections(): number {
+    let n = 0;
+    for (const h of this.#hosts.values()) n += h.all.size - h.idle.length;
+    return n;
+  }
+
+  /** Closes every connection, busy ones included; later requests fail. */
+  destroy(): void {
+    this.#destroyed = true;
+    clearInterval(this.#sweep);
+    this.#sweep = undefined;
+    for (const h of this.#hosts.values()) {
+      for (const w of h.waiting.splice(0)) w.take(undefined);
+      h.idle.length = 0;
+      for (const c of [...h.all]) c.destroy();
+    }
+  }
+}
