@@ -216,7 +216,7 @@ async function autonomyRuns(b: Bundle): Promise<void> {
   assert.equal(out.code, 2, err);
   assert.match(
     err,
-    /cannot read ServiceAccount token \/var\/run\/secrets\/kubernetes.io\/serviceaccount\/token/,
+    /ServiceAccount token \/var\/run\/secrets\/kubernetes.io\/serviceaccount\/token does not exist/,
   );
   assert.ok(!/NotCapable|Requires \w+ access/.test(err), `a permission was missing:\n${err}`);
 
