@@ -23,7 +23,6 @@ export type Target = keyof typeof TARGETS;
  * (a bundle run under exactly these permissions, and every env read in the bundled code):
  * - HTTPS_PROXY / NO_PROXY and their lower-case forms: upstream tunnelling (lib/upstream/https_proxy.ts);
  * - LOG_TOKENS, LOG_STREAM: read by npm:yaml on every parse (config and kubeconfig files);
- * - NO_COLOR, FORCE_COLOR, CLICOLOR_FORCE: read by npm:commander when printing help or errors;
  * - NODE_USE_SYSTEM_CA, NODE_EXTRA_CA_CERTS: read by Deno's node:tls when a connection is made
  *   without an explicit `ca` (the proxy always passes one, but a miss would be a crash, not a log);
  * - KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT: `autonomy` in-cluster, as client-go reads them.
@@ -35,9 +34,6 @@ export const RUNTIME_ENV = [
   "no_proxy",
   "LOG_TOKENS",
   "LOG_STREAM",
-  "NO_COLOR",
-  "FORCE_COLOR",
-  "CLICOLOR_FORCE",
   "NODE_USE_SYSTEM_CA",
   "NODE_EXTRA_CA_CERTS",
   "KUBERNETES_SERVICE_HOST",

@@ -6,7 +6,7 @@ import nodeAssert from "node:assert/strict";
 import * as net from "node:net";
 import { createPki } from "./support/pki.ts";
 import { type FakeApiServer, startFakeApiServer } from "./support/apiserver/mod.ts";
-import { KUBECTL_DIR } from "./support/harness.ts";
+import { KUBECTL_DIR, within } from "./support/harness.ts";
 
 const pki = await createPki();
 const serving = await pki.server("apiserver");
@@ -104,9 +104,10 @@ async function readWatch(
   const events: Any[] = [];
   let buf = "";
   onOpen?.();
+  const deadline = Date.now() + 15_000;
   try {
     while (!until(events)) {
-      const { value, done } = await reader.read();
+      const { value, done } = await within(reader.read(), `watch events from ${url}`, deadline - Date.now());
       if (done) break;
       buf += value;
       let i;
@@ -232,7 +233,12 @@ Deno.test("kubectl get -w sees an object created afterwards (1.27 and 1.33)", as
       let created = false;
       const deadline = Date.now() + 15_000;
       while (!new RegExp(`late-${i}\\s+0/1\\s+Pending`).test(out) && Date.now() < deadline) {
-        const { value, done } = await reader.read();
+        const { value, done } = await within(
+          reader.read(),
+          `kubectl get -w to print late-${i}`,
+          deadline - Date.now(),
+        )
+          .catch(() => ({ value: "", done: true }));
         if (done) break;
         out += value;
         if (!created && out.includes("redis-0")) {
@@ -248,7 +254,7 @@ Deno.test("kubectl get -w sees an object created afterwards (1.27 and 1.33)", as
       }
       child.kill("SIGTERM");
       await reader.cancel().catch(() => {});
-      await child.status;
+      await within(child.status, "kubectl to exit after SIGTERM");
       assertMatch(out, new RegExp(`late-${i}\\s+0/1\\s+Pending`));
       const watch = api.requests.find((r) =>
         r.query.includes("watch=true") && r.userAgent.includes(bin.slice(-4))
@@ -523,7 +529,7 @@ Deno.test("fault modes: blackhole hangs, refuse refuses, none recovers on the sa
       client: wc,
     });
     const reader = res.body!.getReader();
-    await reader.read();
+    await within(reader.read(), "the watch's first bytes");
     await api.setFault("blackhole");
 
     const c1 = client(adminCert);
@@ -536,9 +542,12 @@ Deno.test("fault modes: blackhole hangs, refuse refuses, none recovers on the sa
     assert(await connectRefused(api.port));
     await api.setFault("none");
     // The frozen watch was dropped: the stream ends (error or done) instead of hanging.
-    await reader.read().then(async (r) => {
-      while (!r.done) r = await reader.read();
-    }).catch(() => {});
+    await within(
+      reader.read().then(async (r) => {
+        while (!r.done) r = await reader.read();
+      }).catch(() => {}),
+      "the frozen watch to be dropped on recovery",
+    );
     wc.close();
 
     const c2 = client(adminCert);

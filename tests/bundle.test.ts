@@ -11,6 +11,7 @@ import { RUNTIME_PERMISSIONS } from "../scripts/compile.ts";
 import { VERSION } from "../lib/version.ts";
 import { createPki } from "./support/pki.ts";
 import { startFakeApiServer } from "./support/apiserver/mod.ts";
+import { within } from "./support/harness.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const ENTRY = `${REPO}main.ts`;
@@ -156,25 +157,28 @@ async function serveProxies(b: Bundle): Promise<void> {
       }
       port.reject(new Error(`serve exited before listening:\n${log}`));
     })();
-    const p = await port.promise;
+    const p = await within(port.promise, "the bundle's serve to log its listening port", 60_000);
 
-    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      https.get({
-        host: "127.0.0.1",
-        port: p,
-        path: "/version",
-        headers: { accept: "application/json, */*", "user-agent": "kubelet/v1.32.0 (linux/amd64)" },
-        ca: pki.caPem,
-        cert: node.certPem,
-        key: node.keyPem,
-        agent: false,
-      }, (r) => {
-        let body = "";
-        r.setEncoding("utf8");
-        r.on("data", (c) => body += c);
-        r.on("end", () => resolve({ status: r.statusCode ?? 0, body }));
-      }).on("error", reject);
-    });
+    const res = await within(
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        https.get({
+          host: "127.0.0.1",
+          port: p,
+          path: "/version",
+          headers: { accept: "application/json, */*", "user-agent": "kubelet/v1.32.0 (linux/amd64)" },
+          ca: pki.caPem,
+          cert: node.certPem,
+          key: node.keyPem,
+          agent: false,
+        }, (r) => {
+          let body = "";
+          r.setEncoding("utf8");
+          r.on("data", (c) => body += c);
+          r.on("end", () => resolve({ status: r.statusCode ?? 0, body }));
+        }).on("error", reject);
+      }),
+      "the bundle's answer to GET /version",
+    );
     assert.equal(res.status, 200, res.body);
     assert.ok(typeof JSON.parse(res.body).gitVersion === "string", res.body);
     const seen = await fake.waitForRequest((r) => r.path === "/version" && r.user === "system:node:edge1");
@@ -182,9 +186,9 @@ async function serveProxies(b: Bundle): Promise<void> {
     assert.equal(seen.certSerial?.toUpperCase().replace(/^0+/, ""), node.serial.replace(/^0+/, ""));
 
     child.kill("SIGTERM");
-    const status = await child.status;
+    const status = await within(child.status, "the bundle's serve to exit on SIGTERM", 20_000);
     child = undefined;
-    await stderrDone;
+    await within(stderrDone, "the bundle's stderr to close");
     assert.ok(!/NotCapable|Requires \w+ access/.test(log), `a permission was missing:\n${log}`);
     assert.equal(status.code, 0, log);
   } finally {
@@ -212,7 +216,7 @@ async function autonomyRuns(b: Bundle): Promise<void> {
   assert.equal(out.code, 2, err);
   assert.match(
     err,
-    /cannot read ServiceAccount token \/var\/run\/secrets\/kubernetes.io\/serviceaccount\/token/,
+    /ServiceAccount token \/var\/run\/secrets\/kubernetes.io\/serviceaccount\/token does not exist/,
   );
   assert.ok(!/NotCapable|Requires \w+ access/.test(err), `a permission was missing:\n${err}`);
 

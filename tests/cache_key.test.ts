@@ -8,7 +8,7 @@ import {
   listKeyFor,
 } from "../lib/cache/cache_key.ts";
 import { parseRequestInfo } from "../lib/request/request_info.ts";
-import { acceptsJson, type Representation, representationOf } from "../lib/request/representation.ts";
+import { type Representation, representationOf } from "../lib/request/representation.ts";
 import { SelectorError } from "../lib/request/selectors.ts";
 import type { CacheKey } from "../lib/store/store.ts";
 
@@ -66,16 +66,6 @@ Deno.test("representationOf: real Accept headers", () => {
     ["APPLICATION/JSON", "json"],
   ];
   for (const [accept, want] of cases) assertEquals(representationOf(accept), want, String(accept));
-});
-
-Deno.test("acceptsJson", () => {
-  assertEquals(acceptsJson(null), true);
-  assertEquals(acceptsJson(""), true);
-  assertEquals(acceptsJson("*/*"), true);
-  assertEquals(acceptsJson("application/vnd.kubernetes.protobuf,application/json"), true);
-  assertEquals(acceptsJson("application/json;as=Table;v=v1;g=meta.k8s.io"), true);
-  assertEquals(acceptsJson("application/vnd.kubernetes.protobuf"), false);
-  assertEquals(acceptsJson("application/yaml"), false);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import {
   type ServingMaterial,
   ServingWatcher,
 } from "../lib/certs/mod.ts";
-import { type CertPair, createPki, type Pki } from "./support/pki.ts";
+import { type CertPair, scopedPki } from "./support/pki.ts";
 
 // ---- helpers ------------------------------------------------------------------------------------
 
@@ -63,9 +63,6 @@ class Recorder<T> {
 const logs = new Recorder<string>();
 configureLog({ level: "info", format: "text", sink: logs.push });
 
-let pkiPromise: Promise<Pki> | undefined;
-const getPki = () => (pkiPromise ??= createPki());
-
 async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "lite-apiserver-certs-" });
 }
@@ -113,7 +110,7 @@ async function rejectsConfig(p: Promise<unknown>, ...words: RegExp[]): Promise<s
 // ---- loadTlsConfig --------------------------------------------------------------------------------
 
 Deno.test("loadTlsConfig: separate cert and key files", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const a = await pki.client("system:node:edge-1", ["system:nodes"]);
   const b = await pki.client("kube-proxy");
   const dir = await tempDir();
@@ -135,7 +132,7 @@ Deno.test("loadTlsConfig: separate cert and key files", async () => {
 });
 
 Deno.test("loadTlsConfig: combined PEM in both orders, relative paths", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const a = await pki.client("system:node:edge-1", ["system:nodes"]);
   const b = await pki.client("kubelet-reverse", ["g1", "g2"]);
   const dir = await tempDir();
@@ -160,7 +157,7 @@ Deno.test("loadTlsConfig: combined PEM in both orders, relative paths", async ()
 });
 
 Deno.test("loadTlsConfig: file problems are one-line ConfigErrors naming the file", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const a = await pki.client("alice");
   const b = await pki.client("bob");
   const dir = await tempDir();
@@ -248,7 +245,7 @@ Deno.test("loadTlsConfig: malformed tls config", async () => {
 // ---- ClientPairWatcher ----------------------------------------------------------------------------
 
 Deno.test("ClientPairWatcher: a pair overwritten in place is reloaded", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   const old = await pki.client("system:node:edge-1", ["system:nodes"]);
   const next = await pki.client("system:node:edge-1", ["system:nodes"]);
@@ -284,7 +281,7 @@ Deno.test("ClientPairWatcher: a pair overwritten in place is reloaded", async ()
 });
 
 Deno.test("ClientPairWatcher: kubelet-style symlink swap is followed", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   const first = await pki.client("system:node:edge-1", ["system:nodes"]);
   const second = await pki.client("system:node:edge-1", ["system:nodes"]);
@@ -312,7 +309,7 @@ Deno.test("ClientPairWatcher: kubelet-style symlink swap is followed", async () 
 });
 
 Deno.test("ClientPairWatcher: a broken replacement keeps the last good pair and says why", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   const good = await pki.client("alice");
   const other = await pki.client("bob");
@@ -360,7 +357,7 @@ Deno.test("ClientPairWatcher: a broken replacement keeps the last good pair and 
 });
 
 Deno.test("ClientPairWatcher: a file missing at start is picked up by the fast re-read", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   const boot = await pki.client("system:node:edge-1", ["system:nodes"]);
   const current = `${dir}/kubelet-client-current.pem`;
@@ -374,12 +371,9 @@ Deno.test("ClientPairWatcher: a file missing at start is picked up by the fast r
     assertEquals(w.pairs().size, 0);
     assertMatch(w.status()[0].problem ?? "", /kubelet-client-current\.pem does not exist/);
 
-    const t0 = performance.now();
     await writeAtomic(current, boot.certPem + boot.keyPem);
-    const ev = await changes.waitFor((c) => c.cn === "system:node:edge-1", "the bootstrapped identity");
-    const ms = ev.at - t0;
-    console.log(`  missing at start -> picked up by fast mode after ${ms.toFixed(0)} ms`);
-    assert(ms < 5_000, `fast mode should find the file in about a second, took ${ms} ms`);
+    // The normal re-read is 30 minutes away: only the 1 s fast mode can meet this (15 s) deadline.
+    await changes.waitFor((c) => c.cn === "system:node:edge-1", "the bootstrapped identity");
     assertEquals(w.pairs().get("system:node:edge-1")?.serial, boot.serial);
   } finally {
     await w.close();
@@ -388,7 +382,7 @@ Deno.test("ClientPairWatcher: a file missing at start is picked up by the fast r
 });
 
 Deno.test("ClientPairWatcher: identities added to and removed from the tls config", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   const a = await copyPair(await pki.client("alice"), dir, "alice");
   const b = await copyPair(await pki.client("bob", ["devs"]), dir, "bob");
@@ -427,7 +421,7 @@ Deno.test("ClientPairWatcher: identities added to and removed from the tls confi
 });
 
 Deno.test("ClientPairWatcher: duplicate CN, foreign CA and expiry warnings", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   const a = await copyPair(await pki.client("alice", [], { days: 3 }), dir, "alice");
   const path = await writeConfig(dir, [a]);
@@ -465,7 +459,7 @@ Deno.test("ClientPairWatcher: duplicate CN, foreign CA and expiry warnings", asy
 // ---- serving material ------------------------------------------------------------------------------
 
 Deno.test("loadServingMaterial: strict checks", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const s = await pki.server("lite-apiserver");
   const other = await pki.server("other");
   const m = await loadServingMaterial(s.cert, s.key, pki.caCert);
@@ -481,7 +475,7 @@ Deno.test("loadServingMaterial: strict checks", async () => {
 });
 
 Deno.test("ServingWatcher: replaced files and reloadNow", async () => {
-  const pki = await getPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   const [s1, s2, s3] = [await pki.server("a"), await pki.server("a"), await pki.server("a")];
   const certFile = `${dir}/tls.crt`, keyFile = `${dir}/tls.key`, caFile = `${dir}/ca.crt`;
@@ -529,8 +523,4 @@ Deno.test("ServingWatcher: replaced files and reloadNow", async () => {
     await quiet.close();
     await Deno.remove(dir, { recursive: true });
   }
-});
-
-Deno.test("cleanup test PKI", async () => {
-  if (pkiPromise) await Deno.remove((await pkiPromise).dir, { recursive: true });
 });

@@ -1,11 +1,11 @@
 /** The command line: every bad input ends with one clear line and a non-zero exit, never a stack trace. */
 import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
 import { createPki } from "./support/pki.ts";
-import { ROOT, runLite } from "./support/harness.ts";
+import { exitOf, ROOT, runLite } from "./support/harness.ts";
 
 async function run(args: string[]) {
   const p = runLite(args);
-  const status = await p.status;
+  const status = await exitOf(p, `lite-apiserver ${args.join(" ")}`);
   return { code: status.code, lines: p.lines.filter((l) => l.trim() !== "") };
 }
 
@@ -37,7 +37,7 @@ Deno.test("bad flags, files and values give one clear line", async (t) => {
     "0",
   ];
   const cases: Array<[string, string[], RegExp]> = [
-    ["unknown flag", ["--bogus"], /unknown option '--bogus'/],
+    ["unknown flag", ["--bogus"], /serve: unknown flag "--bogus" \(see lite-apiserver serve --help\)/],
     ["missing upstream", ["serve", "--ca-file", pki.caCert], /--kube-apiserver-url is required/],
     [
       "missing CA file",

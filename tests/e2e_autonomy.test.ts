@@ -10,6 +10,7 @@ import { isCovered } from "../lib/autonomy/tolerations.ts";
 import {
   type Cluster,
   eventually,
+  exitOf,
   freePort,
   type HttpsClient,
   httpsClient,
@@ -359,12 +360,12 @@ Deno.test("autonomy: bad flags, an unreachable apiserver, no cluster: one clear 
   try {
     const run = async (args: string[], env: Record<string, string> = {}) => {
       const p = runLite(["autonomy", ...args], env);
-      const st = await p.status;
+      const st = await exitOf(p, `lite-apiserver autonomy ${args.join(" ")}`);
       return { code: st.code, lines: p.lines.filter((l) => l.trim() !== "") };
     };
     let r = await run(["--bogus"]);
     assertEquals([r.code, r.lines], [2, [
-      `lite-apiserver: autonomy: unknown argument "--bogus" (see lite-apiserver autonomy --help)`,
+      `lite-apiserver: autonomy: unknown flag "--bogus" (see lite-apiserver autonomy --help)`,
     ]]);
     r = await run(["--admin-port", "x"]);
     assertEquals(r.code, 2);

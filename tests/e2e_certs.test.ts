@@ -4,7 +4,7 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import tls from "node:tls";
-import { eventually, httpsClient, startCluster, startLite } from "./support/harness.ts";
+import { eventually, httpsClient, startCluster, startLite, within } from "./support/harness.ts";
 
 const strip0 = (s?: string) => (s ?? "").toUpperCase().replace(/^0+(?=.)/, "");
 
@@ -44,19 +44,20 @@ Deno.test("certificates are followed without a restart", async (t) => {
   try {
     await eventually(() => loops > 5, "the read loop running");
 
-    await t.step("kubelet's pair replaced in place: the new certificate is used within 5 s", async () => {
-      const next = await cluster.pki.client("system:node:edge-1", ["system:nodes"], { name: "kubelet-next" });
-      const writtenAt = Date.now();
-      await Deno.writeTextFile(cluster.kubelet.combined, next.certPem + next.keyPem);
-      const seen = await cluster.apiserver.waitForRequest(
-        (r) => strip0(r.certSerial) === strip0(next.serial) && r.user === "system:node:edge-1",
-        5000,
-      );
-      console.log(
-        `file change → first upstream request with the new certificate: ${seen.time - writtenAt} ms`,
-      );
-      await lite.waitForLine(/client identity loaded.*system:node:edge-1/);
-    });
+    await t.step(
+      "kubelet's pair replaced in place: the new certificate is used without a restart",
+      async () => {
+        const next = await cluster.pki.client("system:node:edge-1", ["system:nodes"], {
+          name: "kubelet-next",
+        });
+        await Deno.writeTextFile(cluster.kubelet.combined, next.certPem + next.keyPem);
+        await cluster.apiserver.waitForRequest(
+          (r) => strip0(r.certSerial) === strip0(next.serial) && r.user === "system:node:edge-1",
+          15_000,
+        );
+        await lite.waitForLine(/client identity loaded.*system:node:edge-1/);
+      },
+    );
 
     await t.step("a broken replacement keeps the last good pair in service and says why", async () => {
       const current = cluster.apiserver.requests.at(-1)!.certSerial;
@@ -114,19 +115,53 @@ Deno.test("certificates are followed without a restart", async (t) => {
       );
     });
 
-    await t.step("SIGHUP re-reads the certificates", async () => {
-      const from = lite.lines.length;
-      lite.child.kill("SIGHUP");
-      await lite.waitForLine(/SIGHUP: reloading certificates/, 10_000, from);
-    });
-
     stop.now = true;
-    await loop;
+    await within(loop, "the read loop to finish its last read");
     assertEquals(failures, [], "no failed reads during the rotations");
     assert(loops > 20, `the loop ran (${loops} reads)`);
   } finally {
     stop.now = true;
-    await loop;
+    await within(loop, "the read loop to finish its last read");
+    await lite.kill();
+    await cluster.close();
+  }
+});
+
+Deno.test("SIGHUP reloads a serving certificate swapped where the file watcher cannot see it", async () => {
+  const cluster = await startCluster();
+  // A Secret volume's layout: tls.crt -> ..data/tls.crt, ..data -> ..v1. Swapping `..data` to a new
+  // folder changes what tls.crt reads without an event on any name the watcher follows, so only the
+  // reload on SIGHUP (or the 5-minute re-read) can pick it up.
+  const dir = `${cluster.dir}/secret-volume`;
+  const version = async (name: string, pair: { certPem: string; keyPem: string }) => {
+    await Deno.mkdir(`${dir}/${name}`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/${name}/tls.crt`, pair.certPem);
+    await Deno.writeTextFile(`${dir}/${name}/tls.key`, pair.keyPem);
+    await Deno.symlink(name, `${dir}/..data_tmp`);
+    await Deno.rename(`${dir}/..data_tmp`, `${dir}/..data`);
+  };
+  await version("..v1", cluster.serving);
+  await Deno.symlink("..data/tls.crt", `${dir}/tls.crt`);
+  await Deno.symlink("..data/tls.key", `${dir}/tls.key`);
+  const lite = await startLite({
+    ...cluster,
+    serving: { ...cluster.serving, cert: `${dir}/tls.crt`, key: `${dir}/tls.key` },
+  });
+  try {
+    assertEquals(await servingSerial(lite.port, cluster.pki.caPem), strip0(cluster.serving.serial));
+    const next = await cluster.pki.server("lite-apiserver-v2");
+    await version("..v2", next);
+    assertEquals(
+      await servingSerial(lite.port, cluster.pki.caPem),
+      strip0(cluster.serving.serial),
+      "not picked up by the file watcher (else this test would not prove the SIGHUP reload)",
+    );
+    lite.child.kill("SIGHUP");
+    await eventually(
+      async () => (await servingSerial(lite.port, cluster.pki.caPem)) === strip0(next.serial),
+      "the new serving certificate presented after SIGHUP",
+    );
+  } finally {
     await lite.kill();
     await cluster.close();
   }

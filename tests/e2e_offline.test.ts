@@ -6,11 +6,16 @@
 import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
 import {
   eventually,
+  type HttpsClient,
   httpsClient,
   kubectl,
   type LiteProcess,
+  readToEnd,
+  readUntil,
   startCluster,
   startLite,
+  WatchStream,
+  within,
   writeKubeconfig,
 } from "./support/harness.ts";
 
@@ -25,39 +30,16 @@ const TOKEN_BODY = JSON.stringify({
 type Obj = Record<string, unknown> & {
   metadata: { name: string; resourceVersion: string; labels?: Record<string, string> };
 };
+/** POSTs a ConfigMap named `name` in default. */
+const createConfigMap = (c: HttpsClient, name: string) =>
+  c.json("/api/v1/namespaces/default/configmaps", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name } }),
+  });
 const names = (body: Record<string, unknown>) => (body.items as Obj[]).map((i) => i.metadata.name).sort();
 
-async function readLines(res: Response, until: (events: Array<{ type: string; object: Obj }>) => boolean) {
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  const events: Array<{ type: string; object: Obj }> = [];
-  let buf = "";
-  while (!until(events)) {
-    const { value, done } = await reader.read();
-    if (done) return { events, ended: true, reader };
-    buf += value;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line) events.push(JSON.parse(line));
-    }
-  }
-  return { events, ended: false, reader };
-}
-
-async function waitEnd(reader: ReadableStreamDefaultReader<string>): Promise<void> {
-  while (!(await reader.read()).done) { /* drain until the proxy ends the stream */ }
-}
-
-/** Reads until `text` has been seen; fails if the stream ends first. */
-async function untilText(reader: ReadableStreamDefaultReader<string>, text: string): Promise<void> {
-  let seen = "";
-  while (!seen.includes(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the watch ended before ${text} arrived:\n${seen}`);
-    seen += value;
-  }
-}
+type Ev = { type: string; object: Obj };
 
 for (const backend of ["sqlite", "file"] as const) {
   Deno.test(`edge autonomy with the ${backend} cache`, async (t) => {
@@ -125,15 +107,19 @@ for (const backend of ["sqlite", "file"] as const) {
         const pod = cluster.apiserver.get("v1", "Pod", "default", "nginx-1")! as Obj;
         pod.metadata.labels = { ...pod.metadata.labels, changed: "by-watch" };
         cluster.apiserver.update(pod);
-        const { reader: r } = await readLines(
-          res,
-          (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"),
+        const w = new WatchStream<Ev>(res.body!);
+        assert(
+          await w.until(
+            (evs) => evs.some((e) => e.type === "MODIFIED" && e.object.metadata.name === "nginx-1"),
+            "the MODIFIED event of nginx-1",
+          ),
+          "the watch ended before the MODIFIED event",
         );
-        await r.cancel();
+        await w.cancel();
       });
 
       for (const mode of ["blackhole", "refuse"] as const) {
-        await t.step(`cut (${mode}): cached reads answer within the backend timeout`, async () => {
+        await t.step(`cut (${mode}): a read sent into the cut is answered from the cache`, async () => {
           const from = lite.lines.length;
           // A watch open across the cut is held from the cache (BOOKMARKs, as it asked), not ended.
           const open = await n.request(
@@ -141,24 +127,23 @@ for (const backend of ["sqlite", "file"] as const) {
           );
           assertEquals(open.status, 200);
           const openReader = open.body!.pipeThrough(new TextDecoderStream()).getReader();
-          const cutAt = performance.now();
           await cluster.apiserver.setFault(mode);
-          // A client looping over reads: the first cached answer must come within backend-timeout (1s) + 1s.
-          const first = await eventually(
-            async () => {
-              const r = await n.json("/api/v1/namespaces/default/pods");
-              return r.status === 200 && r.headers.get("x-lite-apiserver-source") === "cache" ? r : undefined;
-            },
-            "a cached answer",
-            10_000,
-            20,
+          // One read sent into the cut, no retry: the cache answers it at the backend timeout at the
+          // latest (a blackholed upstream never would). The time it takes is measured in bench/.
+          const first = await within(
+            n.json("/api/v1/namespaces/default/pods"),
+            "a read sent into the cut",
+            20_000,
           );
-          const ms = performance.now() - cutAt;
-          console.log(`[${backend}/${mode}] cut → first cached answer: ${ms.toFixed(0)} ms`);
-          assert(ms <= 2000, `first cached answer after ${ms} ms`);
+          assertEquals([first.status, first.headers.get("x-lite-apiserver-source")], [200, "cache"]);
           assertEquals(names(first.body), ["nginx-1", "nginx-2", "redis-0"]);
           await offlineSince(lite, from);
-          await untilText(openReader, '"type":"BOOKMARK"');
+          await readUntil(
+            openReader,
+            (text) => text.includes('"type":"BOOKMARK"'),
+            "a BOOKMARK on the watch held across the cut",
+            20_000,
+          );
           await openReader.cancel();
           if (mode === "blackhole") {
             await cluster.apiserver.setFault("none");
@@ -263,14 +248,12 @@ for (const backend of ["sqlite", "file"] as const) {
           "ServiceUnavailable",
         ]);
         assertMatch(String(missing.body.message), /unreachable.*nothing is cached/);
-        const started = performance.now();
-        const write = await n.json("/api/v1/namespaces/default/configmaps", {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }),
-        });
+        const write = await within(
+          createConfigMap(n, "x"),
+          "the offline write's answer",
+        );
         assertEquals([write.status, write.body.kind], [503, "Status"]);
-        assert(performance.now() - started < 1000, "fails fast");
+        assertMatch(String(write.body.message), /writes cannot be applied while offline/);
         // kubelet re-registering its Node after an offline reboot gets AlreadyExists, as from the cloud.
         const reg = await n.json("/api/v1/nodes", {
           method: "POST",
@@ -312,15 +295,22 @@ for (const backend of ["sqlite", "file"] as const) {
           `/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&resourceVersion=${rv}`,
         );
         assertEquals(res.status, 200);
-        const held = await readLines(res, (evs) => evs.some((e) => e.type === "BOOKMARK"));
-        assertEquals(held.ended, false);
+        const held = new WatchStream<Ev>(res.body!);
+        assertEquals(
+          await held.until((evs) => evs.some((e) => e.type === "BOOKMARK"), "a BOOKMARK offline"),
+          true,
+        );
         assertEquals(held.events.filter((e) => e.type !== "BOOKMARK"), []);
-        await held.reader.cancel();
+        await held.cancel();
 
         const init = await n.request(
           "/api/v1/namespaces/default/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
         );
-        const got = await readLines(init, (evs) => evs.some((e) => e.type === "BOOKMARK"));
+        const got = new WatchStream<Ev>(init.body!);
+        await got.until(
+          (evs) => evs.some((e) => e.type === "BOOKMARK"),
+          "cached items as ADDED, then the initial-events-end BOOKMARK",
+        );
         assertEquals(got.events.filter((e) => e.type === "ADDED").map((e) => e.object.metadata.name).sort(), [
           "nginx-1",
           "nginx-2",
@@ -332,12 +322,15 @@ for (const backend of ["sqlite", "file"] as const) {
             .annotations["k8s.io/initial-events-end"],
           "true",
         );
-        await got.reader.cancel();
+        await got.cancel();
 
         const timed = await n.request(
           `/api/v1/namespaces/default/pods?watch=1&resourceVersion=${rv}&timeoutSeconds=1`,
         );
-        await waitEnd(timed.body!.pipeThrough(new TextDecoderStream()).getReader());
+        await readToEnd(
+          timed.body!.pipeThrough(new TextDecoderStream()).getReader(),
+          "the held watch to end at timeoutSeconds=1",
+        );
       });
 
       await t.step("kill -9 while offline, restart on the same cache, read again", async () => {
@@ -392,29 +385,19 @@ for (const backend of ["sqlite", "file"] as const) {
             metadata: { name: "made-in-outage", namespace: "default", labels: { app: "new" } },
             spec: { nodeName: "edge-1", containers: [{ name: "c", image: "busybox" }] },
           });
-          const restoredAt = performance.now();
           await cluster.apiserver.setFault("none");
           // The held watch is resumed from the cloud: the outage's change arrives on the same stream.
-          await untilText(watchReader, '"name":"made-in-outage"');
-          const endedMs = performance.now() - restoredAt;
+          await readUntil(
+            watchReader,
+            (text) => text.includes('"name":"made-in-outage"'),
+            "the outage's change on the resumed watch",
+          );
           await watchReader.cancel();
-          const fresh = await eventually(
-            async () => {
-              const r = await n.json("/api/v1/namespaces/default/pods");
-              return names(r.body).includes("made-in-outage") ? r : undefined;
-            },
-            "the cloud's new pod through the proxy",
-            10_000,
-            20,
-          );
-          const convergedMs = performance.now() - restoredAt;
-          console.log(
-            `[${backend}] restore → held watch resumed with the outage's change: ${
-              endedMs.toFixed(0)
-            } ms; → fresh data: ${convergedMs.toFixed(0)} ms`,
-          );
+          // Resumed because the proxy is online again: the very next read goes to the cloud.
+          // (How long convergence takes is measured in bench/.)
+          const fresh = await n.json("/api/v1/namespaces/default/pods");
           assertEquals(fresh.headers.get("x-lite-apiserver-source"), null, "answered by the cloud");
-          assert(convergedMs < 3000, `converged after ${convergedMs} ms`);
+          assert(names(fresh.body).includes("made-in-outage"), `the cloud's new pod: ${names(fresh.body)}`);
         },
       );
     } finally {
@@ -440,16 +423,14 @@ Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, sa
       "connection warmed up",
     );
     await cluster.apiserver.setFault("blackhole");
-    const started = performance.now();
-    const r = await admin.json("/api/v1/namespaces/default/configmaps", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "stuck" } }),
-    });
-    const ms = performance.now() - started;
+    // Without --write-timeout the write would wait on the dead link for good.
+    const r = await within(
+      createConfigMap(admin, "stuck"),
+      "a 504 after --write-timeout 1500ms",
+      20_000,
+    );
     assertEquals([r.status, r.body.kind, r.body.reason], [504, "Status", "Timeout"]);
     assertMatch(String(r.body.message), /may or may not have been applied/);
-    assert(ms >= 1400 && ms < 10_000, `answered after ${ms} ms`);
   } finally {
     admin.close();
     await cluster.apiserver.setFault("none");

@@ -10,26 +10,18 @@ import {
   type LiteProcess,
   startCluster,
   startLite,
+  WatchStream,
   writeKubeconfig,
 } from "./support/harness.ts";
 
 type Obj = { metadata: { name: string; resourceVersion: string }; data?: Record<string, string> };
 
-/** Reads watch lines until `until` holds (bounded by the caller's own timeout on the cluster). */
+/** Reads watch events until one satisfies `until`; fails if the stream ends first or after 15 s. */
 async function waitForEvent(res: Response, until: (ev: { type: string; object: Obj }) => boolean) {
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("watch ended before the expected event");
-    buf += value;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line && until(JSON.parse(line))) return await reader.cancel();
-    }
-  }
+  const w = new WatchStream<{ type: string; object: Obj }>(res.body!);
+  const seen = await w.until((evs) => evs.some(until), "the expected watch event");
+  await w.cancel();
+  if (!seen) throw new Error("watch ended before the expected event");
 }
 
 async function withLite(

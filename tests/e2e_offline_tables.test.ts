@@ -4,7 +4,14 @@
  * although the cached Table was listed before those changes. Real kubectl 1.27 and 1.33.
  */
 import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
-import { httpsClient, kubectl, startCluster, startLite, writeKubeconfig } from "./support/harness.ts";
+import {
+  httpsClient,
+  kubectl,
+  readUntil,
+  startCluster,
+  startLite,
+  writeKubeconfig,
+} from "./support/harness.ts";
 
 type Obj = { metadata: { name: string; resourceVersion: string }; status?: Record<string, unknown> };
 
@@ -41,14 +48,12 @@ for (const backend of ["sqlite", "file"] as const) {
       const statuses = (p.status!.containerStatuses as Array<Record<string, unknown>>)
         .map((c) => ({ ...c, restartCount: 7 }));
       cluster.apiserver.update({ ...p, status: { ...p.status, containerStatuses: statuses } });
-      let seen = "";
-      while (
-        !(seen.includes('"DELETED"') && seen.includes("added-by-watch") && seen.includes('"restartCount":7'))
-      ) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the watch ended early:\n${seen}`);
-        seen += value;
-      }
+      await readUntil(
+        reader,
+        (seen) =>
+          seen.includes('"DELETED"') && seen.includes("added-by-watch") && seen.includes('"restartCount":7'),
+        "the DELETED, added-by-watch and restartCount 7 events",
+      );
       await reader.cancel();
 
       const from = lite.lines.length;

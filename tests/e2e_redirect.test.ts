@@ -4,7 +4,7 @@
  * redirect wrote, use both through it with kubectl, then restore the original bytes.
  */
 import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
-import { freePort, kubectl, runLite, startCluster, startLite } from "./support/harness.ts";
+import { exitOf, freePort, kubectl, runLite, startCluster, startLite } from "./support/harness.ts";
 
 const b64 = (s: string) => btoa(s);
 
@@ -69,7 +69,7 @@ users:
       "--tls-config-file",
       tlsConfig,
     ]);
-    const status = await p.status;
+    const status = await exitOf(p, "kubeconfig redirect");
     assertEquals(status.code, 0, p.lines.join("\n"));
     return p.lines.join("\n");
   };
@@ -100,7 +100,7 @@ users:
 
     for (const [file, original] of [[kubeletConf, kubeletText], [proxyConf, proxyText]]) {
       const p = runLite(["kubeconfig", "restore", "--kubeconfig", file]);
-      assertEquals((await p.status).code, 0, p.lines.join("\n"));
+      assertEquals((await exitOf(p, "kubeconfig restore")).code, 0, p.lines.join("\n"));
       assertEquals(await Deno.readTextFile(file), original, "the original bytes");
     }
   } finally {

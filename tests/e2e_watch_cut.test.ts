@@ -10,6 +10,7 @@ import {
   kubectlStream,
   startCluster,
   startLite,
+  WatchStream,
   writeKubeconfig,
 } from "./support/harness.ts";
 
@@ -115,27 +116,6 @@ for (const version of ["1.27", "1.33"]) {
 
 type Event = { type: string; object: { metadata: { name?: string; resourceVersion: string } } };
 
-/** Reads watch events until `until` holds or the stream ends. */
-async function readEvents(
-  reader: ReadableStreamDefaultReader<string>,
-  events: Event[],
-  until: (evs: Event[]) => boolean,
-): Promise<boolean> {
-  let buf = "";
-  while (!until(events)) {
-    const { value, done } = await reader.read();
-    if (done) return true;
-    buf += value;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (line) events.push(JSON.parse(line));
-    }
-  }
-  return false;
-}
-
 for (const mode of ["blackhole", "refuse"] as const) {
   Deno.test(`a relayed watch cut (${mode}${mode === "refuse" ? ", before any event" : ""}) is held: BOOKMARKs at the last version, nothing invented, ends at timeoutSeconds`, async () => {
     // The cloud sends no BOOKMARKs of its own here: every BOOKMARK seen comes from the held watch.
@@ -149,14 +129,14 @@ for (const mode of ["blackhole", "refuse"] as const) {
         `/api/v1/namespaces/default/pods?watch=1&allowWatchBookmarks=true&timeoutSeconds=8&resourceVersion=${rv}`,
       );
       assertEquals(res.status, 200);
-      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-      const events: Event[] = [];
+      const w = new WatchStream<Event>(res.body!);
+      const events = w.events;
       let lastRv = rv;
       // Blackhole: a change is relayed before the cut; refuse: a quiet watch, cut before any event.
       if (mode === "blackhole") {
         const p = cluster.apiserver.get("v1", "Pod", "default", "nginx-1") as Event["object"];
         cluster.apiserver.update({ ...p, metadata: { ...p.metadata, labels: { changed: "yes" } } });
-        await readEvents(reader, events, (evs) => evs.some((e) => e.type === "MODIFIED"));
+        await w.until((evs) => evs.some((e) => e.type === "MODIFIED"), "the MODIFIED event before the cut");
         lastRv = events.at(-1)!.object.metadata.resourceVersion;
       } else {
         await eventually(
@@ -170,15 +150,15 @@ for (const mode of ["blackhole", "refuse"] as const) {
       await lite.waitForLine(/upstream watch cut: holding the client's watch/, 15_000, from);
       // Held: a BOOKMARK at the version the client last saw, then the end at timeoutSeconds.
       const before = events.length;
-      const ended = await readEvents(
-        reader,
-        events,
+      const held = await w.until(
         (evs) => evs.slice(before).some((e) => e.type === "BOOKMARK"),
+        "a BOOKMARK on the held watch",
       );
-      assertEquals(ended, false, "held, not ended, at the cut");
+      assertEquals(held, true, "held, not ended, at the cut");
       const bookmark = events.slice(before).find((e) => e.type === "BOOKMARK")!;
       assertEquals(bookmark.object.metadata.resourceVersion, lastRv);
-      assertEquals(await readEvents(reader, events, () => false), true, "ended at timeoutSeconds");
+      await w.until(() => false, "the end at timeoutSeconds=8", 20_000);
+      assertEquals(w.ended, true, "ended at timeoutSeconds");
       assertEquals(events.slice(before).filter((e) => e.type !== "BOOKMARK"), [], "nothing invented");
     } finally {
       client.close();

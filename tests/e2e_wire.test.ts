@@ -14,6 +14,7 @@ import {
   type LiteProcess,
   startCluster,
   startLite,
+  within,
   writeKubeconfig,
 } from "./support/harness.ts";
 import type { WireModeName } from "./support/apiserver/mod.ts";
@@ -289,6 +290,6 @@ async function watchSees(version: string, kc: string, name: string, change: () =
   }
   child.kill("SIGTERM");
   await reader.cancel().catch(() => {});
-  await child.status;
+  await within(child.status, `kubectl ${version} get -w to exit on SIGTERM`);
   await stderr;
 }

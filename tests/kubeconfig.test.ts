@@ -6,7 +6,9 @@ import { createSecureContext } from "node:tls";
 import { ConfigError } from "../lib/config/errors.ts";
 import { applyRedirect, planRedirect, restoreKubeconfig } from "../lib/kubeconfig/redirect.ts";
 import { unifiedDiff } from "../lib/kubeconfig/diff.ts";
-import { createPki, type Pki } from "./support/pki.ts";
+import { loadTlsConfig } from "../lib/certs/mod.ts";
+import { type Pki, scopedPki } from "./support/pki.ts";
+import { commandOutput } from "./support/harness.ts";
 
 const SERVER = "https://127.0.0.1:51003";
 
@@ -48,12 +50,6 @@ async function kubeletPem(dir: string, pki: Pki, cn = "system:node:edge1"): Prom
   return path;
 }
 
-let sharedPki: Promise<Pki> | undefined;
-/** One test CA for this file; its directory is removed by the last test. */
-function testPki(): Promise<Pki> {
-  return sharedPki ??= createPki();
-}
-
 async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "lite-kc-" });
 }
@@ -73,11 +69,12 @@ async function redirect(kubeconfig: string, tlsConfigFile: string) {
 }
 
 Deno.test("redirect rewrites only the current cluster's server, backs up, registers cert files", async () => {
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const kc = `${dir}/kubelet.conf`;
     const tls = `${dir}/etc/tls-config.json`;
-    const pem = await kubeletPem(dir, await testPki());
+    const pem = await kubeletPem(dir, pki);
     const original = kubeletConf(CERT_FILES);
     await Deno.writeTextFile(kc, original, { mode: 0o640 });
     await Deno.chmod(kc, 0o640);
@@ -123,7 +120,7 @@ Deno.test("redirect rewrites only the current cluster's server, backs up, regist
 });
 
 Deno.test("redirect writes embedded client cert data to a 0600 identity file that TLS can load", async () => {
-  const pki = await testPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const client = await pki.client("system:node:edge1", ["system:nodes"]);
@@ -162,10 +159,11 @@ Deno.test("redirect writes embedded client cert data to a 0600 identity file tha
 });
 
 Deno.test("dry run prints a diff and writes nothing", async () => {
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const kc = `${dir}/kube-proxy.conf`;
-    await kubeletPem(dir, await testPki());
+    await kubeletPem(dir, pki);
     await Deno.writeTextFile(kc, kubeletConf(CERT_FILES));
     const tls = `${dir}/tls.json`;
     const res = await runCli([
@@ -286,17 +284,17 @@ Deno.test("help texts", async () => {
 
 async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
+  const out = await commandOutput(Deno.execPath(), {
     args: ["run", "-A", main, ...args],
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }, `lite-apiserver ${args.join(" ")}`);
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
 
 Deno.test("a new pair for a registered CN replaces the old entry; unreadable cert files are refused", async () => {
-  const pki = await testPki();
+  await using pki = await scopedPki();
   const dir = await tempDir();
   try {
     const tls = `${dir}/tls.json`;
@@ -328,6 +326,36 @@ Deno.test("a new pair for a registered CN replaces the old entry; unreadable cer
   }
 });
 
-Deno.test("kubeconfig tests: remove the test CA", async () => {
-  if (sharedPki) await Deno.remove((await sharedPki).dir, { recursive: true });
+Deno.test("redirect reads the tls-config as serve does: entries relative to its folder, empty paths refused", async () => {
+  await using pki = await scopedPki();
+  const dir = await tempDir();
+  try {
+    const pem = await kubeletPem(dir, pki);
+    const tls = `${dir}/tls.json`;
+    // serve resolves a relative entry against the tls-config's own folder: the kubelet's pair is registered.
+    const relative = "pki/kubelet-client-current.pem";
+    await Deno.writeTextFile(tls, JSON.stringify([{ cert: relative, key: relative }]));
+    const kc = `${dir}/kubelet.conf`;
+    await Deno.writeTextFile(kc, kubeletConf(CERT_FILES));
+    const plan = await planRedirect({ kubeconfig: kc, tlsConfigFile: tls });
+    assert.deepEqual(plan.changes.filter((c) => c.path === tls), [], "already registered: nothing to add");
+    await applyRedirect(plan);
+    const pairs = await loadTlsConfig(tls, pki.caPem);
+    assert.deepEqual(pairs.map((p) => [p.cn, p.certFile]), [["system:node:edge1", pem]]);
+
+    await restoreKubeconfig(kc);
+    await Deno.writeTextFile(tls, JSON.stringify([{ cert: "", key: "" }]));
+    for (
+      const attempt of [() => planRedirect({ kubeconfig: kc, tlsConfigFile: tls }), () => loadTlsConfig(tls)]
+    ) {
+      await assert.rejects(
+        attempt,
+        (e) =>
+          e instanceof ConfigError &&
+          /tls\.json entry 1: "cert" must be a non-empty string path/.test(e.message),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { isReadVerb, parseRequestInfo, type RequestInfo } from "../lib/request/request_info.ts";
+import { parseRequestInfo, type RequestInfo } from "../lib/request/request_info.ts";
 
 type Expect = Partial<Omit<RequestInfo, "query">>;
 
@@ -186,8 +186,4 @@ Deno.test("parseRequestInfo never throws on garbage", () => {
   for (const url of junk) {
     for (const method of ["GET", "DELETE", "BREW", ""]) parseRequestInfo(method, url);
   }
-});
-
-Deno.test("isReadVerb", () => {
-  assertEquals(["get", "list", "watch", "create", "patch"].map(isReadVerb), [true, true, true, false, false]);
 });

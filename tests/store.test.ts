@@ -1,6 +1,6 @@
 /**
  * One behavioural suite for the Store contract, run against both backends, plus backend-specific
- * corruption handling and a printed (not asserted) micro-measure.
+ * corruption handling. (The backends' speed is measured by `deno task bench:store`.)
  */
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join } from "node:path";
@@ -623,45 +623,3 @@ Deno.test("file: damaged and foreign files are reported once and skipped", async
     await removeTree(dir);
   }
 });
-
-// ---- micro-measure (printed, not asserted) ------------------------------------------------------
-
-for (const backend of BACKENDS) {
-  Deno.test(`${backend}: micro-measure replaceList 5,000 x 2 KB and upsertItem (printed)`, () =>
-    withStore(backend, async (store) => {
-      const lk = key("_list~");
-      const body = enc.encode("x".repeat(2048));
-      const items: Array<[string, Uint8Array]> = Array.from(
-        { length: 5000 },
-        (_, i) => [`ns/pod-${i}`, body],
-      );
-      let t = performance.now();
-      await store.apply([{ op: "replaceList", key: lk, meta: meta("1"), items }]);
-      const replaceMs = performance.now() - t;
-      t = performance.now();
-      const list = await store.getList(lk);
-      const getMs = performance.now() - t;
-      assertEquals(list!.items.length, 5000);
-      t = performance.now();
-      await store.apply([{ op: "replaceList", key: lk, meta: meta("1"), items }]);
-      const againMs = performance.now() - t;
-      const n = 100;
-      t = performance.now();
-      for (let i = 0; i < n; i++) {
-        await store.apply([{
-          op: "upsertItem",
-          key: lk,
-          itemKey: `ns/pod-${i * 37}`,
-          body,
-          resourceVersion: String(i + 2),
-        }]);
-      }
-      const upsertMs = (performance.now() - t) / n;
-      console.log(
-        `[measure] ${backend}: replaceList 5000x2KB ${replaceMs.toFixed(0)} ms, again over it ` +
-          `${againMs.toFixed(0)} ms; getList ${getMs.toFixed(0)} ms; upsertItem ${
-            upsertMs.toFixed(2)
-          } ms each`,
-      );
-    }));
-}

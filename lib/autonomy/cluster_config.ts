@@ -5,6 +5,7 @@
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../config/errors.ts";
+import { readText } from "../files/read_text.ts";
 import { decodeBase64 } from "../kubeconfig/base64.ts";
 import { currentContext, parseKubeconfig } from "../kubeconfig/kubeconfig.ts";
 
@@ -26,14 +27,6 @@ export interface ClusterConfig {
 }
 
 type Obj = Record<string, unknown>;
-
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (e) {
-    throw new ConfigError(`cannot read ${what} ${path}: ${(e as Error).message}`);
-  }
-}
 
 function decodePem(b64: string, what: string): string {
   try {

@@ -89,13 +89,6 @@ function paramSuffix(info: RequestInfo): string {
 
 const DISCOVERY = /^\/(api|apis|version|openapi)(\/|$)/;
 
-/** True for a resource request whose answer is a collection (list, or a watch of one). */
-export function isCollectionRequest(info: RequestInfo): boolean {
-  return info.isResourceRequest && (info.verb === "list" || info.verb === "watch" ||
-    info.verb === "deletecollection") &&
-    info.name === "";
-}
-
 /** The selectors of a collection request; a named watch is a watch of `metadata.name=<name>`. */
 interface ListShape {
   namespace: string;

@@ -5,11 +5,11 @@
  */
 import { dirname, resolve } from "node:path";
 import { log } from "../log.ts";
-import { ConfigError } from "../config/errors.ts";
-import { daysUntil, readText } from "./files.ts";
+import { ConfigError, errMessage } from "../config/errors.ts";
+import { readText } from "../files/read_text.ts";
 import {
   certBlocks,
-  errMessage,
+  daysUntil,
   keyBlock,
   keyMatches,
   parseBundle,

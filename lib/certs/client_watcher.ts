@@ -17,10 +17,9 @@ import {
   readPairTexts,
   validityProblem,
 } from "./client_pairs.ts";
-import { readText } from "./files.ts";
-import { errMessage } from "./pem.ts";
-import { FileWatcher } from "./watch_files.ts";
-import { Coalesced } from "./coalesced.ts";
+import { readText } from "../files/read_text.ts";
+import { errMessage } from "../config/errors.ts";
+import { Reloader } from "./reloader.ts";
 
 export interface ClientPairWatcherOptions {
   tlsConfigFile: string;
@@ -76,13 +75,7 @@ export class ClientPairWatcher {
   #current = new Map<string, ClientPair>();
   #changes = new Emitter<{ change: [cn: string, pair: ClientPair | undefined] }>();
   #expiryWarned = new Map<string, number>();
-  #files: FileWatcher;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #reloads = new Coalesced(
-    () => this.#reload(),
-    (e) => log.error("client certificate reload failed", { error: errMessage(e) }),
-  );
-  #closed = false;
+  #reloader: Reloader;
 
   constructor(opts: ClientPairWatcherOptions) {
     this.#opts = {
@@ -91,7 +84,7 @@ export class ClientPairWatcher {
       debounceMs: 100,
       ...opts,
     };
-    this.#files = new FileWatcher(() => void this.reloadNow(), this.#opts.debounceMs);
+    this.#reloader = new Reloader("client certificate", () => this.#reload(), this.#opts.debounceMs);
   }
 
   /**
@@ -139,22 +132,18 @@ export class ClientPairWatcher {
 
   /** Re-reads the config and every pair now; concurrent calls share one follow-up run. */
   reloadNow(): Promise<void> {
-    return this.#reloads.run();
+    return this.#reloader.now();
   }
 
   /** Stops file watches and timers; resolves when any reload in flight has finished. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#files.close();
-    await this.#reloads.stop();
+  close(): Promise<void> {
+    return this.#reloader.close();
   }
 
   async #reload(): Promise<void> {
     await this.#readConfig();
-    await this.#files.setPaths([this.#opts.tlsConfigFile, ...this.#entries.flatMap((e) => [e.cert, e.key])]);
-    if (this.#closed) return;
+    await this.#reloader.watch([this.#opts.tlsConfigFile, ...this.#entries.flatMap((e) => [e.cert, e.key])]);
+    if (this.#reloader.closed) return;
     const ca = this.#opts.caPem?.();
     const now = new Date();
     const states = new Map<string, EntryState>();
@@ -165,7 +154,7 @@ export class ClientPairWatcher {
       states.set(key, s);
       await this.#refresh(s, ca, now);
     }
-    if (this.#closed) return;
+    if (this.#reloader.closed) return;
     this.#states = states;
     const next = this.#assign();
     this.#logProblems();
@@ -302,13 +291,7 @@ export class ClientPairWatcher {
 
   /** Next periodic re-read: fast while anything is wrong, so a bootstrapping kubelet is followed at once. */
   #arm() {
-    if (this.#closed) return;
-    clearTimeout(this.#timer);
     const troubled = this.#configProblem !== undefined || [...this.#states.values()].some((s) => s.problem);
-    const ms = troubled ? this.#opts.fastIntervalMs : this.#opts.normalIntervalMs;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.reloadNow();
-    }, ms);
+    this.#reloader.after(troubled ? this.#opts.fastIntervalMs : this.#opts.normalIntervalMs);
   }
 }

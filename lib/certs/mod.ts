@@ -7,6 +7,7 @@ export {
   type PairEntry,
   parseTlsConfig,
 } from "./client_pairs.ts";
+export { certCommonName } from "./pem.ts";
 export { ClientPairWatcher, type ClientPairWatcherOptions, type PairStatus } from "./client_watcher.ts";
 export {
   loadServingMaterial,

@@ -3,6 +3,7 @@
  * Every failure is a plain one-line message the caller wraps with file names.
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { errMessage } from "../config/errors.ts";
 
 /** One `-----BEGIN <label>----- ... -----END <label>-----` block, text included. */
 export interface PemBlock {
@@ -60,6 +61,20 @@ export function parseCert(pem: string): CertInfo {
     notBefore: new Date(x509.validFrom),
     notAfter: new Date(x509.validTo),
   };
+}
+
+/**
+ * The subject CN of the first certificate in `pem` (which may also hold a key), as the identity
+ * lite-apiserver keys the pair by; null when there is no parseable certificate or no CN.
+ */
+export function certCommonName(pem: string): string | null {
+  const first = certBlocks(pem)[0];
+  if (first === undefined) return null;
+  try {
+    return parseCert(first).cn || null;
+  } catch {
+    return null;
+  }
 }
 
 /** node:crypto prints a DN one attribute per line; values with special characters are JSON-quoted. */
@@ -140,6 +155,7 @@ export function validity(info: { notBefore: Date; notAfter: Date }, now = new Da
   return "valid";
 }
 
-export function errMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+/** Days, rounded down, from now until `t` (negative when past). */
+export function daysUntil(t: Date, now = new Date()): number {
+  return Math.floor((t.getTime() - now.getTime()) / 86_400_000);
 }

@@ -2,13 +2,13 @@
  * The listener's own serving certificate and key (`--tls-cert-file`, `--tls-private-key-file`) and the
  * cluster CA bundle (`--ca-file`), loaded strictly at startup and reloaded on change or SIGHUP.
  */
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, errMessage } from "../config/errors.ts";
 import { log } from "../log.ts";
 import { Emitter } from "../events.ts";
-import { daysUntil, readText } from "./files.ts";
+import { readText } from "../files/read_text.ts";
 import {
   certBlocks,
-  errMessage,
+  daysUntil,
   keyBlock,
   keyMatches,
   parseBundle,
@@ -17,8 +17,7 @@ import {
   validity,
 } from "./pem.ts";
 import { EXPIRY_WARNING_DAYS } from "./client_pairs.ts";
-import { FileWatcher } from "./watch_files.ts";
-import { Coalesced } from "./coalesced.ts";
+import { Reloader } from "./reloader.ts";
 
 /** What the listener's secure context and the upstream agents need. */
 export interface ServingMaterial {
@@ -125,17 +124,11 @@ export class ServingWatcher {
   #lastProblem: string | undefined;
   #lastWarning: string | undefined;
   #changes = new Emitter<{ change: [m: ServingMaterial] }>();
-  #files: FileWatcher;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #reloads = new Coalesced(
-    () => this.#reload(),
-    (e) => log.error("serving certificate reload failed", { error: errMessage(e) }),
-  );
-  #closed = false;
+  #reloader: Reloader;
 
   constructor(opts: ServingWatcherOptions) {
     this.#opts = { intervalMs: 5 * 60_000, debounceMs: 100, ...opts };
-    this.#files = new FileWatcher(() => void this.reloadNow(), this.#opts.debounceMs);
+    this.#reloader = new Reloader("serving certificate", () => this.#reload(), this.#opts.debounceMs);
   }
 
   /** Starts watching with the material loaded at startup; resolves once the watches are in place. */
@@ -156,22 +149,18 @@ export class ServingWatcher {
 
   /** Re-reads the files now (serve calls this on SIGHUP). */
   reloadNow(): Promise<void> {
-    return this.#reloads.run();
+    return this.#reloader.now();
   }
 
   /** Stops watches and timers; resolves when a reload in flight has finished. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#files.close();
-    await this.#reloads.stop();
+  close(): Promise<void> {
+    return this.#reloader.close();
   }
 
   async #reload() {
     const { certFile, keyFile, caFile } = this.#opts;
-    await this.#files.setPaths([certFile, keyFile, caFile]);
-    if (this.#closed) return;
+    await this.#reloader.watch([certFile, keyFile, caFile]);
+    if (this.#reloader.closed) return;
     let problem: string | undefined;
     try {
       const t = await readTexts(certFile, keyFile, caFile);
@@ -186,7 +175,7 @@ export class ServingWatcher {
         if (!cur || cur.certPem !== m.certPem || cur.keyPem !== m.keyPem || cur.caPem !== m.caPem) {
           this.#current = m;
           log.info("serving certificate reloaded", { file: certFile, notAfter: r.notAfter.toISOString() });
-          if (!this.#closed) this.#emit(m);
+          if (!this.#reloader.closed) this.#emit(m);
         }
       }
     } catch (e) {
@@ -204,13 +193,7 @@ export class ServingWatcher {
   }
 
   #arm(troubled: boolean) {
-    if (this.#closed) return;
-    clearTimeout(this.#timer);
     // While broken, retry quickly so a fixed file is picked up even if its event was missed.
-    const ms = troubled ? Math.min(1_000, this.#opts.intervalMs) : this.#opts.intervalMs;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.reloadNow();
-    }, ms);
+    this.#reloader.after(troubled ? Math.min(1_000, this.#opts.intervalMs) : this.#opts.intervalMs);
   }
 }

@@ -8,7 +8,7 @@
  */
 import { basename, dirname, resolve } from "node:path";
 import { log } from "../log.ts";
-import { errMessage } from "./pem.ts";
+import { errMessage } from "../config/errors.ts";
 
 interface DirWatch {
   watcher: Deno.FsWatcher;

@@ -5,6 +5,7 @@
  * SIGTERM/SIGINT.
  */
 import { ConfigError } from "../config/errors.ts";
+import { type Flag, flagValue, helpText, parseFlags } from "../config/flags.ts";
 import { configureLog, log, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 import { startAutonomyAdmin } from "../autonomy/admin.ts";
 import { type ClusterConfig, fromKubeconfig, inCluster } from "../autonomy/cluster_config.ts";
@@ -18,18 +19,27 @@ const USAGE = `Usage: lite-apiserver autonomy [flags]
 Runs in the cloud (e.g. the Deployment in deploy/autonomy.yaml). For every pod bound to a node
 matching --node-selector, removes tolerationSeconds from the pod's node.kubernetes.io/unreachable
 and node.kubernetes.io/not-ready NoExecute tolerations, so the taint manager never evicts it while
-the node is cut off; when a node stops matching, puts the recorded seconds back.
+the node is cut off; when a node stops matching, puts the recorded seconds back.`;
 
-Flags:
-  --kubeconfig FILE        kubeconfig to use (client certificate or token); default: in-cluster
-                           (KUBERNETES_SERVICE_HOST/PORT and the mounted ServiceAccount token + CA)
-  --node-selector SEL      label selector of the opted-in nodes (default ${DEFAULT_NODE_SELECTOR})
-  --admin-address IP       address of /healthz, /readyz, /metrics (default 127.0.0.1)
-  --admin-port PORT        its port; 0 = random (default 51005)
-  --log-level LEVEL        debug, info, warn or error (default info)
-  --log-format FORMAT      text or json (default text)
-  -h, --help               this help
-`;
+/** `autonomy`'s flags: parsing, help and defaults. */
+const AUTONOMY_FLAGS: readonly Flag[] = [
+  {
+    name: "kubeconfig",
+    arg: "FILE",
+    help: "kubeconfig to use (client certificate or token); default: in-cluster " +
+      "(KUBERNETES_SERVICE_HOST/PORT and the mounted ServiceAccount token + CA)",
+  },
+  {
+    name: "node-selector",
+    arg: "SEL",
+    help: "label selector of the opted-in nodes",
+    default: DEFAULT_NODE_SELECTOR,
+  },
+  { name: "admin-address", arg: "IP", help: "address of /healthz, /readyz, /metrics", default: "127.0.0.1" },
+  { name: "admin-port", arg: "PORT", help: "its port; 0 = random", default: "51005" },
+  { name: "log-level", arg: "LEVEL", help: "debug, info, warn or error", default: "info" },
+  { name: "log-format", arg: "FORMAT", help: "text or json", default: "text" },
+];
 
 export interface AutonomyArgs {
   kubeconfig?: string;
@@ -42,64 +52,32 @@ export interface AutonomyArgs {
 
 /** Parses the flags; null when help was printed. Throws ConfigError on anything wrong. */
 export function parseAutonomyArgs(args: string[]): AutonomyArgs | null {
-  const out: AutonomyArgs = {
-    nodeSelector: DEFAULT_NODE_SELECTOR,
-    adminAddress: "127.0.0.1",
-    adminPort: 51005,
-    logLevel: "info",
-    logFormat: "text",
-  };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === "-h" || a === "--help") {
-      console.log(USAGE);
-      return null;
-    }
-    const eq = a.indexOf("=");
-    const flag = eq > 0 ? a.slice(0, eq) : a;
-    const value = () => {
-      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
-      if (v === undefined || v === "") throw new ConfigError(`autonomy: ${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case "--kubeconfig":
-        out.kubeconfig = value();
-        break;
-      case "--node-selector":
-        out.nodeSelector = value();
-        break;
-      case "--admin-address":
-        out.adminAddress = value();
-        break;
-      case "--admin-port": {
-        const v = value();
-        const n = Number(v);
-        if (!/^\d+$/.test(v) || n > 65535) throw new ConfigError(`autonomy: --admin-port ${v}: not a port`);
-        out.adminPort = n;
-        break;
-      }
-      case "--log-level": {
-        const v = value();
-        if (!LOG_LEVELS.includes(v as LogLevel)) {
-          throw new ConfigError(`autonomy: --log-level ${v}: expected ${LOG_LEVELS.join(", ")}`);
-        }
-        out.logLevel = v as LogLevel;
-        break;
-      }
-      case "--log-format": {
-        const v = value();
-        if (v !== "text" && v !== "json") {
-          throw new ConfigError(`autonomy: --log-format ${v}: expected text or json`);
-        }
-        out.logFormat = v;
-        break;
-      }
-      default:
-        throw new ConfigError(`autonomy: unknown argument "${a}" (see lite-apiserver autonomy --help)`);
-    }
+  const p = parseFlags("autonomy", AUTONOMY_FLAGS, args);
+  if (p.help) {
+    console.log(helpText(USAGE, AUTONOMY_FLAGS));
+    return null;
   }
-  return out;
+  const get = (name: string) => flagValue(AUTONOMY_FLAGS, p, name)!;
+  const port = get("admin-port");
+  if (!/^\d+$/.test(port) || Number(port) > 65535) {
+    throw new ConfigError(`autonomy: --admin-port ${port}: not a port`);
+  }
+  const logLevel = get("log-level") as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`autonomy: --log-level ${logLevel}: expected ${LOG_LEVELS.join(", ")}`);
+  }
+  const logFormat = get("log-format");
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new ConfigError(`autonomy: --log-format ${logFormat}: expected text or json`);
+  }
+  return {
+    kubeconfig: flagValue(AUTONOMY_FLAGS, p, "kubeconfig"),
+    nodeSelector: get("node-selector"),
+    adminAddress: get("admin-address"),
+    adminPort: Number(port),
+    logLevel,
+    logFormat,
+  };
 }
 
 /** Turns a failed first list into one line saying what is wrong. */

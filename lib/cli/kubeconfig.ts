@@ -3,6 +3,7 @@
  * kube-proxy, any client) at lite-apiserver, and put it back.
  */
 import { ConfigError } from "../config/errors.ts";
+import { type Flag, flagValue, helpText, parseFlags } from "../config/flags.ts";
 import {
   applyRedirect,
   BACKUP_SUFFIX,
@@ -21,7 +22,7 @@ const USAGE = `Usage: lite-apiserver kubeconfig <redirect|restore> --kubeconfig 
 See: lite-apiserver kubeconfig redirect --help
 `;
 
-const REDIRECT_HELP = `Usage: lite-apiserver kubeconfig redirect --kubeconfig FILE [flags]
+const REDIRECT_USAGE = `Usage: lite-apiserver kubeconfig redirect --kubeconfig FILE [flags]
 
 Points the kubeconfig's CURRENT context at lite-apiserver, for kubelet
 (/etc/kubernetes/kubelet.conf), kube-proxy or any client:
@@ -35,55 +36,23 @@ Points the kubeconfig's CURRENT context at lite-apiserver, for kubelet
     through;
   - prints the original server URL: use it as lite-apiserver's --kube-apiserver-url.
 Running it again changes nothing. lite-apiserver picks the new identity up by itself (it
-watches the tls-config); restart the component afterwards (e.g. systemctl restart kubelet).
+watches the tls-config); restart the component afterwards (e.g. systemctl restart kubelet).`;
 
-Flags:
-  --kubeconfig FILE          the kubeconfig to redirect (required)
-  --server URL               lite-apiserver's address (default ${DEFAULT_SERVER})
-  --tls-config-file FILE     lite-apiserver's tls-config (default ${DEFAULT_TLS_CONFIG})
-  --dry-run                  print a diff of what would change; write nothing
-  -h, --help                 this help
-`;
+const KUBECONFIG_FLAG: Flag = { name: "kubeconfig", arg: "FILE", help: "the kubeconfig (required)" };
 
-const RESTORE_HELP = `Usage: lite-apiserver kubeconfig restore --kubeconfig FILE
+const REDIRECT_FLAGS: readonly Flag[] = [
+  KUBECONFIG_FLAG,
+  { name: "server", arg: "URL", help: "lite-apiserver's address", default: DEFAULT_SERVER },
+  { name: "tls-config-file", arg: "FILE", help: "lite-apiserver's tls-config", default: DEFAULT_TLS_CONFIG },
+  { name: "dry-run", help: "print a diff of what would change; write nothing" },
+];
+
+const RESTORE_USAGE = `Usage: lite-apiserver kubeconfig restore --kubeconfig FILE
 
 Puts back the kubeconfig saved by "redirect" (FILE${BACKUP_SUFFIX}) byte for byte and removes
-the backup. The identity stays registered in the tls-config (harmless; remove it by hand).
+the backup. The identity stays registered in the tls-config (harmless; remove it by hand).`;
 
-Flags:
-  --kubeconfig FILE          the kubeconfig to restore (required)
-  -h, --help                 this help
-`;
-
-interface Parsed {
-  values: Map<string, string>;
-  flags: Set<string>;
-  help: boolean;
-}
-
-/** Parses `--name value`, `--name=value` and boolean flags; unknown flags are a ConfigError. */
-function parseFlags(args: string[], valued: string[], booleans: string[]): Parsed {
-  const out: Parsed = { values: new Map(), flags: new Set(), help: false };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === "-h" || a === "--help") {
-      out.help = true;
-      continue;
-    }
-    const eq = a.indexOf("=");
-    const name = a.startsWith("--") ? (eq > 0 ? a.slice(2, eq) : a.slice(2)) : "";
-    if (valued.includes(name)) {
-      const v = eq > 0 ? a.slice(eq + 1) : args[++i];
-      if (v === undefined || v === "") throw new ConfigError(`--${name} needs a value`);
-      out.values.set(name, v);
-    } else if (booleans.includes(name) && eq < 0) {
-      out.flags.add(name);
-    } else {
-      throw new ConfigError(`unknown argument "${a}" (see --help)`);
-    }
-  }
-  return out;
-}
+const RESTORE_FLAGS: readonly Flag[] = [KUBECONFIG_FLAG];
 
 /** Entry point of `lite-apiserver kubeconfig ...`; returns the exit code. */
 export async function kubeconfigCommand(args: string[]): Promise<number> {
@@ -98,22 +67,22 @@ export async function kubeconfigCommand(args: string[]): Promise<number> {
 }
 
 async function redirect(args: string[]): Promise<number> {
-  const p = parseFlags(args, ["kubeconfig", "server", "tls-config-file"], ["dry-run"]);
+  const p = parseFlags("kubeconfig redirect", REDIRECT_FLAGS, args);
   if (p.help) {
-    console.log(REDIRECT_HELP);
+    console.log(helpText(REDIRECT_USAGE, REDIRECT_FLAGS));
     return 0;
   }
-  const kubeconfig = p.values.get("kubeconfig");
+  const kubeconfig = flagValue(REDIRECT_FLAGS, p, "kubeconfig");
   if (!kubeconfig) throw new ConfigError("kubeconfig redirect: --kubeconfig FILE is required");
   const plan = await planRedirect({
     kubeconfig,
-    server: p.values.get("server"),
-    tlsConfigFile: p.values.get("tls-config-file"),
+    server: flagValue(REDIRECT_FLAGS, p, "server"),
+    tlsConfigFile: flagValue(REDIRECT_FLAGS, p, "tls-config-file"),
   });
   const upstream = plan.originalServer
     ? `upstream kube-apiserver (lite-apiserver --kube-apiserver-url): ${plan.originalServer}`
     : "upstream kube-apiserver: unknown";
-  if (p.flags.has("dry-run")) {
+  if (p.given.has("dry-run")) {
     if (plan.changes.length === 0) {
       console.log(`${kubeconfig}: already redirected to ${plan.server}; nothing would change`);
     } else console.log(planDiff(plan));
@@ -133,12 +102,12 @@ async function redirect(args: string[]): Promise<number> {
 }
 
 async function restore(args: string[]): Promise<number> {
-  const p = parseFlags(args, ["kubeconfig"], []);
+  const p = parseFlags("kubeconfig restore", RESTORE_FLAGS, args);
   if (p.help) {
-    console.log(RESTORE_HELP);
+    console.log(helpText(RESTORE_USAGE, RESTORE_FLAGS));
     return 0;
   }
-  const kubeconfig = p.values.get("kubeconfig");
+  const kubeconfig = flagValue(RESTORE_FLAGS, p, "kubeconfig");
   if (!kubeconfig) throw new ConfigError("kubeconfig restore: --kubeconfig FILE is required");
   for (const line of await restoreKubeconfig(kubeconfig)) console.log(line);
   return 0;

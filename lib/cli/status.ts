@@ -4,22 +4,24 @@
  * reached (or the flags are wrong).
  */
 import { ConfigError } from "../config/errors.ts";
+import { defaultOf, type Flag, flagValue, helpText, parseFlags } from "../config/flags.ts";
+import { SERVE_FLAGS } from "../config/serve_config.ts";
 import type { StatusReport } from "../admin/status.ts";
 
 const USAGE = `Usage: lite-apiserver status [flags]
 
 Prints online/offline, the upstream endpoints and their health, the cache per identity, client
 certificate expiries and the write queue, read from the admin listener.
-Exit code: 0 online and healthy, 1 offline or unhealthy, 2 admin listener unreachable.
+Exit code: 0 online and healthy, 1 offline or unhealthy, 2 admin listener unreachable.`;
 
-Flags:
-  --admin-url URL         the admin listener (default http://127.0.0.1:51004)
-  --admin-address IP      its address (default 127.0.0.1)
-  --admin-port PORT       its port (default 51004)
-  --timeout SECONDS       give up after this long (default 5)
-  --json                  print the raw JSON report
-  -h, --help              this help
-`;
+/** `status`'s flags; the admin listener's address and port default to `serve`'s own. */
+const STATUS_FLAGS: readonly Flag[] = [
+  { name: "admin-url", arg: "URL", help: "the admin listener (default: http://ADMIN-ADDRESS:ADMIN-PORT)" },
+  { name: "admin-address", arg: "IP", help: "its address", default: defaultOf(SERVE_FLAGS, "admin-address") },
+  { name: "admin-port", arg: "PORT", help: "its port", default: defaultOf(SERVE_FLAGS, "admin-port") },
+  { name: "timeout", arg: "SECONDS", help: "give up after this long", default: "5" },
+  { name: "json", help: "print the raw JSON report" },
+];
 
 interface StatusArgs {
   url: string;
@@ -28,38 +30,13 @@ interface StatusArgs {
 }
 
 function parseArgs(args: string[]): StatusArgs | null {
-  let url: string | undefined, address = "127.0.0.1", port = "51004", json = false, timeout = "5";
-  for (let i = 0; i < args.length; i++) {
-    const [flag, inline] = args[i].includes("=") ? args[i].split(/=(.*)/s, 2) : [args[i], undefined];
-    const value = () => {
-      const v = inline ?? args[++i];
-      if (v === undefined || v === "") throw new ConfigError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case "--admin-url":
-        url = value();
-        break;
-      case "--admin-address":
-        address = value();
-        break;
-      case "--admin-port":
-        port = value();
-        break;
-      case "--timeout":
-        timeout = value();
-        break;
-      case "--json":
-        json = true;
-        break;
-      case "-h":
-      case "--help":
-        console.log(USAGE);
-        return null;
-      default:
-        throw new ConfigError(`status: unknown flag "${args[i]}" (see lite-apiserver status --help)`);
-    }
+  const p = parseFlags("status", STATUS_FLAGS, args);
+  if (p.help) {
+    console.log(helpText(USAGE, STATUS_FLAGS));
+    return null;
   }
+  const get = (name: string) => flagValue(STATUS_FLAGS, p, name)!;
+  const port = get("admin-port"), address = get("admin-address"), timeout = get("timeout");
   if (!/^\d+$/.test(port) || Number(port) > 65535) {
     throw new ConfigError(`--admin-port: "${port}" is not a port`);
   }
@@ -68,13 +45,14 @@ function parseArgs(args: string[]): StatusArgs | null {
   }
   const timeoutMs = Number(timeout) * 1000;
   if (!(timeoutMs > 0)) throw new ConfigError(`--timeout: "${timeout}" is not a number of seconds`);
-  url ??= `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
+  const url = flagValue(STATUS_FLAGS, p, "admin-url") ??
+    `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
   try {
     new URL(url);
   } catch {
     throw new ConfigError(`--admin-url: "${url}" is not a URL`);
   }
-  return { url: url.replace(/\/+$/, ""), json, timeoutMs };
+  return { url: url.replace(/\/+$/, ""), json: p.given.has("json"), timeoutMs };
 }
 
 /** Formats a byte count as B / KiB / MiB / GiB. */

@@ -5,3 +5,8 @@
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
+
+/** The message of an unknown thrown value. */
+export function errMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -4,6 +4,7 @@
  * check at start-up compares the serving certificate with.
  */
 import { ConfigError } from "./errors.ts";
+import { isIP } from "node:net";
 import { isLoopback } from "./addresses.ts";
 
 export type RewriteMode = "auto" | "on" | "off";
@@ -36,11 +37,6 @@ function isWildcard(ip: string): boolean {
   return ip === "0.0.0.0" || ip === "::" || /^[0:]+$/.test(ip);
 }
 
-function validIpLiteral(ip: string): boolean {
-  if (/^(\d{1,3}\.){3}\d{1,3}$/.test(ip)) return ip.split(".").every((p) => Number(p) <= 255);
-  return /^[0-9a-fA-F:.]+$/.test(ip) && ip.includes(":");
-}
-
 /** `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address. */
 export function parseServiceEndpoint(value: string): { ip: string; port?: number } {
   const bad = () =>
@@ -52,7 +48,7 @@ export function parseServiceEndpoint(value: string): { ip: string; port?: number
   const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(ip);
   if (v6) [, ip, port] = v6;
   else if ((ip.match(/:/g) ?? []).length === 1) [ip, port] = ip.split(":");
-  if (!validIpLiteral(ip) || isWildcard(ip)) throw bad();
+  if (isIP(ip) === 0 || isWildcard(ip)) throw bad();
   if (port === undefined) return { ip };
   if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw bad();
   return { ip, port: Number(port) };
@@ -79,7 +75,7 @@ export function resolveKubernetesService(
     throw new ConfigError(`--cluster-domain: "${raw.clusterDomain}" is not a DNS domain`);
   }
   const clusterIp = raw.clusterIp?.trim() || undefined;
-  if (clusterIp !== undefined && !validIpLiteral(clusterIp)) {
+  if (clusterIp !== undefined && isIP(clusterIp) === 0) {
     throw new ConfigError(`--kubernetes-service-ip: "${clusterIp}" is not an IP address`);
   }
   const explicit = raw.endpoint ? parseServiceEndpoint(raw.endpoint) : undefined;

@@ -2,13 +2,13 @@
  * The `serve` command's configuration: flags, an optional YAML/JSON config file (same keys),
  * defaults, and validation. Flags override the file. Every problem is a one-line ConfigError.
  */
-import { Command, CommanderError, Option } from "commander";
 import YAML from "yaml";
 import { ConfigError } from "./errors.ts";
+import { defaultOf, type Flag, helpText, parseFlags } from "./flags.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 import { type KubernetesServiceConfig, resolveKubernetesService } from "./kubernetes_service_config.ts";
-import { isLoopback } from "./addresses.ts";
+import { isListenAddress, isLoopback } from "./addresses.ts";
 import { type CacheBounds, DEFAULT_BOUNDS } from "../cache/cache_budget.ts";
 
 export interface ServeConfig {
@@ -52,158 +52,190 @@ export interface ServeConfig {
   notices: string[];
 }
 
-/** Keys accepted in the config file: the long flag names (kebab-case) or their camelCase forms. */
-const KEYS = [
-  "kube-apiserver-url",
-  "kube-apiserver-port",
-  "ca-file",
-  "apiserver-ca-file",
-  "tls-cert-file",
-  "tls-private-key-file",
-  "address",
-  "port",
-  "tls-config-file",
-  "cache-backend",
-  "cache-type",
-  "cache-dir",
-  "file-cache-path",
-  "backend-timeout",
-  "timeout",
-  "write-timeout",
-  "health-check-interval",
-  "health-check-failures",
-  "cache-evict-after",
-  "write-queue-bytes",
-  "log-level",
-  "log-format",
-  "admin-address",
-  "admin-port",
-  // In-cluster clients (lib/config/kubernetes_service_config.ts).
-  "kubernetes-service-rewrite",
-  "kubernetes-service-endpoint",
-  "kube-proxy-identity",
-  "kubernetes-service-ip",
-  "cluster-domain",
-  "cache-max-bytes",
-  "cache-max-entries",
-  "cache-max-bytes-per-identity",
-  "cache-max-entries-per-identity",
-  "watch-event-max-bytes",
-  "admin-identities",
-  "request-header-timeout",
-  "max-request-body-bytes",
-  "max-connections",
-] as const;
-type Key = typeof KEYS[number];
+/**
+ * `serve`'s flags: parsing, `--help` and defaults all come from this table. The config file takes
+ * the same keys (kebab-case or camelCase), all but `config` itself.
+ */
+export const SERVE_FLAGS: readonly Flag[] = [
+  {
+    name: "config",
+    arg: "FILE",
+    help: "YAML or JSON file with the same keys as these flags (flags override it)",
+  },
+  {
+    name: "kube-apiserver-url",
+    arg: "URL",
+    help: "upstream kube-apiserver (required); repeatable or comma-separated, in priority order",
+    repeatable: true,
+  },
+  {
+    name: "kube-apiserver-port",
+    arg: "PORT",
+    help: "port for --kube-apiserver-url values given as a bare host",
+    default: "443",
+  },
+  {
+    name: "ca-file",
+    arg: "FILE",
+    help: "cluster CA bundle: verifies the upstream and local client certificates",
+  },
+  { name: "apiserver-ca-file", arg: "FILE", help: "CA bundle for the upstream only (default: --ca-file)" },
+  { name: "tls-cert-file", arg: "FILE", help: "serving certificate of the local listener" },
+  { name: "tls-private-key-file", arg: "FILE", help: "serving private key of the local listener" },
+  { name: "address", arg: "IP", help: "listen address; repeatable", default: "127.0.0.1", repeatable: true },
+  { name: "port", arg: "PORT", help: "listen port", default: "51003" },
+  {
+    name: "tls-config-file",
+    arg: "FILE",
+    help: 'client identities to present upstream: [{"cert": PATH, "key": PATH}]',
+  },
+  { name: "cache-backend", arg: "BACKEND", help: "sqlite or file", default: "sqlite" },
+  { name: "cache-dir", arg: "DIR", help: "cache directory", default: "/var/lib/lite-apiserver" },
+  {
+    name: "backend-timeout",
+    arg: "DURATION",
+    help: "upstream time to respond before reads are served from cache",
+    default: "3s",
+  },
+  {
+    name: "write-timeout",
+    arg: "DURATION",
+    help: "a write with no upstream answer by then gets a 504",
+    default: "60s",
+  },
+  { name: "health-check-interval", arg: "DURATION", help: "upstream probe interval", default: "2s" },
+  {
+    name: "health-check-failures",
+    arg: "N",
+    help: "failed probes in a row before going offline",
+    default: "2",
+  },
+  {
+    name: "cache-evict-after",
+    arg: "DURATION",
+    help: "remove entries not refreshed for this long, online only",
+    default: "7d",
+  },
+  {
+    name: "write-queue-bytes",
+    arg: "N",
+    help: "bound of the asynchronous cache write queue",
+    default: String(64 << 20),
+  },
+  { name: "log-level", arg: "LEVEL", help: "debug, info, warn or error", default: "info" },
+  { name: "log-format", arg: "FORMAT", help: "text or json", default: "text" },
+  { name: "admin-address", arg: "IP", help: "admin listener address", default: "127.0.0.1" },
+  {
+    name: "admin-port",
+    arg: "PORT",
+    help: "admin listener port for /healthz, /readyz, /metrics, /status; 0 disables",
+    default: "51004",
+  },
+  // HTTP layer (lib/http): request-header timeout, request-body and connection caps.
+  {
+    name: "request-header-timeout",
+    arg: "DURATION",
+    help: "a request's head must arrive whole within this time of its first byte",
+    default: "60s",
+  },
+  {
+    name: "max-request-body-bytes",
+    arg: "N",
+    help: "larger request bodies are refused with 413, as the apiserver does",
+    default: String(3 * 1024 * 1024),
+  },
+  {
+    name: "max-connections",
+    arg: "N",
+    help: "open client connections beyond this get a 503",
+    default: "2048",
+  },
+  // In-cluster clients (README "In-cluster clients"); their defaults depend on --address, see
+  // lib/config/kubernetes_service_config.ts.
+  {
+    name: "kubernetes-service-rewrite",
+    arg: "MODE",
+    help:
+      "show kube-proxy this node's lite-apiserver as the kubernetes Service's endpoint: auto, on or off " +
+      "(default auto: on when a non-loopback --address or --kubernetes-service-endpoint is given)",
+  },
+  {
+    name: "kubernetes-service-endpoint",
+    arg: "IP[:PORT]",
+    help:
+      "the node address (and port, default --port) kube-proxy is given (default: the first non-loopback --address)",
+  },
+  {
+    name: "kube-proxy-identity",
+    arg: "NAME",
+    help:
+      "user name (client certificate CN) of the node's kube-proxy; repeatable (default system:kube-proxy)",
+    repeatable: true,
+  },
+  {
+    name: "kubernetes-service-ip",
+    arg: "IP",
+    help:
+      "the kubernetes Service's ClusterIP for the serving-certificate check (default: read from the cluster)",
+  },
+  { name: "cluster-domain", arg: "DOMAIN", help: "the cluster's DNS domain (default cluster.local)" },
+  // Cache bounds, watch-event bound, admin exposure (security, issue 10).
+  {
+    name: "cache-max-bytes",
+    arg: "N",
+    help: "bound of the whole cache in bytes",
+    default: String(DEFAULT_BOUNDS.total.bytes),
+  },
+  {
+    name: "cache-max-entries",
+    arg: "N",
+    help: "bound of the whole cache in entries",
+    default: String(DEFAULT_BOUNDS.total.entries),
+  },
+  {
+    name: "cache-max-bytes-per-identity",
+    arg: "N",
+    help: "bound of one identity's cache in bytes; its least recently used entries go first",
+    default: String(DEFAULT_BOUNDS.perIdentity.bytes),
+  },
+  {
+    name: "cache-max-entries-per-identity",
+    arg: "N",
+    help: "bound of one identity's cache in entries",
+    default: String(DEFAULT_BOUNDS.perIdentity.entries),
+  },
+  {
+    name: "watch-event-max-bytes",
+    arg: "N",
+    help: "a larger watch event is relayed but ends the caching of that watch",
+    default: String(8 << 20),
+  },
+  {
+    name: "admin-identities",
+    arg: "show|hide",
+    help: "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
+  },
+  // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
+  { name: "timeout", arg: "DURATION", help: "alias of --backend-timeout (SuperEdge)", hidden: true },
+  { name: "cache-type", arg: "TYPE", help: "alias of --cache-backend (SuperEdge)", hidden: true },
+  { name: "file-cache-path", arg: "DIR", help: "alias of --cache-dir (SuperEdge)", hidden: true },
+];
+
+const SERVE_USAGE = `Usage: lite-apiserver serve [flags]
+
+Run the proxy: forward with each client's own identity, cache reads, serve them offline.`;
+
+/** `serve --help`. */
+export function serveHelp(): string {
+  return helpText(SERVE_USAGE, SERVE_FLAGS);
+}
+
+/** Keys accepted in the config file: every flag but --config. */
+const KEYS = SERVE_FLAGS.map((f) => f.name).filter((k) => k !== "config");
+type Key = string;
 type Raw = Partial<Record<Key, string | string[]>>;
 
 const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-export function serveCommandSpec(): Command {
-  const c = new Command("lite-apiserver serve")
-    .description("Run the proxy: forward with each client's own identity, cache reads, serve them offline.")
-    .helpOption("-h, --help", "show this help")
-    .option("--config <file>", "YAML or JSON file with the same keys as these flags (flags override it)")
-    .option(
-      "--kube-apiserver-url <url>",
-      "upstream kube-apiserver; repeatable or comma-separated, in priority order",
-      collect,
-    )
-    .option(
-      "--kube-apiserver-port <port>",
-      "port for --kube-apiserver-url values given as a bare host (default 443)",
-    )
-    .option("--ca-file <file>", "cluster CA bundle: verifies the upstream and local client certificates")
-    .option("--apiserver-ca-file <file>", "CA bundle for the upstream only (default: --ca-file)")
-    .option("--tls-cert-file <file>", "serving certificate of the local listener")
-    .option("--tls-private-key-file <file>", "serving private key of the local listener")
-    .option("--address <ip>", "listen address; repeatable (default 127.0.0.1)", collect)
-    .option("--port <port>", "listen port (default 51003)")
-    .option(
-      "--tls-config-file <file>",
-      'client identities to present upstream: [{"cert": PATH, "key": PATH}]',
-    )
-    .option("--cache-backend <backend>", "sqlite or file (default sqlite)")
-    .option("--cache-dir <dir>", "cache directory (default /var/lib/lite-apiserver)")
-    .option(
-      "--backend-timeout <duration>",
-      "upstream time to respond before reads are served from cache (default 3s)",
-    )
-    .option("--write-timeout <duration>", "a write with no upstream answer by then gets a 504 (default 60s)")
-    .option("--health-check-interval <duration>", "upstream probe interval (default 2s)")
-    .option("--health-check-failures <n>", "failed probes in a row before going offline (default 2)")
-    .option(
-      "--cache-evict-after <duration>",
-      "remove entries not refreshed for this long, online only (default 7d)",
-    )
-    .option("--write-queue-bytes <n>", "bound of the asynchronous cache write queue (default 67108864)")
-    .option("--log-level <level>", "debug, info, warn or error (default info)")
-    .option("--log-format <format>", "text or json (default text)")
-    .option("--admin-address <ip>", "admin listener address (default 127.0.0.1)")
-    .option(
-      "--admin-port <port>",
-      "admin listener port for /healthz, /readyz, /metrics; 0 disables (default 51004)",
-    )
-    // In-cluster clients (README "In-cluster clients").
-    .option(
-      "--kubernetes-service-rewrite <mode>",
-      "show kube-proxy this node's lite-apiserver as the kubernetes Service's endpoint: auto, on or off " +
-        "(default auto: on when a non-loopback --address or --kubernetes-service-endpoint is given)",
-    )
-    .option(
-      "--kubernetes-service-endpoint <ip[:port]>",
-      "the node address (and port, default --port) kube-proxy is given (default: the first non-loopback --address)",
-    )
-    .option(
-      "--kube-proxy-identity <name>",
-      "user name (client certificate CN) of the node's kube-proxy; repeatable (default system:kube-proxy)",
-      collect,
-    )
-    .option(
-      "--kubernetes-service-ip <ip>",
-      "the kubernetes Service's ClusterIP for the serving-certificate check (default: read from the cluster)",
-    )
-    .option("--cluster-domain <domain>", "the cluster's DNS domain (default cluster.local)")
-    .option("--cache-max-bytes <n>", "bound of the whole cache in bytes (default 2 GiB)")
-    .option("--cache-max-entries <n>", "bound of the whole cache in entries (default 200000)")
-    .option(
-      "--cache-max-bytes-per-identity <n>",
-      "bound of one identity's cache in bytes; its least recently used entries go first (default 512 MiB)",
-    )
-    .option(
-      "--cache-max-entries-per-identity <n>",
-      "bound of one identity's cache in entries (default 20000)",
-    )
-    .option(
-      "--watch-event-max-bytes <n>",
-      "a larger watch event is relayed but ends the caching of that watch (default 8388608)",
-    )
-    .option(
-      "--admin-identities <show|hide>",
-      "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
-    )
-    .option(
-      "--request-header-timeout <duration>",
-      "a request's head must arrive whole within this time of its first byte (default 60s)",
-    )
-    .option(
-      "--max-request-body-bytes <n>",
-      "larger request bodies are refused with 413, as the apiserver does (default 3145728)",
-    )
-    .option("--max-connections <n>", "open client connections beyond this get a 503 (default 2048)")
-    // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
-    .addOption(new Option("--timeout <duration>", "alias of --backend-timeout").hideHelp())
-    .addOption(new Option("--cache-type <type>", "alias of --cache-backend (SuperEdge)").hideHelp())
-    .addOption(new Option("--file-cache-path <dir>", "alias of --cache-dir (SuperEdge)").hideHelp());
-  c.exitOverride();
-  c.configureOutput({
-    writeErr: () => {},
-    writeOut: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
-  });
-  return c;
-}
 
 function readConfigFile(path: string): Raw {
   let text: string;
@@ -240,20 +272,27 @@ function readConfigFile(path: string): Raw {
   return raw;
 }
 
+/** The value given (flag or file), without the default. */
 function one(raw: Raw, key: Key): string | undefined {
   const v = raw[key];
   if (Array.isArray(v)) return v[v.length - 1];
   return v;
 }
 
+/** The value given, else the table's default. */
+function value(raw: Raw, key: Key): string | undefined {
+  return one(raw, key) ?? defaultOf(SERVE_FLAGS, key);
+}
+
+/** Every value given (comma-separated ones split), else the table's default. */
 function many(raw: Raw, key: Key): string[] {
-  const v = raw[key];
+  const v = raw[key] ?? defaultOf(SERVE_FLAGS, key);
   if (v === undefined) return [];
   return (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean);
 }
 
-function int(value: string | undefined, what: string, def: number, min: number, max: number): number {
-  if (value === undefined) return def;
+function int(value: string | undefined, what: string, min: number, max: number): number {
+  if (value === undefined) throw new ConfigError(`${what} is required`);
   if (!/^\d+$/.test(value.trim())) throw new ConfigError(`${what}: "${value}" is not a whole number`);
   const n = parseInt(value, 10);
   if (n < min || n > max) throw new ConfigError(`${what}: ${n} is out of range (${min} to ${max})`);
@@ -301,39 +340,22 @@ export function normaliseUpstream(value: string, defaultPort: number): string {
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}`;
 }
 
-function validIp(a: string): boolean {
-  return /^(\d{1,3}\.){3}\d{1,3}$/.test(a) && a.split(".").every((p) => Number(p) <= 255) ||
-    /^[0-9a-fA-F:]+$/.test(a) && a.includes(":") || a === "localhost";
-}
-
 /** Parses `serve` arguments (without the subcommand). Returns null when --help was printed. */
 export function parseServeArgs(argv: string[]): ServeConfig | null {
-  const cmd = serveCommandSpec();
-  try {
-    cmd.parse(argv, { from: "user" });
-  } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.help") return null;
-      throw new ConfigError(e.message.replace(/^error: /, ""));
-    }
-    throw e;
+  const parsed = parseFlags("serve", SERVE_FLAGS, argv);
+  if (parsed.help) {
+    console.log(serveHelp());
+    return null;
   }
-  if (cmd.args.length > 0) {
-    throw new ConfigError(`unexpected argument "${cmd.args[0]}" (flags start with --)`);
-  }
-  const opts = cmd.opts() as Record<string, string | string[] | undefined>;
-  const fromFile: Raw = opts.config ? readConfigFile(String(opts.config)) : {};
-  const raw: Raw = { ...fromFile };
-  for (const k of KEYS) {
-    const v = opts[camel(k)];
-    if (v !== undefined) raw[k] = v;
-  }
+  const config = parsed.given.get("config")?.at(-1);
+  const raw: Raw = config ? readConfigFile(config) : {};
+  for (const [k, v] of parsed.given) if (k !== "config") raw[k] = v;
   return resolveConfig(raw);
 }
 
 function resolveConfig(raw: Raw): ServeConfig {
   const notices: string[] = [];
-  const port = int(one(raw, "kube-apiserver-port"), "--kube-apiserver-port", 443, 1, 65535);
+  const port = int(value(raw, "kube-apiserver-port"), "--kube-apiserver-port", 1, 65535);
   const urls = many(raw, "kube-apiserver-url");
   if (urls.length === 0) throw new ConfigError("--kube-apiserver-url is required (the cloud kube-apiserver)");
   const upstreams = [...new Set(urls.map((u) => normaliseUpstream(u, port)))];
@@ -345,8 +367,9 @@ function resolveConfig(raw: Raw): ServeConfig {
   const tlsConfigFile = readableFile(one(raw, "tls-config-file"), "--tls-config-file", false);
 
   const addresses = many(raw, "address");
-  if (addresses.length === 0) addresses.push("127.0.0.1");
-  for (const a of addresses) if (!validIp(a)) throw new ConfigError(`--address: "${a}" is not an IP address`);
+  for (const a of addresses) {
+    if (!isListenAddress(a)) throw new ConfigError(`--address: "${a}" is not an IP address`);
+  }
 
   let backend = one(raw, "cache-backend");
   const cacheType = one(raw, "cache-type");
@@ -363,37 +386,36 @@ function resolveConfig(raw: Raw): ServeConfig {
       );
     } else backend = cacheType;
   }
-  backend ??= "sqlite";
+  backend ??= defaultOf(SERVE_FLAGS, "cache-backend")!;
   if (backend !== "sqlite" && backend !== "file") {
     throw new ConfigError(`--cache-backend: "${backend}" is not a backend (use sqlite or file)`);
   }
-  const cacheDir = one(raw, "cache-dir") ?? one(raw, "file-cache-path") ?? "/var/lib/lite-apiserver";
+  const cacheDir = one(raw, "cache-dir") ?? one(raw, "file-cache-path") ??
+    defaultOf(SERVE_FLAGS, "cache-dir")!;
 
-  const timeout = one(raw, "backend-timeout") ?? one(raw, "timeout");
-  const backendTimeoutMs = parseDuration(timeout ?? "3s", "--backend-timeout");
+  const timeout = one(raw, "backend-timeout") ?? one(raw, "timeout") ??
+    defaultOf(SERVE_FLAGS, "backend-timeout")!;
+  const backendTimeoutMs = parseDuration(timeout, "--backend-timeout");
   if (backendTimeoutMs < 100) {
     throw new ConfigError(`--backend-timeout: ${timeout} is too short (at least 100ms)`);
   }
-  const writeTimeoutMs = parseDuration(one(raw, "write-timeout") ?? "60s", "--write-timeout");
+  const writeTimeoutMs = parseDuration(value(raw, "write-timeout")!, "--write-timeout");
   if (writeTimeoutMs < 1000) throw new ConfigError("--write-timeout: at least 1s");
-  const healthIntervalMs = parseDuration(
-    one(raw, "health-check-interval") ?? "2s",
-    "--health-check-interval",
-  );
+  const healthIntervalMs = parseDuration(value(raw, "health-check-interval")!, "--health-check-interval");
   if (healthIntervalMs < 100) throw new ConfigError("--health-check-interval: at least 100ms");
-  const evictAfterMs = parseDuration(one(raw, "cache-evict-after") ?? "7d", "--cache-evict-after");
+  const evictAfterMs = parseDuration(value(raw, "cache-evict-after")!, "--cache-evict-after");
   if (evictAfterMs < 60_000) throw new ConfigError("--cache-evict-after: at least 1m");
 
-  const logLevel = (one(raw, "log-level") ?? "info") as LogLevel;
+  const logLevel = value(raw, "log-level") as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`--log-level: "${logLevel}" is not a level (use ${LOG_LEVELS.join(", ")})`);
   }
-  const logFormat = (one(raw, "log-format") ?? "text") as LogFormat;
+  const logFormat = value(raw, "log-format") as LogFormat;
   if (logFormat !== "text" && logFormat !== "json") {
     throw new ConfigError(`--log-format: "${logFormat}" is not a format (use text or json)`);
   }
-  const adminAddress = one(raw, "admin-address") ?? "127.0.0.1";
-  if (!validIp(adminAddress)) {
+  const adminAddress = value(raw, "admin-address")!;
+  if (!isListenAddress(adminAddress)) {
     throw new ConfigError(`--admin-address: "${adminAddress}" is not an IP address`);
   }
 
@@ -417,52 +439,27 @@ function resolveConfig(raw: Raw): ServeConfig {
   const cacheBounds: CacheBounds = {
     perIdentity: {
       bytes: int(
-        one(raw, "cache-max-bytes-per-identity"),
+        value(raw, "cache-max-bytes-per-identity"),
         "--cache-max-bytes-per-identity",
-        DEFAULT_BOUNDS.perIdentity.bytes,
         1 << 16,
         2 ** 50,
       ),
-      entries: int(
-        one(raw, "cache-max-entries-per-identity"),
-        "--cache-max-entries-per-identity",
-        DEFAULT_BOUNDS.perIdentity.entries,
-        1,
-        1e9,
-      ),
+      entries: int(value(raw, "cache-max-entries-per-identity"), "--cache-max-entries-per-identity", 1, 1e9),
     },
     total: {
-      bytes: int(
-        one(raw, "cache-max-bytes"),
-        "--cache-max-bytes",
-        DEFAULT_BOUNDS.total.bytes,
-        1 << 16,
-        2 ** 50,
-      ),
-      entries: int(
-        one(raw, "cache-max-entries"),
-        "--cache-max-entries",
-        DEFAULT_BOUNDS.total.entries,
-        1,
-        1e9,
-      ),
+      bytes: int(value(raw, "cache-max-bytes"), "--cache-max-bytes", 1 << 16, 2 ** 50),
+      entries: int(value(raw, "cache-max-entries"), "--cache-max-entries", 1, 1e9),
     },
   };
   const requestHeaderTimeoutMs = parseDuration(
-    one(raw, "request-header-timeout") ?? "60s",
+    value(raw, "request-header-timeout")!,
     "--request-header-timeout",
   );
   if (requestHeaderTimeoutMs < 100) throw new ConfigError("--request-header-timeout: at least 100ms");
 
   return {
     cacheBounds,
-    watchEventMaxBytes: int(
-      one(raw, "watch-event-max-bytes"),
-      "--watch-event-max-bytes",
-      8 << 20,
-      1024,
-      2 ** 31,
-    ),
+    watchEventMaxBytes: int(value(raw, "watch-event-max-bytes"), "--watch-event-max-bytes", 1024, 2 ** 31),
     adminIdentities: (adminIdentities ?? "show") as "show" | "hide",
     upstreams,
     kubernetesService,
@@ -471,29 +468,23 @@ function resolveConfig(raw: Raw): ServeConfig {
     tlsCertFile,
     tlsKeyFile,
     addresses,
-    port: int(one(raw, "port"), "--port", 51003, 0, 65535),
+    port: int(value(raw, "port"), "--port", 0, 65535),
     tlsConfigFile,
     cacheBackend: backend,
     cacheDir,
     backendTimeoutMs,
     writeTimeoutMs,
     healthIntervalMs,
-    healthFailures: int(one(raw, "health-check-failures"), "--health-check-failures", 2, 1, 100),
+    healthFailures: int(value(raw, "health-check-failures"), "--health-check-failures", 1, 100),
     evictAfterMs,
-    writeQueueBytes: int(one(raw, "write-queue-bytes"), "--write-queue-bytes", 64 << 20, 1 << 20, 2 ** 40),
+    writeQueueBytes: int(value(raw, "write-queue-bytes"), "--write-queue-bytes", 1 << 20, 2 ** 40),
     logLevel,
     logFormat,
     adminAddress,
-    adminPort: int(one(raw, "admin-port"), "--admin-port", 51004, 0, 65535),
+    adminPort: int(value(raw, "admin-port"), "--admin-port", 0, 65535),
     requestHeaderTimeoutMs,
-    maxRequestBodyBytes: int(
-      one(raw, "max-request-body-bytes"),
-      "--max-request-body-bytes",
-      3 * 1024 * 1024,
-      1024,
-      2 ** 40,
-    ),
-    maxConnections: int(one(raw, "max-connections"), "--max-connections", 2048, 1, 1_000_000),
+    maxRequestBodyBytes: int(value(raw, "max-request-body-bytes"), "--max-request-body-bytes", 1024, 2 ** 40),
+    maxConnections: int(value(raw, "max-connections"), "--max-connections", 1, 1_000_000),
     notices,
   };
 }

@@ -1,9 +1,6 @@
-/**
- * Small file helpers for editing system configuration safely: atomic replace (temp + fsync +
- * rename + directory fsync) and mode-preserving reads.
- */
-import { dirname } from "node:path";
-import { ConfigError } from "../config/errors.ts";
+/** File helpers for editing system configuration: reads that tell absence apart, modes, atomic replace. */
+import { ConfigError, errMessage } from "../config/errors.ts";
+import { writeFileAtomic } from "../files/atomic_write.ts";
 
 /** Reads a file's bytes, or null when it does not exist. Other errors become ConfigError. */
 export async function readIfExists(path: string): Promise<Uint8Array | null> {
@@ -26,28 +23,11 @@ export async function modeOf(path: string): Promise<number | null> {
   }
 }
 
-/**
- * Replaces `path` with `data` atomically: readers see the old or the new content, never a mix,
- * and a crash leaves one of the two on disk. The file ends with exactly `mode` (umask ignored).
- */
-export async function writeAtomic(path: string, data: Uint8Array | string, mode: number): Promise<void> {
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const dir = dirname(path);
-  const tmp = `${dir}/.${path.slice(dir.length + 1)}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+/** Replaces `path` atomically and durably with exactly `mode`; a failure is a ConfigError naming the file. */
+export async function replaceFile(path: string, data: Uint8Array | string, mode: number): Promise<void> {
   try {
-    const f = await Deno.open(tmp, { write: true, createNew: true, mode });
-    try {
-      await writeAll(f, bytes);
-      await Deno.chmod(tmp, mode);
-      await f.sync();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tmp, path);
-    await syncDir(dir);
+    await writeFileAtomic(path, data, { mode });
   } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
-    if (err instanceof ConfigError) throw err;
     throw new ConfigError(`cannot write ${path}: ${errMessage(err)}`);
   }
 }
@@ -59,28 +39,4 @@ export async function ensureDir(path: string, mode: number): Promise<void> {
   } catch (err) {
     throw new ConfigError(`cannot create directory ${path}: ${errMessage(err)}`);
   }
-}
-
-async function writeAll(f: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await f.write(bytes.subarray(off));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  // A rename is only durable once the directory entry is; some filesystems refuse fsync on a directory.
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // best effort
-  }
-}
-
-/** The message of an unknown thrown value. */
-export function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -5,13 +5,14 @@
  * (`--dry-run`) or applied. Applying writes the identity files and the tls-config first, the
  * backup next, and the kubeconfig last, each atomically.
  */
-import { basename, dirname } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { decodeBase64 } from "./base64.ts";
-import { ConfigError } from "../config/errors.ts";
 import { type CurrentContext, currentContext, parseKubeconfig, setServer } from "./kubeconfig.ts";
-import { ensureDir, errMessage, modeOf, readIfExists, writeAtomic } from "./files.ts";
-import { parseTlsConfig, registerPair, type TlsPair } from "./tlsconfig.ts";
-import { certCommonName } from "./cert.ts";
+import { ConfigError, errMessage } from "../config/errors.ts";
+import { ensureDir, modeOf, readIfExists, replaceFile } from "./files.ts";
+import { registerPair, type TlsPair } from "./tlsconfig.ts";
+import { certCommonName, parseTlsConfig } from "../certs/mod.ts";
+import { readText } from "../files/read_text.ts";
 import { unifiedDiff } from "./diff.ts";
 
 /** Where lite-apiserver listens by default. */
@@ -60,7 +61,8 @@ const dec = new TextDecoder();
 /** Works out what redirecting `opts.kubeconfig` changes, without writing anything. */
 export async function planRedirect(opts: RedirectOptions): Promise<RedirectPlan> {
   const server = opts.server ?? DEFAULT_SERVER;
-  const tlsConfig = opts.tlsConfigFile ?? DEFAULT_TLS_CONFIG;
+  // Absolute: the paths written into the tls-config must not depend on the current directory.
+  const tlsConfig = resolve(opts.tlsConfigFile ?? DEFAULT_TLS_CONFIG);
   if (!/^https:\/\/[^/]+/.test(server)) {
     throw new ConfigError(`--server must be an https:// URL, got "${server}"`);
   }
@@ -163,17 +165,17 @@ async function planIdentity(
       );
     }
     // lite-apiserver refuses to start on a pair it cannot load: check both files now.
-    certPemForCn = await readText(cred.certFile);
-    await readText(cred.keyFile);
+    certPemForCn = await credentialFile(cred.certFile, "client certificate");
+    await credentialFile(cred.keyFile, "client key");
     pair = { cert: cred.certFile, key: cred.keyFile };
   } else {
     // Embedded credentials: write cert + key to one 0600 PEM file lite-apiserver can load.
     const certPem = cred.certData !== undefined
       ? decodePem(cred.certData, "client-certificate-data", cur.user)
-      : await readText(cred.certFile);
+      : await credentialFile(cred.certFile, "client certificate");
     const keyPem = cred.keyData !== undefined
       ? decodePem(cred.keyData, "client-key-data", cur.user)
-      : await readText(cred.keyFile);
+      : await credentialFile(cred.keyFile, "client key");
     certPemForCn = certPem;
     const file = `${dirname(tlsConfig)}/identities/${safeName(cur.context)}.pem`;
     const combined = withNewline(certPem) + withNewline(keyPem);
@@ -197,7 +199,7 @@ async function planIdentity(
   }
   const tlsBytes = await readIfExists(tlsConfig);
   const tlsText = tlsBytes === null ? null : dec.decode(tlsBytes);
-  const registered = parseTlsConfig(tlsConfig, tlsText);
+  const registered = tlsText === null ? [] : parseTlsConfig(tlsText, tlsConfig);
   // lite-apiserver refuses two pairs with one CN: a new pair for a CN replaces the old one.
   const cns = new Map<TlsPair, string | null>();
   for (const p of registered) {
@@ -218,11 +220,10 @@ async function planIdentity(
   }
 }
 
-async function readText(path: string | undefined): Promise<string> {
-  if (!path) throw new ConfigError("client certificate or key is missing");
-  const b = await readIfExists(path);
-  if (b === null) throw new ConfigError(`${path} (named by the kubeconfig) does not exist`);
-  return dec.decode(b);
+/** A credential file the kubeconfig names; lite-apiserver refuses to start on one it cannot read. */
+async function credentialFile(path: string | undefined, what: string): Promise<string> {
+  if (!path) throw new ConfigError(`${what} is missing`);
+  return await readText(path, `${what} file (named by the kubeconfig)`);
 }
 
 function decodePem(b64: string, field: string, user: string): string {
@@ -272,15 +273,15 @@ export async function applyRedirect(plan: RedirectPlan): Promise<string[]> {
     // Secret files live one level down (identities/), the only directory that needs 0700.
     if (c.secret) await ensureDir(dirname(dirname(c.path)), 0o755);
     await ensureDir(dirname(c.path), c.secret ? 0o700 : 0o755);
-    await writeAtomic(c.path, c.after, c.mode);
+    await replaceFile(c.path, c.after, c.mode);
     done.push(`${c.before === null ? "wrote" : "updated"} ${c.path}: ${c.what}`);
   }
   if (plan.backup !== null) {
-    await writeAtomic(plan.backupPath, plan.backup, 0o600);
+    await replaceFile(plan.backupPath, plan.backup, 0o600);
     done.push(`backed up ${plan.kubeconfig} to ${plan.backupPath}`);
   }
   if (kube) {
-    await writeAtomic(kube.path, kube.after, kube.mode);
+    await replaceFile(kube.path, kube.after, kube.mode);
     done.push(`updated ${kube.path}: context "${plan.context}", cluster "${plan.cluster}": ${kube.what}`);
   }
   return done;
@@ -296,7 +297,7 @@ export async function restoreKubeconfig(path: string): Promise<string[]> {
     );
   }
   const mode = (await modeOf(path)) ?? 0o600;
-  await writeAtomic(path, bytes, mode);
+  await replaceFile(path, bytes, mode);
   try {
     await Deno.remove(backupPath);
   } catch (err) {

@@ -101,9 +101,3 @@ export function representationOf(accept: string | null | undefined): Representat
   }
   return protobuf ? "protobuf-only" : "other";
 }
-
-/** True when a JSON body (an object, a transformed list, or a Status) is acceptable to the client. */
-export function acceptsJson(accept: string | null | undefined): boolean {
-  if (accept === null || accept === undefined || accept.trim() === "") return true;
-  return parseAccept(accept).some((m) => JSON_TYPES.has(m.type));
-}

@@ -165,8 +165,3 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
     name,
   };
 }
-
-/** True for requests that only read: get, list, watch. */
-export function isReadVerb(verb: string): boolean {
-  return verb === "get" || verb === "list" || verb === "watch";
-}

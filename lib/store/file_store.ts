@@ -15,6 +15,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
+import { syncDir, writeFileAtomic, writeNewFile } from "../files/atomic_write.ts";
 import { log } from "../log.ts";
 import { itemFileName, keyDir, keyPath } from "./key_path.ts";
 import { isSegment } from "./segment.ts";
@@ -95,44 +96,6 @@ async function ignoreAbsent<T>(p: Promise<T>): Promise<T | undefined> {
     if (isAbsent(e)) return undefined;
     throw e;
   }
-}
-
-async function writeAll(f: Deno.FsFile, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await f.write(data.subarray(off));
-}
-
-/** Creates `path` (which must not exist) 0600, writes and fsyncs it. */
-async function writeNewFile(path: string, data: Uint8Array): Promise<void> {
-  const f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
-  try {
-    await writeAll(f, data);
-    await f.sync();
-  } finally {
-    f.close();
-  }
-}
-
-async function syncDir(path: string): Promise<void> {
-  const f = await Deno.open(path, { read: true });
-  try {
-    await f.sync();
-  } finally {
-    f.close();
-  }
-}
-
-/** Atomically and durably replaces `<dir>/<name>`: temp file, fsync, rename, fsync the directory. */
-async function writeAtomic(dir: string, name: string, data: Uint8Array): Promise<void> {
-  const tmp = join(dir, TMP_PREFIX + randomUUID());
-  try {
-    await writeNewFile(tmp, data);
-    await Deno.rename(tmp, join(dir, name));
-  } catch (e) {
-    await ignoreAbsent(Deno.remove(tmp));
-    throw e;
-  }
-  await syncDir(dir);
 }
 
 async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
@@ -360,7 +323,13 @@ class FileStore implements Store {
         const dir = keyDir(this.#root, op.key);
         await this.#ensureDir(dir);
         const v = op.value;
-        await writeAtomic(dir, op.key.name, encodeRecord({ ct: v.contentType, at: v.storedAt }, v.body));
+        await writeFileAtomic(
+          join(dir, op.key.name),
+          encodeRecord({ ct: v.contentType, at: v.storedAt }, v.body),
+          {
+            tmpPrefix: TMP_PREFIX,
+          },
+        );
         return;
       }
       case "deleteObject": {
@@ -386,7 +355,13 @@ class FileStore implements Store {
         if (!state) return; // No cached list to patch: the next full list will bring it.
         const genDir = join(listDir, state.gen);
         if (op.op === "upsertItem") {
-          await writeAtomic(genDir, itemFileName(op.itemKey), encodeRecord({ k: op.itemKey }, op.body));
+          await writeFileAtomic(
+            join(genDir, itemFileName(op.itemKey)),
+            encodeRecord({ k: op.itemKey }, op.body),
+            {
+              tmpPrefix: TMP_PREFIX,
+            },
+          );
         } else if (op.op === "deleteItem") {
           try {
             await Deno.remove(join(genDir, itemFileName(op.itemKey)));
@@ -396,7 +371,9 @@ class FileStore implements Store {
           }
         }
         const meta = { ...state.meta, resourceVersion: op.resourceVersion, storedAt: Date.now() };
-        await writeAtomic(genDir, META, encodeRecord({}, enc.encode(JSON.stringify(meta))));
+        await writeFileAtomic(join(genDir, META), encodeRecord({}, enc.encode(JSON.stringify(meta))), {
+          tmpPrefix: TMP_PREFIX,
+        });
         this.#lists.set(listDir, { gen: state.gen, meta });
         return;
       }
@@ -420,7 +397,7 @@ class FileStore implements Store {
     await writeNewFile(join(genDir, META), encodeRecord({}, enc.encode(JSON.stringify(m))));
     await syncDir(genDir);
     await syncDir(listDir);
-    await writeAtomic(listDir, CURRENT, enc.encode(gen + "\n"));
+    await writeFileAtomic(join(listDir, CURRENT), enc.encode(gen + "\n"), { tmpPrefix: TMP_PREFIX });
     this.#lists.set(listDir, { gen, meta: m });
     await this.#removeOtherGenerations(listDir, gen);
   }

@@ -1,7 +1,7 @@
 /**
  * Opens the persistent cache in a directory with the chosen backend.
  */
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, errMessage } from "../config/errors.ts";
 import { openFileStore } from "./file_store.ts";
 import { openSqliteStore } from "./sqlite_store.ts";
 import type { Store } from "./store.ts";
@@ -14,7 +14,7 @@ export interface OpenStoreOptions {
 
 function reason(e: unknown): string {
   if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return e instanceof Error ? e.message : String(e);
+  return errMessage(e);
 }
 
 /**

@@ -12,7 +12,7 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, errMessage } from "../config/errors.ts";
 import { log } from "../log.ts";
 import type { CacheKey, EntryInfo, ListMeta, Store, StoredList, StoredObject, WriteOp } from "./store.ts";
 
@@ -49,12 +49,8 @@ function keyArgs(k: CacheKey): [string, string, string, string] {
 
 /** SQLite's "this file is damaged" errors (SQLITE_NOTADB, SQLITE_CORRUPT). */
 function isCorruption(e: unknown): boolean {
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = errMessage(e);
   return /file is not a database|malformed|file is encrypted|disk image/i.test(msg);
-}
-
-function errMsg(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 async function chmodIfExists(path: string, mode: number): Promise<void> {
@@ -149,7 +145,7 @@ class SqliteStore implements Store {
     } catch (e) {
       if (!isCorruption(e)) throw e;
       this.#closeDb();
-      await this.#moveAside(errMsg(e));
+      await this.#moveAside(errMessage(e));
       this.#openDb();
     }
     for (const suffix of ["", "-wal", "-shm"]) await chmodIfExists(this.#path + suffix, 0o600);
@@ -162,7 +158,7 @@ class SqliteStore implements Store {
       info = await Deno.stat(this.#path);
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) {
-        throw new ConfigError(`cannot use cache database ${this.#path}: ${errMsg(e)}`);
+        throw new ConfigError(`cannot use cache database ${this.#path}: ${errMessage(e)}`);
       }
     }
     if (info && !info.isFile) throw new ConfigError(`cache database ${this.#path} is not a regular file`);
@@ -257,7 +253,7 @@ class SqliteStore implements Store {
     } catch (e) {
       if (!isCorruption(e)) throw e;
       this.#closeDb();
-      await this.#moveAside(errMsg(e));
+      await this.#moveAside(errMessage(e));
       await this.open();
       return fn(this.#st!, this.#db!);
     }

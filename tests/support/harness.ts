@@ -251,8 +251,9 @@ async function spawnLite(
     "1s",
     "--health-check-interval",
     "500ms",
+    // Two in a row: on a loaded machine one probe may miss its 500 ms, and that is not a cut.
     "--health-check-failures",
-    "1",
+    "2",
     ...(opts.extra ?? []),
   ];
   const p = runLite(args, opts.env, opts.launcher);
@@ -308,7 +309,7 @@ export interface KubectlResult {
 }
 
 export async function kubectl(version: string, kubeconfig: string, args: string[]): Promise<KubectlResult> {
-  const out = await new Deno.Command(`${KUBECTL_DIR}/kubectl.${version}`, {
+  const out = await commandOutput(`${KUBECTL_DIR}/kubectl.${version}`, {
     args: ["--kubeconfig", kubeconfig, "--request-timeout=20s", ...args],
     stdout: "piped",
     stderr: "piped",
@@ -316,7 +317,7 @@ export async function kubectl(version: string, kubeconfig: string, args: string[
       HOME: Deno.env.get("HOME") ?? "/root",
       KUBECACHEDIR: `${Deno.env.get("TMPDIR") ?? "/tmp"}/kubectl-cache-${crypto.randomUUID()}`,
     },
-  }).output();
+  }, `kubectl ${version} ${args.join(" ")}`);
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -352,16 +353,25 @@ export function httpsClient(
     ...(who.pair ? { cert: who.pair.certPem, key: who.pair.keyPem } : {}),
     http2: false,
   });
-  const request = (path: string, init: RequestInit = {}) => {
+  const request = async (path: string, init: RequestInit = {}) => {
     const headers = new Headers(init.headers);
     if (who.token) headers.set("authorization", `Bearer ${who.token}`);
-    return fetch(`${base}${path}`, { ...init, headers, client });
+    if (init.signal) return await fetch(`${base}${path}`, { ...init, headers, client });
+    // Bounded: a response head that never comes fails the test with what it waited for.
+    const what = `${init.method ?? "GET"} ${path}`;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new Error(`no response to ${what} within 60 s`)), 60_000);
+    try {
+      return await fetch(`${base}${path}`, { ...init, headers, client, signal: ctl.signal });
+    } finally {
+      clearTimeout(timer);
+    }
   };
   return {
     request,
     async json(path, init) {
       const res = await request(path, init);
-      const text = await res.text();
+      const text = await within(res.text(), `the body of ${init?.method ?? "GET"} ${path}`, 60_000);
       let body: Record<string, unknown>;
       try {
         body = JSON.parse(text);
@@ -395,13 +405,124 @@ export async function eventually<T>(
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }
 
-/** Waits for a promise for at most `timeoutMs`, failing with what it waited for (a bound, not a sleep). */
-export function within<T>(p: Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
-    }),
-  ]).finally(() => clearTimeout(timer));
+/** `p`, or a rejection after `timeoutMs` saying what was awaited: every wait in the suite is bounded. */
+export async function within<T>(p: Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads a text stream until `done(text so far)` holds; fails if the stream ends first or nothing
+ * satisfying arrives within `timeoutMs`. Returns all the text read (after `seen`).
+ */
+export async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  done: (text: string) => boolean,
+  what: string,
+  timeoutMs = 15_000,
+  seen = "",
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let text = seen;
+  while (!done(text)) {
+    const next = await within(
+      reader.read(),
+      `${what}; read so far: ${text.slice(-300)}`,
+      deadline - Date.now(),
+    );
+    if (next.done) throw new Error(`the stream ended before ${what}; read: ${text.slice(-300)}`);
+    text += next.value;
+  }
+  return text;
+}
+
+/** Reads until the stream ends (the server closed it), failing after `timeoutMs`. */
+export async function readToEnd(
+  reader: ReadableStreamDefaultReader<unknown>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await within(reader.read(), what, deadline - Date.now())).done) { /* drain */ }
+}
+
+/** The exit status of a process started by runLite, killing it if it has not exited within `timeoutMs`. */
+export async function exitOf(
+  p: { status: Promise<Deno.CommandStatus>; kill(signal?: Deno.Signal): Promise<Deno.CommandStatus> },
+  what: string,
+  timeoutMs = 30_000,
+): Promise<Deno.CommandStatus> {
+  try {
+    return await within(p.status, `${what} to exit`, timeoutMs);
+  } catch (e) {
+    await p.kill("SIGKILL");
+    throw e;
+  }
+}
+
+/** Runs a command to completion, killing it and failing with `what` if it takes over `timeoutMs`. */
+export async function commandOutput(
+  cmd: string | URL,
+  opts: Deno.CommandOptions,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<Deno.CommandOutput> {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  try {
+    const out = await new Deno.Command(cmd, { ...opts, signal: ctl.signal }).output();
+    if (ctl.signal.aborted) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} to finish`);
+    return out;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A JSON watch stream read event by event; every wait is bounded and says what it waited for. */
+export class WatchStream<E = { type: string; object: Record<string, unknown> }> {
+  /** Every event read so far, in order. */
+  readonly events: E[] = [];
+  /** True once the server ended the stream. */
+  ended = false;
+  #buf = "";
+  readonly #reader: ReadableStreamDefaultReader<string>;
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.#reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /** Reads until `done(events)` holds (true) or the stream ends first (false); fails after `timeoutMs`. */
+  async until(done: (events: E[]) => boolean, what: string, timeoutMs = 15_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done(this.events)) {
+      if (this.ended) return false;
+      const next = await within(this.#reader.read(), what, deadline - Date.now());
+      if (next.done) {
+        this.ended = true;
+        return false;
+      }
+      this.#buf += next.value;
+      let nl;
+      while ((nl = this.#buf.indexOf("\n")) >= 0) {
+        const line = this.#buf.slice(0, nl).trim();
+        this.#buf = this.#buf.slice(nl + 1);
+        if (line) this.events.push(JSON.parse(line));
+      }
+    }
+    return true;
+  }
+
+  cancel(): Promise<void> {
+    return this.#reader.cancel().catch(() => {});
+  }
 }

@@ -192,3 +192,9 @@ export async function createPki(): Promise<Pki> {
     },
   };
 }
+
+/** A CA for one test: `await using pki = await scopedPki();` removes its directory when the test ends. */
+export async function scopedPki(): Promise<Pki & AsyncDisposable> {
+  const pki = await createPki();
+  return { ...pki, [Symbol.asyncDispose]: () => Deno.remove(pki.dir, { recursive: true }) };
+}

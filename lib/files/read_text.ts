@@ -1,8 +1,7 @@
-/** Reading certificate files with user-facing errors. */
-import { ConfigError } from "../config/errors.ts";
-import { errMessage } from "./pem.ts";
+/** Reading a file the user named, with a one-line ConfigError saying which file and what it is for. */
+import { ConfigError, errMessage } from "../config/errors.ts";
 
-/** Reads a text file; throws ConfigError naming the file and the flag or role it came from. */
+/** Reads a text file; throws ConfigError naming the file and its role (`what`, e.g. "client key file"). */
 export async function readText(path: string, what: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
@@ -14,9 +13,4 @@ export async function readText(path: string, what: string): Promise<string> {
     if (e instanceof Deno.errors.IsADirectory) throw new ConfigError(`${what} ${path} is a directory`);
     throw new ConfigError(`cannot read ${what} ${path}: ${errMessage(e)}`);
   }
-}
-
-/** Days, rounded down, from now until `t` (negative when past). */
-export function daysUntil(t: Date, now = new Date()): number {
-  return Math.floor((t.getTime() - now.getTime()) / 86_400_000);
 }
