@@ -31,6 +31,17 @@ export class UpstreamResponse extends Readable {
     this.#pull();
   }
 
+  /** The whole body, once it has arrived (`complete`) and nothing has been read yet. */
+  readWhole(): Uint8Array {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (let c = this.read() as Uint8Array | null; c !== null; c = this.read() as Uint8Array | null) {
+      chunks.push(c);
+      size += c.byteLength;
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+  }
+
   /** The body ended early (the connection failed): "aborted", then close without "end". */
   abort(): void {
     if (this.complete || this.destroyed) return;
