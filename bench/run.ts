@@ -25,6 +25,7 @@ import {
   type WrkResult,
 } from "./tools.ts";
 import { measureWatchPatching, type PatchResult } from "./watch_patch.ts";
+import { V8_FLAGS } from "../scripts/compile.ts";
 
 /**
  * The simulated apiserver runs inside this process, which also parses multi-megabyte lists: probes
@@ -151,19 +152,23 @@ async function startMinimalProxy(
   };
 }
 
+/** lite-apiserver runs with the V8 flags the release binary has baked in (scripts/compile.ts). */
+const SHIPPED: LiteLauncher = {
+  cmd: Deno.execPath(),
+  args: ["run", "-A", "--quiet", `--v8-flags=${V8_FLAGS.join(",")}`],
+};
+
 /**
  * Runs lite-apiserver under the V8 CPU profiler (`--profile`): the profile and a markdown summary
  * are written to bench/results/ when it exits.
  */
-function profiler(): LiteLauncher | undefined {
-  if (!PROFILE) return undefined;
+function profiler(): LiteLauncher {
+  if (!PROFILE) return SHIPPED;
   const dir = new URL("./results/", import.meta.url).pathname;
   return {
     cmd: Deno.execPath(),
     args: [
-      "run",
-      "-A",
-      "--quiet",
+      ...SHIPPED.args,
       `--cpu-prof-dir=${dir}`,
       "--cpu-prof-name=lite-proxy.cpuprofile",
       "--cpu-prof-md",
@@ -279,7 +284,7 @@ async function proxyOverhead(cluster: Cluster, haveWrk: boolean, haveNginx: bool
 async function offlineAndMemory(cluster: Cluster, caPem: string, backend: "sqlite" | "file") {
   const S2 = `2. offline serving (${backend})`;
   const S4 = "4. memory (RSS of the lite-apiserver process)";
-  const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend });
+  const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, launcher: SHIPPED, backend });
   const client = httpsClient(lite.url, caPem, { token: TOKEN });
   const watchClient = Deno.createHttpClient({ caCerts: [caPem], http2: false });
   try {
@@ -404,7 +409,13 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
   const cacheDir = await Deno.makeTempDir({ prefix: "bench-startup-" });
   const firstPod = `/api/v1/namespaces/bench-4k/pods/${(benchPod("", 1).metadata as { name: string }).name}`;
   try {
-    const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend, cacheDir });
+    const lite = await startLite(cluster, {
+      env: UNIT_ENV,
+      extra: PROBES,
+      launcher: SHIPPED,
+      backend,
+      cacheDir,
+    });
     const client = httpsClient(lite.url, caPem, { token: TOKEN });
     try {
       for (const [ns, n] of NAMESPACES) await listRv(client, `/api/v1/namespaces/${ns}/pods`, n);
@@ -419,7 +430,13 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
     }
     await cluster.apiserver.setFault("refuse");
     const t0 = performance.now();
-    const again = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend, cacheDir });
+    const again = await startLite(cluster, {
+      env: UNIT_ENV,
+      extra: PROBES,
+      launcher: SHIPPED,
+      backend,
+      cacheDir,
+    });
     const listening = performance.now() - t0;
     const c2 = httpsClient(again.url, caPem, { token: TOKEN });
     try {
@@ -458,7 +475,12 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
 // 6. Switch times: blackhole → first cached answer; restore → a cloud-side change is seen.
 async function switchTimes(cluster: Cluster, caPem: string) {
   const S = "6. online ⇄ offline switch (client looping GETs)";
-  const lite = await startLite(cluster, { env: UNIT_ENV, extra: PROBES, backend: "sqlite" });
+  const lite = await startLite(cluster, {
+    env: UNIT_ENV,
+    extra: PROBES,
+    launcher: SHIPPED,
+    backend: "sqlite",
+  });
   const client = httpsClient(lite.url, caPem, { token: TOKEN });
   let stop = false;
   const seen: Array<{ at: number; source: string; body: string }> = [];
