@@ -3,8 +3,9 @@
  * serving certificate. It asks with one of the configured client identities (kube-proxy's first:
  * it may read Services), never answers anyone with it, and gives up quietly when none can.
  */
-import https from "node:https";
 import type { PairMaterial } from "./agents.ts";
+import { endpointOf } from "./endpoint.ts";
+import { UpstreamPool } from "./pool.ts";
 
 export interface ClusterIpRead {
   clusterIp?: string;
@@ -14,38 +15,32 @@ export interface ClusterIpRead {
 
 const PATH = "/api/v1/namespaces/default/services/kubernetes";
 
-function getJson(url: string, pair: PairMaterial, caPem: string, timeoutMs: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url + PATH);
-    const req = https.request({
-      hostname: u.hostname.replace(/^\[|\]$/g, ""),
-      port: Number(u.port || 443),
-      path: u.pathname,
-      method: "GET",
-      headers: { accept: "application/json" },
-      ca: caPem,
-      cert: pair.certPem,
-      key: pair.keyPem,
-      agent: false,
-      timeout: timeoutMs,
-    });
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs}ms`)));
-    req.on("error", reject);
-    req.on("response", (res) => {
-      const chunks: Uint8Array[] = [];
-      res.on("data", (c: Uint8Array) => chunks.push(c));
-      res.on("error", reject);
-      res.on("end", () => {
-        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode} as ${pair.cn}`));
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")));
-        } catch (e) {
-          reject(e);
-        }
-      });
-    });
-    req.end();
+/** One GET with a throwaway pool of that identity (the same client the proxy uses, HTTPS_PROXY included). */
+async function getJson(url: string, pair: PairMaterial, caPem: string, timeoutMs: number): Promise<unknown> {
+  const pool = new UpstreamPool({ ca: caPem, cert: pair.certPem, key: pair.keyPem });
+  const ep = endpointOf(url);
+  const call = pool.request(ep, {
+    method: "GET",
+    path: ep.prefix + PATH,
+    headers: { host: ep.host, accept: "application/json" },
   });
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    call.abort();
+  }, timeoutMs);
+  try {
+    const res = await call.response.catch((e: Error) => {
+      throw new Error(expired ? `no answer within ${timeoutMs}ms` : e.message);
+    });
+    const chunks: Uint8Array[] = [];
+    for await (const c of res) chunks.push(c as Uint8Array);
+    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode} as ${pair.cn}`);
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } finally {
+    clearTimeout(timer);
+    pool.destroy();
+  }
 }
 
 export async function readKubernetesClusterIp(
