@@ -75,6 +75,7 @@ const RESOURCE_CONTENT_PARAMS: ReadonlySet<string> = new Set(["includeObject"]);
  * cannot mint new cache entries where they change nothing.
  */
 function paramSuffix(info: RequestInfo): string {
+  if (info.query.size === 0) return "";
   if (!info.isResourceRequest && DISCOVERY.test(info.path)) return "";
   const plainResource = info.isResourceRequest && info.subresource === "";
   const kept = [...info.query.entries()]

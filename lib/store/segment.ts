@@ -13,6 +13,8 @@ export const MAX_SEGMENT = 200;
 const HASH_CHARS = 32;
 const HASH_MARK = "~h=";
 const KEEP = /^[A-Za-z0-9._:-]$/;
+/** A string encodePart leaves as it is: only KEEP characters, no leading `_`. */
+const PLAIN = /^(?:[A-Za-z0-9.:-][A-Za-z0-9._:-]*)?$/;
 
 /** True when `s` is a valid key segment (the contract of store.ts). */
 export function isSegment(s: string): boolean {
@@ -48,6 +50,8 @@ export function percentEncode(
  * A leading `_` is encoded too, so no name can spell a marker such as `_list` or `_cluster`.
  */
 export function encodePart(s: string): string {
+  // Most parts (resource names, versions, namespaces) need no escape: returned as they are.
+  if (PLAIN.test(s)) return s;
   return percentEncode(s, (ch, out) => KEEP.test(ch) && !(out === "" && ch === "_"));
 }
 
