@@ -62,8 +62,9 @@ export const RUNTIME_PERMISSIONS = [
 /**
  * V8 flags baked into the binary (and used by `deno task bench`, so it measures what ships).
  * Young-generation semi-spaces of 2 MiB instead of V8's default (up to 16 MiB): RSS after the
- * bench's proxy load fell from 166-175 MiB to 114-118 MiB, with no measurable loss of speed
- * (bench/results/runs.md).
+ * bench's proxy load fell from 166-175 MiB to 111-117 MiB, and the 3-8 ms scavenge pauses that made
+ * the p99 went away (1-connection p99 11-16 ms -> 5-8 ms), for ~10 % more CPU per request from the
+ * more frequent scavenges (bench/results/runs.md, `bench/ab.ts`).
  */
 export const V8_FLAGS = ["--max-semi-space-size=2"];
 
