@@ -16,7 +16,7 @@ import { openStore } from "./store/open_store.ts";
 import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
-import { abandonInFlight, type InFlight } from "./proxy/deadlines.ts";
+import { abandonInFlight, InFlightSet } from "./proxy/deadlines.ts";
 import { createRouter } from "./proxy/router.ts";
 import { statusBody } from "./exchange/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
@@ -95,7 +95,7 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
     bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs),
     kindOf: (ctx) => listedKind(cache, ctx),
   });
-  const inflight = new Set<InFlight>();
+  const inflight = new InFlightSet();
   stack.defer(() => {
     watches.endAll();
     abandonInFlight(inflight, "shutdown");

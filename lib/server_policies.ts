@@ -8,7 +8,7 @@ import type { ProxyMetrics } from "./admin/metrics.ts";
 import type { ClientPair, ServingMaterial } from "./certs/mod.ts";
 import type { Listener } from "./listener/https_listener.ts";
 import type { HeldWatches } from "./offline/held_watches.ts";
-import { abandonInFlight, type InFlight, retirePool } from "./proxy/deadlines.ts";
+import { abandonInFlight, type InFlightSet, retirePool } from "./proxy/deadlines.ts";
 import type { Router } from "./proxy/router.ts";
 import type { UpstreamAgents } from "./upstream/agents.ts";
 
@@ -47,7 +47,7 @@ export function handHeldWatchesBack(
 }
 
 /** Offline: reads still waiting on the cloud are answered from the cache, watches carried on. */
-export function abandonInFlightOffline(events: Emitter<ServerEvents>, inflight: Set<InFlight>): void {
+export function abandonInFlightOffline(events: Emitter<ServerEvents>, inflight: InFlightSet): void {
   events.on("offline", () => abandonInFlight(inflight));
 }
 
@@ -55,7 +55,7 @@ export function abandonInFlightOffline(events: Emitter<ServerEvents>, inflight: 
 export function swapPairPools(
   events: Emitter<ServerEvents>,
   agents: UpstreamAgents,
-  inflight: Set<InFlight>,
+  inflight: InFlightSet,
 ): void {
   events.on("pair", (cn, pair) => {
     const old = agents.setPair(cn, pair, true);

@@ -8,7 +8,7 @@ import type { UpstreamAgents } from "../upstream/agents.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { RequestSpec } from "../upstream/connection.ts";
 import type { UpstreamResponse } from "../upstream/response.ts";
-import { type InFlight, track } from "./deadlines.ts";
+import { type InFlight, type InFlightSet, track } from "./deadlines.ts";
 import { hasStreamedBody } from "./request_body.ts";
 import { endToEnd, preferJson } from "./headers.ts";
 
@@ -28,7 +28,7 @@ export type AttemptOutcome =
 
 export interface AttemptDeps {
   agents: UpstreamAgents;
-  inflight: Set<InFlight>;
+  inflight: InFlightSet;
   backendTimeoutMs: number;
   writeTimeoutMs: number;
   /** The cache's answer to a slow read, sent by the callback (undefined: nothing cached). */

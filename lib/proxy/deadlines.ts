@@ -27,32 +27,38 @@ export interface InFlight {
 }
 
 const SWEEP_MS = 10;
-let sweeping: { timer: ReturnType<typeof setInterval>; sets: Set<Set<InFlight>> } | undefined;
+
+/**
+ * The requests in flight of one server, whose deadlines one sweep checks while any are waiting
+ * (the timer is the set's own: two servers in one process do not share it).
+ */
+export class InFlightSet extends Set<InFlight> {
+  #timer?: ReturnType<typeof setInterval>;
+
+  /** Registers a request in flight; its deadline is checked from now on. */
+  track(entry: InFlight): void {
+    this.add(entry);
+    this.#timer ??= setInterval(() => this.#sweep(), SWEEP_MS);
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    for (const e of this) {
+      if (e.deadline && now >= e.deadline) {
+        e.deadline = 0;
+        e.expire();
+      }
+    }
+    if (this.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}
 
 /** Registers a request in flight; its deadline is checked from now on. */
-export function track(inflight: Set<InFlight>, entry: InFlight): void {
-  inflight.add(entry);
-  if (!sweeping) {
-    const sets = new Set<Set<InFlight>>();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      for (const set of sets) {
-        if (set.size === 0) sets.delete(set);
-        for (const e of set) {
-          if (e.deadline && now >= e.deadline) {
-            e.deadline = 0;
-            e.expire();
-          }
-        }
-      }
-      if (sets.size === 0) {
-        clearInterval(timer);
-        sweeping = undefined;
-      }
-    }, SWEEP_MS);
-    sweeping = { timer, sets };
-  }
-  sweeping.sets.add(inflight);
+export function track(inflight: InFlightSet, entry: InFlight): void {
+  inflight.track(entry);
 }
 
 /** Going offline or shutting down: waiting reads go to the cache, watches are cut. */

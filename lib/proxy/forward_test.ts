@@ -17,7 +17,7 @@ import type { Cache } from "../cache/cache.ts";
 import { UpstreamAgents } from "../upstream/agents.ts";
 import { UpstreamHealth } from "../upstream/health.ts";
 import { forward, type ForwardDeps } from "./forward.ts";
-import { abandonInFlight, type InFlight, retirePool } from "./deadlines.ts";
+import { abandonInFlight, InFlightSet, retirePool } from "./deadlines.ts";
 import { endWatch } from "./relay.ts";
 import {
   ok,
@@ -98,7 +98,7 @@ async function withWorld(
   // Not started, and closed: no probes run; request failures still mark endpoints.
   health.close();
   const w: World = { health, agents, unreachable: [], cut: [], observed: [], slowReads: 0, deps: undefined! };
-  const inflight = new Set<InFlight>();
+  const inflight = new InFlightSet();
   w.deps = {
     agents,
     health,

@@ -8,12 +8,12 @@ import type { RequestContext } from "../exchange/context.ts";
 import type { Cache } from "../cache/cache.ts";
 import { tapResponse } from "../cache/response_tap.ts";
 import type { UpstreamResponse } from "../upstream/response.ts";
-import type { InFlight } from "./deadlines.ts";
+import type { InFlight, InFlightSet } from "./deadlines.ts";
 import { endToEnd } from "./headers.ts";
 
 export interface RelayDeps {
   cache: Cache;
-  inflight: Set<InFlight>;
+  inflight: InFlightSet;
   observe(ctx: RequestContext, status: number, upstreamMs?: number): void;
   /** An upstream watch ended abnormally mid-answer, or the cloud went offline during it. */
   watchCut(ctx: RequestContext, reason: string): void;

@@ -24,7 +24,7 @@ import type { ProxyMetrics } from "../admin/metrics.ts";
 import type { RequestContext } from "../exchange/context.ts";
 import { sendStatus } from "../exchange/status.ts";
 import { forward } from "./forward.ts";
-import type { InFlight } from "./deadlines.ts";
+import type { InFlightSet } from "./deadlines.ts";
 import { readSmallBody } from "./request_body.ts";
 import { tunnelUpgrade } from "./upgrade.ts";
 import { resumeContext } from "./watch_resume.ts";
@@ -36,7 +36,7 @@ export interface RouterDeps {
   cache: Cache;
   watches: HeldWatches;
   metrics: ProxyMetrics;
-  inflight: Set<InFlight>;
+  inflight: InFlightSet;
   config: Pick<ServeConfig, "backendTimeoutMs" | "writeTimeoutMs">;
   /** In-cluster clients: how kube-proxy is shown the `kubernetes` Service (undefined: off). */
   kubernetesService?: KubernetesServiceRewrite;
