@@ -135,6 +135,9 @@ export class UpstreamPool {
       };
       attempt(false);
     });
+    // A caller that has given up (client gone, deadline passed) may never await the answer: its
+    // rejection must not count as unhandled (Deno ends the process on one). Awaiting callers still see it.
+    response.catch(() => {});
     return {
       response,
       abort: () => {

@@ -15,8 +15,11 @@ import {
   ok,
   removeScriptPki,
   type ScriptServer,
+  startHoldingServer,
   startScriptServer,
 } from "../../tests/support/tls_script_server.ts";
+import { MessageReader } from "../http/message_reader.ts";
+import type { RequestHead } from "../http/head_parser.ts";
 import { eventually, within } from "../../tests/support/harness.ts";
 
 const enc = new TextEncoder();
@@ -204,28 +207,22 @@ Deno.test("backpressure upstream → client: an unread answer pauses the upstrea
 });
 
 Deno.test("backpressure client → upstream: a streamed request body waits for the upstream to read", async () => {
-  await withServer(async (s, pool) => {
-    const size = 16 << 20;
-    let received = 0;
-    let serverSocket: TLSSocket | undefined;
-    s.raw = (socket) => {
-      serverSocket = socket;
-      socket.pause();
-      socket.on("data", (c: Uint8Array) => {
-        received += c.byteLength;
-        // Head (~100 bytes) + body: answer once everything arrived.
-        if (received >= size + 50 && !socket.writableEnded) socket.write(ok("stored"));
-      });
-    };
-    let produced = 0;
-    const source = new Readable({
-      highWaterMark: 64 * 1024,
-      read() {
-        if (produced >= size) return void this.push(null);
-        produced += 64 * 1024;
-        this.push(new Uint8Array(64 * 1024).fill(0x62));
-      },
-    });
+  // The upstream is a Deno.listenTls server that reads nothing until told: a paused node:tls server
+  // socket would keep reading in Deno, and on a fast idle machine the body would never back up.
+  const s = await startHoldingServer();
+  const pki = await startScriptServer(() => {});
+  const pool = new UpstreamPool({ ca: pki.pki.caPem, dial: makeDial() });
+  const size = 16 << 20;
+  let produced = 0;
+  const source = new Readable({
+    highWaterMark: 64 * 1024,
+    read() {
+      if (produced >= size) return void this.push(null);
+      produced += 64 * 1024;
+      this.push(new Uint8Array(64 * 1024).fill(0x62));
+    },
+  });
+  try {
     const ep = endpointOf(s.url);
     const call = pool.request(ep, {
       method: "PUT",
@@ -233,19 +230,32 @@ Deno.test("backpressure client → upstream: a streamed request body waits for t
       headers: { host: ep.host, "content-length": size },
       stream: source,
     });
-    await eventually(
-      () => serverSocket && source.isPaused(),
-      "the client body paused by the upstream's backpressure",
-    );
+    const conn = await within(s.accepted, "the upstream connection");
+    await eventually(() => source.isPaused(), "the client body paused by the upstream's backpressure");
     assert(
       produced < size,
       `only part of the body was produced while the upstream did not read (${produced})`,
     );
-    serverSocket!.resume();
+    // Now the upstream reads everything, then answers.
+    const reader = new MessageReader<RequestHead>("request");
+    const buf = new Uint8Array(256 * 1024);
+    let received = 0;
+    while (reader.messages.length === 0) {
+      const n = await within(conn.read(buf), "the request body at the upstream");
+      if (n === null) throw new Error("the upstream connection ended before the whole request");
+      received += n;
+      reader.push(buf.slice(0, n));
+    }
+    await conn.write(ok("stored"));
     const res = await within(call.response, "the answer to the upload");
     assertEquals(text(await readAll(res)), "stored");
     assert(received >= size);
-  });
+    assertEquals(reader.messages[0].body.byteLength, size);
+  } finally {
+    pool.destroy();
+    s.close();
+    await pki.close();
+  }
 });
 
 Deno.test("idle connections expire", async () => {
@@ -381,4 +391,19 @@ Deno.test("aborting a finished call does not touch its connection's next exchang
 Deno.test({
   name: "script server PKI cleanup",
   fn: removeScriptPki,
+});
+
+Deno.test("a call nobody awaits any more fails quietly: no unhandled rejection when its connection dies", async () => {
+  await withServer(async (s, pool) => {
+    s.raw = (socket) => socket.once("data", () => socket.destroy());
+    const ep = endpointOf(s.url);
+    // A caller that gave up (its client left) never looks at `response` again.
+    pool.request(ep, { method: "POST", path: "/abandoned", headers: { host: ep.host } });
+    await eventually(
+      () => s.connections.length === 1 && s.open() === 0,
+      "the upstream closed the connection",
+    );
+    // One more turn of the event loop lets a rejection surface: Deno fails the test on an unhandled one.
+    await new Promise((r) => setTimeout(r, 0));
+  });
 });

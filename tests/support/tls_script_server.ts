@@ -108,3 +108,34 @@ export async function removeScriptPki(): Promise<void> {
   shared = undefined;
   await Deno.remove(m.pki.dir, { recursive: true }).catch(() => {});
 }
+
+/**
+ * A TLS server on `Deno.listenTls` that does not read a connection until `read()` is called: unlike
+ * a paused node:tls socket (which Deno keeps reading), the peer meets real TCP backpressure.
+ */
+export interface HoldingServer {
+  url: string;
+  /** Resolves once a connection was accepted. */
+  accepted: Promise<Deno.TlsConn>;
+  close(): void;
+}
+
+export async function startHoldingServer(): Promise<HoldingServer> {
+  const m = await material();
+  const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: m.cert, key: m.key });
+  const conns: Deno.TlsConn[] = [];
+  const accepted = listener.accept().then((c) => (conns.push(c), c));
+  accepted.catch(() => {});
+  return {
+    url: `https://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    accepted,
+    close: () => {
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      listener.close();
+    },
+  };
+}
