@@ -9,7 +9,8 @@ import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
 import { cacheKeyString } from "./cache_key.ts";
 import { log } from "../log.ts";
 import { createHash } from "node:crypto";
-import { type CacheBounds, CacheBudget, DEFAULT_BOUNDS } from "./cache_budget.ts";
+import { CacheBudget } from "./cache_budget.ts";
+import { type CacheBounds, DEFAULT_BOUNDS } from "../config/cache_bounds.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

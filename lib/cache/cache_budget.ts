@@ -12,21 +12,7 @@ import type { CacheKey, Store, WriteOp } from "../store/store.ts";
 import { cacheKeyString } from "./cache_key.ts";
 import { opBytes } from "./write_queue.ts";
 import { log } from "../log.ts";
-
-export interface Bound {
-  bytes: number;
-  entries: number;
-}
-
-export interface CacheBounds {
-  perIdentity: Bound;
-  total: Bound;
-}
-
-export const DEFAULT_BOUNDS: CacheBounds = {
-  perIdentity: { bytes: 512 << 20, entries: 20_000 },
-  total: { bytes: 2 * 1024 ** 3, entries: 200_000 },
-};
+import type { Bound, CacheBounds } from "../config/cache_bounds.ts";
 
 interface Entry {
   key: CacheKey;

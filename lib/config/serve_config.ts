@@ -9,7 +9,7 @@ import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 import { type KubernetesServiceConfig, resolveKubernetesService } from "./kubernetes_service_config.ts";
 import { isListenAddress, isLoopback } from "./addresses.ts";
-import { type CacheBounds, DEFAULT_BOUNDS } from "../cache/cache_budget.ts";
+import { type CacheBounds, DEFAULT_BOUNDS } from "./cache_bounds.ts";
 
 export interface ServeConfig {
   /** Upstream endpoints in priority order, as absolute https URLs without a trailing slash. */
