@@ -12,7 +12,7 @@ import type { CacheKey, Store, WriteOp } from "../store/store.ts";
 import { cacheKeyString } from "./cache_key.ts";
 import { opBytes } from "./write_queue.ts";
 import { log } from "../log.ts";
-import type { Bound, CacheBounds } from "../config/cache_bounds.ts";
+import type { CacheBounds } from "../config/cache_bounds.ts";
 
 interface Entry {
   key: CacheKey;
