@@ -29,6 +29,8 @@ export interface Cluster {
   dir: string;
   tlsConfigFile: string;
   close(): Promise<void>;
+  /** `await using cluster = await startCluster()` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 export async function startCluster(
@@ -69,6 +71,10 @@ export async function startCluster(
     tlsConfigFile,
     JSON.stringify([{ cert: kubelet.combined, key: kubelet.combined }]),
   );
+  const close = async () => {
+    await apiserver.close();
+    await Deno.remove(pki.dir, { recursive: true }).catch(() => {});
+  };
   return {
     pki,
     apiserver,
@@ -76,10 +82,8 @@ export async function startCluster(
     kubelet,
     dir: pki.dir,
     tlsConfigFile,
-    async close() {
-      await apiserver.close();
-      await Deno.remove(pki.dir, { recursive: true }).catch(() => {});
-    },
+    close,
+    [Symbol.asyncDispose]: close,
   };
 }
 
@@ -92,6 +96,8 @@ export interface LiteProcess {
   kill(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
   status: Promise<Deno.CommandStatus>;
   child: Deno.ChildProcess;
+  /** `await using lite = ...` stops the process (SIGTERM) at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -179,6 +185,9 @@ export function runLite(args: string[], env: Record<string, string> = {}, launch
         } catch { /* already gone */ }
       }
       return await status;
+    },
+    async [Symbol.asyncDispose]() {
+      await this.kill();
     },
   };
 }
