@@ -50,7 +50,7 @@ const WATCH_EVENT = (() => {
     );
 })();
 
-async function startHostile(pair: CertPair): Promise<Hostile> {
+function startHostile(pair: CertPair): Hostile {
   const listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: pair.certPem, key: pair.keyPem });
   const conns = new Set<Deno.Conn>();
   const h: Hostile = {
@@ -844,7 +844,7 @@ async function main(args: string[]): Promise<number> {
   }
   const cases = wanted ? CASES.filter((c) => wanted.includes(c.name)) : CASES;
   const cluster = await startCluster();
-  const hostile = await startHostile(await cluster.pki.server("hostile-upstream"));
+  const hostile = startHostile(await cluster.pki.server("hostile-upstream"));
   const rogue = await cluster.pki.rogue("intruder");
   const results: Result[] = [];
   try {
