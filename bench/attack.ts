@@ -308,8 +308,8 @@ async function bodyFlood(ctx: Ctx, chunked: boolean): Promise<string> {
       try {
         // The client never stops: 200 MiB, then more, until the attack ends or the socket dies.
         while (Date.now() < ctx.until) {
-          const w = await within(writeAll(c, data), ctx.until - Date.now());
-          if (w === undefined && Date.now() >= ctx.until) break;
+          const w = await within(writeAll(c, data).then(() => true), ctx.until - Date.now());
+          if (!w) break;
           sent++;
         }
       } catch { /* closed by the proxy */ }
@@ -340,7 +340,7 @@ async function bodiesToStuckUpstream(ctx: Ctx): Promise<string> {
             `Content-Length: ${body.length}\r\n\r\n`,
         ),
       );
-      const w = await within(writeAll(c, body), ctx.until - Date.now());
+      const w = await within(writeAll(c, body).then(() => true), ctx.until - Date.now());
       if (w !== undefined) written++;
       const buf = new Uint8Array(4096);
       const n = await within(c.read(buf), Math.max(0, ctx.until - Date.now()));

@@ -140,6 +140,12 @@ Deno.test("a full disk: requests are answered, /status, /metrics and `status` sa
     } finally {
       kubelet.close();
     }
+    // The failures not written are summarised (by the window's timer, or at the latest at shutdown).
+    await lite.kill();
+    assertMatch(
+      lite.lines.join("\n"),
+      /cache write failed.* \.\.\. and \d+ more like this in the last \d+ s/,
+    );
   } finally {
     await lite.kill();
     await disk.close();
