@@ -14,13 +14,7 @@
  *
  *   ./scripts/deno task bench:attack [--case NAME[,NAME...]] [--list]
  */
-import {
-  type Cluster,
-  type LiteLauncher,
-  type LiteProcess,
-  startCluster,
-  startLite,
-} from "../tests/support/harness.ts";
+import { type Cluster, type LiteLauncher, startCluster, startLite } from "../tests/support/harness.ts";
 import type { CertPair } from "../tests/support/pki.ts";
 import { PROBES, SHIPPED, UNIT_ENV } from "./run.ts";
 
@@ -181,15 +175,14 @@ async function writeAll(c: Deno.Conn, b: Uint8Array): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Clients.
 
-interface Ctx {
-  cluster: Cluster;
-  lite: LiteProcess;
-  hostile: Hostile;
+/** What an attacker gets: plain data, so that it runs in a worker of its own. */
+export interface Ctx {
   /** Epoch ms when the attack must have stopped (and closed its sockets). */
   until: number;
   port: number;
   caPem: string;
   rogue: CertPair;
+  kubelet: CertPair;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -251,7 +244,6 @@ async function slowReaders(ctx: Ctx, target: string, n: number): Promise<string>
 
 /** One TLS connection writing pipelined GETs (900-byte padding, 16 per write) and never reading. */
 async function pipelining(ctx: Ctx): Promise<string> {
-  const before = ctx.cluster.apiserver.requests.length;
   const c = await tlsConnect(ctx);
   const req = `GET /api/v1/namespaces/default/configmaps/app-config HTTP/1.1\r\nHost: x\r\nX-Pad: ${
     "p".repeat(900)
@@ -263,8 +255,6 @@ async function pipelining(ctx: Ctx): Promise<string> {
       while (Date.now() < ctx.until) {
         await writeAll(c, batch);
         sent += 16;
-        // Yield a turn: the simulated apiserver and kubelet's probes share this process.
-        await sleep(0);
       }
     } catch {
       closed = true;
@@ -273,54 +263,46 @@ async function pipelining(ctx: Ctx): Promise<string> {
   await within(writing, ctx.until - Date.now() + 100);
   closeAll([c]);
   await writing;
-  const upstream = ctx.cluster.apiserver.requests.length - before;
-  return `${sent} requests written${
-    closed ? ", closed by the proxy" : ""
-  }; ${upstream} reached the apiserver`;
+  return `${sent} requests written${closed ? ", closed by the proxy" : ""}`;
 }
 
 /** Two 200 MiB POSTs whose clients keep writing after the answer (Content-Length or chunked). */
 async function bodyFlood(ctx: Ctx, chunked: boolean): Promise<string> {
-  await ctx.cluster.apiserver.setFault("blackhole");
-  try {
-    const one = async () => {
-      const c = await tlsConnect(ctx);
-      await writeAll(
-        c,
-        enc.encode(
-          "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
-            (chunked ? "Transfer-Encoding: chunked\r\n\r\n" : `Content-Length: ${200 * MB}\r\n\r\n`),
-        ),
-      );
-      const data = chunked
-        ? concat(enc.encode("100000\r\n"), new Uint8Array(MB).fill(97), enc.encode("\r\n"))
-        : new Uint8Array(MB).fill(97);
-      let answer = "";
-      const reading = (async () => {
-        const buf = new Uint8Array(4096);
-        try {
-          for (let n; (n = await c.read(buf)) !== null;) {
-            answer ||= dec.decode(buf.subarray(0, n)).split("\r\n")[0];
-          }
-        } catch { /* reset */ }
-      })();
-      let sent = 0;
+  const one = async () => {
+    const c = await tlsConnect(ctx);
+    await writeAll(
+      c,
+      enc.encode(
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          (chunked ? "Transfer-Encoding: chunked\r\n\r\n" : `Content-Length: ${200 * MB}\r\n\r\n`),
+      ),
+    );
+    const data = chunked
+      ? concat(enc.encode("100000\r\n"), new Uint8Array(MB).fill(97), enc.encode("\r\n"))
+      : new Uint8Array(MB).fill(97);
+    let answer = "";
+    const reading = (async () => {
+      const buf = new Uint8Array(4096);
       try {
-        // The client never stops: 200 MiB, then more, until the attack ends or the socket dies.
-        while (Date.now() < ctx.until) {
-          const w = await within(writeAll(c, data).then(() => true), ctx.until - Date.now());
-          if (!w) break;
-          sent++;
+        for (let n; (n = await c.read(buf)) !== null;) {
+          answer ||= dec.decode(buf.subarray(0, n)).split("\r\n")[0];
         }
-      } catch { /* closed by the proxy */ }
-      closeAll([c]);
-      await reading;
-      return `${answer || "no answer"} after ${sent} MiB written`;
-    };
-    return (await Promise.all([one(), one()])).join("; ");
-  } finally {
-    await ctx.cluster.apiserver.setFault("none");
-  }
+      } catch { /* reset */ }
+    })();
+    let sent = 0;
+    try {
+      // The client never stops: 200 MiB, then more, until the attack ends or the socket dies.
+      while (Date.now() < ctx.until) {
+        const w = await within(writeAll(c, data).then(() => true), ctx.until - Date.now());
+        if (!w) break;
+        sent++;
+      }
+    } catch { /* closed by the proxy */ }
+    closeAll([c]);
+    await reading;
+    return `${answer || "no answer"} after ${sent} MiB written`;
+  };
+  return (await Promise.all([one(), one()])).join("; ");
 }
 
 /** 40 × 3 MB POSTs (under the body limit) to an upstream path that never reads. */
@@ -473,12 +455,11 @@ async function untrustedCerts(ctx: Ctx): Promise<string> {
 }
 
 /** Cacheable GETs (300 distinct lists) while the cache's disk is full. */
-async function diskFullWrites(ctx: Ctx, fill: () => Promise<void>): Promise<string> {
-  await fill();
+async function diskFullWrites(ctx: Ctx): Promise<string> {
   const client = Deno.createHttpClient({
     caCerts: [ctx.caPem],
-    cert: ctx.cluster.kubelet.certPem,
-    key: ctx.cluster.kubelet.keyPem,
+    cert: ctx.kubelet.certPem,
+    key: ctx.kubelet.keyPem,
     http2: false,
   });
   let ok = 0, i = 0;
@@ -496,11 +477,7 @@ async function diskFullWrites(ctx: Ctx, fill: () => Promise<void>): Promise<stri
   } finally {
     client.close();
   }
-  const st = await fetch(`${ctx.lite.adminUrl}/status`).then((r) => r.json()).catch(() => undefined);
-  const failing = st?.queue?.failing;
-  return `${ok}/${i} answered; /status: ${
-    failing ? `failing since ${failing.since}, ${failing.failedOps} lost` : "no problem shown"
-  }`;
+  return `${ok}/${i} answered`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,7 +492,13 @@ interface Case {
   launcher?: LiteLauncher;
   /** A 1 MiB tmpfs as the cache dir (needs root); the case is skipped without it. */
   smallDisk?: boolean;
-  run(ctx: Ctx, fill: () => Promise<void>): Promise<string>;
+  /** The simulated apiserver black-holed during the attack. */
+  fault?: "blackhole";
+  /** Say how many requests reached the simulated apiserver. */
+  countUpstream?: boolean;
+  /** The attack; it runs in a worker (bench/attack_worker.ts), so its loops never delay the
+   * simulated apiserver, the hostile upstream or kubelet's probes. */
+  run(ctx: Ctx): Promise<string>;
 }
 
 /** The shipped launcher under a lowered file limit (as a small box's unit might have). */
@@ -524,7 +507,7 @@ const LOW_FILES: LiteLauncher = {
   args: ["--nofile=1024:1024", SHIPPED.cmd, ...SHIPPED.args],
 };
 
-const CASES: Case[] = [
+export const CASES: Case[] = [
   {
     name: "slow-watch-reader",
     what: "4 watches never read while the upstream sends 64 KiB events as fast as it can",
@@ -540,16 +523,19 @@ const CASES: Case[] = [
   {
     name: "pipelining",
     what: "one connection, pipelined GETs with 900-byte padding, never read",
+    countUpstream: true,
     run: pipelining,
   },
   {
     name: "body-flood-cl",
     what: "two 200 MiB Content-Length POSTs that keep writing after the answer; cloud black-holed",
+    fault: "blackhole",
     run: (ctx) => bodyFlood(ctx, false),
   },
   {
     name: "body-flood-chunked",
     what: "two 200 MiB chunked POSTs that keep writing after the answer; cloud black-holed",
+    fault: "blackhole",
     run: (ctx) => bodyFlood(ctx, true),
   },
   {
@@ -616,8 +602,8 @@ function kubeletProber(ctx: Ctx): { stop(): Promise<Probe[]> } {
     while (running) {
       const client = Deno.createHttpClient({
         caCerts: [ctx.caPem],
-        cert: ctx.cluster.kubelet.certPem,
-        key: ctx.cluster.kubelet.keyPem,
+        cert: ctx.kubelet.certPem,
+        key: ctx.kubelet.keyPem,
         http2: false,
       });
       const t0 = performance.now();
@@ -733,6 +719,24 @@ async function tinyDisk(): Promise<
   };
 }
 
+/** Runs the case's attack in a worker of its own; bounded (the worker is terminated). */
+async function inWorker(name: string, ctx: Ctx): Promise<string> {
+  const worker = new Worker(new URL("./attack_worker.ts", import.meta.url), { type: "module" });
+  try {
+    const done = new Promise<string>((resolve) => {
+      worker.onmessage = (e: MessageEvent<string>) => resolve(e.data);
+      worker.onerror = (e) => {
+        e.preventDefault();
+        resolve(`the attacker failed: ${e.message}`);
+      };
+    });
+    worker.postMessage({ name, ctx });
+    return await within(done, ATTACK_MS + 20_000) ?? "(the attack did not stop in time)";
+  } finally {
+    worker.terminate();
+  }
+}
+
 async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertPair): Promise<Result> {
   const disk = c.smallDisk ? await tinyDisk() : undefined;
   const empty = { peakMB: NaN, afterMB: NaN, kubelet: "-", kubeletOk: false, recoveryMs: NaN, note: "" };
@@ -753,24 +757,35 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
   });
   try {
     const ctx: Ctx = {
-      cluster,
-      lite,
-      hostile,
       until: Date.now() + ATTACK_MS,
       port: lite.port,
       caPem: cluster.pki.caPem,
       rogue,
+      kubelet: cluster.kubelet,
     };
     // kubelet's node is cached before the attack (so a black-holed cloud still leaves it an answer).
     const warm = kubeletProber(ctx);
     await sleep(300);
     await warm.stop();
+    await disk?.fill();
+    if (c.fault) await cluster.apiserver.setFault(c.fault);
+    const upstreamBefore = cluster.apiserver.requests.length;
     const from = lite.lines.length;
     ctx.until = Date.now() + ATTACK_MS;
     const prober = kubeletProber(ctx);
-    const note = await within(c.run(ctx, disk?.fill ?? (() => Promise.resolve())), ATTACK_MS + 20_000) ??
-      "(the attack did not stop in time)";
+    let note = await inWorker(c.name, ctx);
     const probes = await prober.stop();
+    if (c.fault) await cluster.apiserver.setFault("none");
+    if (c.countUpstream) {
+      note += `; ${cluster.apiserver.requests.length - upstreamBefore} reached the apiserver`;
+    }
+    if (disk) {
+      const st = await fetch(`${lite.adminUrl}/status`).then((r) => r.json()).catch(() => undefined);
+      const f = st?.queue?.failing;
+      note += `; /status: ${
+        f ? `"cache writes failing since ${f.since}", ${f.failedOps} lost` : "no problem shown"
+      }`;
+    }
     const recoveryMs = await recovery(lite.port, cluster.pki.caPem);
     const peak = mem(lite.child.pid).hwm;
     await sleep(AFTER_MS);

@@ -167,7 +167,7 @@ class FileStore implements Store {
   #warnOnce(path: string, problem: string): void {
     if (this.#warned.has(path)) return;
     this.#warned.add(path);
-    log.warn("cache file skipped", { path, problem }, "store.file-skipped");
+    log.warn("cache file skipped", { path, problem });
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
