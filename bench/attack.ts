@@ -13,6 +13,8 @@
  * Every case is bounded: ATTACK_MS of attack, fixed counts, loopback only.
  *
  *   ./scripts/deno task bench:attack [--case NAME[,NAME...]] [--list]
+ *
+ * A full run (no --case) also writes bench/results/attack-latest.{md,json}.
  */
 import { type Cluster, type LiteLauncher, startCluster, startLite } from "../tests/support/harness.ts";
 import type { CertPair } from "../tests/support/pki.ts";
@@ -873,7 +875,22 @@ async function main(args: string[]): Promise<number> {
     await hostile.close();
     await cluster.close();
   }
-  console.log(table(results));
+  const md =
+    `Attack bench (${
+      new Date().toISOString()
+    }, ${navigator.hardwareConcurrency} CPUs, Deno ${Deno.version.deno})` +
+    `\n\n${table(results)}\n`;
+  console.log(md);
+  if (!wanted) {
+    // A full run is kept beside `deno task bench`'s results; a --case run only prints.
+    const dir = new URL("./results/", import.meta.url).pathname;
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(`${dir}attack-latest.md`, md);
+    await Deno.writeTextFile(
+      `${dir}attack-latest.json`,
+      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+    );
+  }
   return 0;
 }
 
