@@ -123,7 +123,7 @@ export class WriteQueue {
     log.info("cache writes succeed again", {
       failedOps: this.failing.failedOps,
       failingSince: new Date(this.failing.sinceMs).toISOString(),
-    });
+    }, "cache.write-recovered"); // a nearly full disk can take some writes and not others: flip-flops
     this.failing = undefined;
   }
 
