@@ -658,7 +658,16 @@ async function recovery(port: number, caPem: string): Promise<number> {
 const LINE = /^(\S+) (WARN|ERROR)\s+(.*)$/;
 
 /** WARN/ERROR lines grouped by kind (the message without fields or summary): the most in any 1 s. */
-export function logVolume(lines: string[]): { maxPerSecond: number; kind: string; total: number } {
+export interface LogVolume {
+  /** The most lines of one kind in any one second, and that kind. */
+  maxPerSecond: number;
+  kind: string;
+  total: number;
+  /** Per kind: its lines and its most in any one second. */
+  kinds: Record<string, { lines: number; maxPerSecond: number }>;
+}
+
+export function logVolume(lines: string[]): LogVolume {
   const perKind = new Map<string, Map<number, number>>();
   let total = 0;
   for (const l of lines) {
@@ -671,12 +680,13 @@ export function logVolume(lines: string[]): { maxPerSecond: number; kind: string
     k.set(second, (k.get(second) ?? 0) + 1);
     perKind.set(kind, k);
   }
-  let best = { maxPerSecond: 0, kind: "", total };
+  const out: LogVolume = { maxPerSecond: 0, kind: "", total, kinds: {} };
   for (const [kind, secs] of perKind) {
     const max = Math.max(...secs.values());
-    if (max > best.maxPerSecond) best = { maxPerSecond: max, kind, total };
+    out.kinds[kind] = { lines: [...secs.values()].reduce((a, b) => a + b, 0), maxPerSecond: max };
+    if (max > out.maxPerSecond) Object.assign(out, { maxPerSecond: max, kind });
   }
-  return best;
+  return out;
 }
 
 interface Result {
@@ -686,7 +696,7 @@ interface Result {
   kubelet: string;
   kubeletOk: boolean;
   recoveryMs: number;
-  log: { maxPerSecond: number; kind: string; total: number };
+  log: LogVolume;
   note: string;
   skipped?: string;
 }
@@ -746,7 +756,7 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
     return {
       name: c.name,
       ...empty,
-      log: { maxPerSecond: 0, kind: "", total: 0 },
+      log: { maxPerSecond: 0, kind: "", total: 0, kinds: {} },
       skipped: "needs root (tmpfs)",
     };
   }
