@@ -31,9 +31,9 @@ import { V8_FLAGS } from "../scripts/compile.ts";
  * The simulated apiserver runs inside this process, which also parses multi-megabyte lists: probes
  * that give up after one slow answer would see it as down. These match the defaults more closely.
  */
-const PROBES = ["--health-check-interval", "1s", "--health-check-failures", "3"];
+export const PROBES = ["--health-check-interval", "1s", "--health-check-failures", "3"];
 /** lite-apiserver runs with the environment its systemd unit sets (scripts/install.sh). */
-const UNIT_ENV = {
+export const UNIT_ENV = {
   MALLOC_ARENA_MAX: "2",
   MALLOC_MMAP_THRESHOLD_: "131072",
   MALLOC_TRIM_THRESHOLD_: "131072",
@@ -153,7 +153,7 @@ async function startMinimalProxy(
 }
 
 /** lite-apiserver runs with the V8 flags the release binary has baked in (scripts/compile.ts). */
-const SHIPPED: LiteLauncher = {
+export const SHIPPED: LiteLauncher = {
   cmd: Deno.execPath(),
   args: ["run", "-A", "--quiet", `--v8-flags=${V8_FLAGS.join(",")}`],
 };

@@ -69,6 +69,8 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   configureLog({ level: config.logLevel, format: config.logFormat });
   for (const n of config.notices) log.info(n);
   const stack = new AsyncDisposableStack();
+  // Last at shutdown: the summaries of rate-limited lines still counted are written, the timer stops.
+  stack.defer(() => log.flush());
   try {
     return await start(config, stack);
   } catch (e) {

@@ -13,7 +13,8 @@ import type { Store } from "../store/store.ts";
 import type { EndpointState } from "../upstream/health.ts";
 import type { PairStatus } from "../certs/client_watcher.ts";
 import { type ProxyMetrics, runtimeRegistry } from "./metrics.ts";
-import { buildStatus, type QueueStats, shownPairs, UsageCache } from "./status.ts";
+import { buildStatus, failureStatus, type QueueStats, shownPairs, UsageCache } from "./status.ts";
+import type { WriteFailure } from "../cache/write_queue.ts";
 
 /** What the admin endpoints read. Structural, so tests and benchmarks can pass their own parts. */
 export interface AdminDeps {
@@ -22,7 +23,7 @@ export interface AdminDeps {
   port: number;
   health: { online: boolean; endpoints: EndpointState[]; changedAt: number; transitions: number };
   store: Pick<Store, "backend" | "entries">;
-  queue: QueueStats;
+  queue: Omit<QueueStats, "failing" | "lastFailure"> & { failing?: WriteFailure; lastFailure?: WriteFailure };
   watches: { count: number };
   metrics: ProxyMetrics;
   pairs?: { status(): PairStatus[] };
@@ -54,6 +55,8 @@ export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
     dropped: deps.queue.dropped,
     written: deps.queue.written,
     failed: deps.queue.failed,
+    failing: failureStatus(deps.queue.failing),
+    lastFailure: failureStatus(deps.queue.lastFailure),
   });
   const runtime = runtimeRegistry({
     online: () => deps.health.online,
@@ -61,6 +64,7 @@ export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
     backend: deps.store.backend,
     cacheUsage: () => usage.last,
     queue: queueStats,
+    writeFailure: () => ({ failing: deps.queue.failing, last: deps.queue.lastFailure }),
     heldWatches: () => deps.watches.count,
     certs: () => shownPairs(deps.pairs?.status() ?? [], show),
     rss: () => Deno.memoryUsage().rss,
@@ -116,7 +120,11 @@ export async function startAdminServer(deps: AdminDeps): Promise<AdminServer> {
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err) => {
-      log.warn("admin request failed", { path: req.url, error: (err as Error).message });
+      log.warn(
+        "admin request failed",
+        { path: req.url, error: (err as Error).message },
+        "admin.request-failed",
+      );
       if (!res.headersSent) send(res, 500, "text/plain", `internal error: ${(err as Error).message}\n`);
       else res.destroy();
     });

@@ -139,6 +139,8 @@ export interface RuntimeSource {
   cacheUsage(): { entries: number; bytes: number; items: number } | undefined;
   queue(): { depth: number; bytes: number; dropped: number; written: number; failed: number };
   heldWatches(): number;
+  /** The store's current run of write failures (failing) and the last one (last), epoch ms. */
+  writeFailure?(): { failing?: { sinceMs: number }; last?: { lastMs: number } };
   /** Client identities with their certificate's notAfter. */
   certs(): Array<{ cn: string; notAfter?: Date }>;
   rss(): number;
@@ -227,6 +229,36 @@ export function runtimeRegistry(src: RuntimeSource): Registry {
       "counter",
     ),
   );
+  if (src.writeFailure) {
+    const wf = src.writeFailure;
+    r.add(
+      new Gauge(
+        "lite_apiserver_cache_write_failing",
+        "1 while the store rejects cache writes (e.g. the disk is full; requests are still answered).",
+        () => wf().failing ? 1 : 0,
+      ),
+    );
+    r.add(
+      new Gauge(
+        "lite_apiserver_cache_write_failing_since_seconds",
+        "Start of the current run of cache write failures, seconds since the epoch (absent when writes work).",
+        () => {
+          const f = wf().failing;
+          return f ? [[{}, Math.floor(f.sinceMs / 1000)]] : [];
+        },
+      ),
+    );
+    r.add(
+      new Gauge(
+        "lite_apiserver_cache_write_last_failure_seconds",
+        "Time of the last cache write the store rejected, seconds since the epoch (absent if none).",
+        () => {
+          const l = wf().last;
+          return l ? [[{}, Math.floor(l.lastMs / 1000)]] : [];
+        },
+      ),
+    );
+  }
   r.add(
     new Gauge(
       "lite_apiserver_offline_watches_held",

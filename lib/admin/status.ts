@@ -125,12 +125,41 @@ export interface CertStatus {
   problem?: string;
 }
 
+/** A run of cache writes the store rejected (e.g. the disk is full), as `/status` shows it. */
+export interface WriteFailureStatus {
+  /** ISO time of the run's first failure. */
+  since: string;
+  /** ISO time of the latest failure. */
+  last: string;
+  /** The latest error's message (e.g. "No space left on device (os error 28)"). */
+  error: string;
+  /** Cache writes lost in this run. */
+  failedOps: number;
+}
+
 export interface QueueStats {
   depth: number;
   bytes: number;
   dropped: number;
   written: number;
   failed: number;
+  /** Set while the store rejects writes (until one succeeds). */
+  failing?: WriteFailureStatus;
+  /** The last run of failures, also after writes recovered. */
+  lastFailure?: WriteFailureStatus;
+}
+
+/** The write queue's failure record in the form `/status` shows. */
+export function failureStatus(
+  f: { sinceMs: number; lastMs: number; error: string; failedOps: number } | undefined,
+): WriteFailureStatus | undefined {
+  if (!f) return undefined;
+  return {
+    since: new Date(f.sinceMs).toISOString(),
+    last: new Date(f.lastMs).toISOString(),
+    error: f.error,
+    failedOps: f.failedOps,
+  };
 }
 
 /** The JSON answer of `/status`. */
@@ -203,6 +232,14 @@ export async function buildStatus(src: StatusSource): Promise<StatusReport> {
     }
   }
   if (src.usage.error) problems.push(`cache store unreadable: ${src.usage.error}`);
+  const w = src.queue.failing;
+  if (w) {
+    // Requests are still answered (from upstream); what is lost is offline coverage.
+    problems.push(
+      `cache writes failing since ${w.since}: ${w.error} (${w.failedOps} cache writes lost, last at ${w.last}; ` +
+        "requests are still answered, the cache is not updated)",
+    );
+  }
   return {
     version: src.version,
     uptimeSeconds: Math.round((now - src.startedAtMs) / 1000),

@@ -154,7 +154,11 @@ export class AutonomyController {
     if (prev) clearTimeout(prev.timer);
     const attempts = (prev?.attempts ?? 0) + 1;
     const delay = Math.min(500 * 2 ** (attempts - 1), MAX_BACKOFF_MS);
-    log.warn("autonomy: patch failed, retrying", { pod: key, error: err.message, retryMs: delay });
+    log.warn(
+      "autonomy: patch failed, retrying",
+      { pod: key, error: err.message, retryMs: delay },
+      "autonomy.patch-failed",
+    );
     const timer = setTimeout(() => {
       if (this.#retryTimers.get(key)?.timer === timer) this.#enqueue(key);
     }, delay);

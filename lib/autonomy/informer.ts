@@ -131,7 +131,11 @@ export class Informer {
               const code = Number((ev.object as { code?: number }).code ?? 0);
               needList = code === 410;
               if (!needList) {
-                log.warn("watch error event", { path: this.path, message: String(ev.object.message) });
+                log.warn(
+                  "watch error event",
+                  { path: this.path, message: String(ev.object.message) },
+                  `autonomy.watch-error:${this.path}`,
+                );
               }
               break;
             }
@@ -171,7 +175,7 @@ export class Informer {
           path: this.path,
           error: (e as Error).message,
           retryMs: backoff,
-        });
+        }, `autonomy.watch-failed:${this.path}`);
         await sleep(backoff, signal);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       }

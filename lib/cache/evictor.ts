@@ -24,7 +24,7 @@ export class Evictor {
       this.evicted += n;
       return n;
     } catch (err) {
-      log.warn("eviction failed", { error: (err as Error).message });
+      log.warn("eviction failed", { error: (err as Error).message }, "cache.eviction-failed");
       return 0;
     }
   }

@@ -197,7 +197,7 @@ function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream, 
         detach();
         return log.warn("invalid watch event: this watch is relayed but no longer cached", {
           error: (e as Error).message,
-        });
+        }, "cache.invalid-watch-event");
       }
       if (plan.kind === "watch") cache.recordWatchEvent(plan.key, ev);
     },
@@ -206,7 +206,7 @@ function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream, 
       log.warn("watch event over the size limit: this watch is relayed but no longer cached", {
         bytes,
         limit: cache.limits.maxWatchEventBytes,
-      });
+      }, "cache.watch-event-too-large");
     },
   );
   const onData = (c: Uint8Array) => {

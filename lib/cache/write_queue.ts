@@ -21,6 +21,19 @@ export function opBytes(op: WriteOp): number {
   }
 }
 
+/** A run of failed store writes (e.g. the disk is full). */
+export interface WriteFailure {
+  /** The first failure of the run (epoch ms). */
+  sinceMs: number;
+  /** The latest failure (epoch ms). */
+  lastMs: number;
+  /** The latest error's message. */
+  error: string;
+  /** Ops and batches the store rejected in this run. */
+  failedOps: number;
+  failedBatches: number;
+}
+
 export class WriteQueue {
   #store: Store;
   #maxBytes: number;
@@ -32,6 +45,10 @@ export class WriteQueue {
   written = 0;
   failed = 0;
   batches = 0;
+  /** The store's rejections since the last write that succeeded (a full disk): undefined when writes work. */
+  failing?: WriteFailure;
+  /** The last rejection, kept after writes recover (for /status). */
+  lastFailure?: WriteFailure;
 
   constructor(store: Store, maxBytes: number) {
     this.#store = store;
@@ -51,12 +68,10 @@ export class WriteQueue {
     const size = opBytes(op);
     if (this.#bytes + size > this.#maxBytes) {
       this.dropped++;
-      if (this.dropped === 1 || this.dropped % 1000 === 0) {
-        log.warn("cache write queue full: dropping cache writes (requests are unaffected)", {
-          dropped: this.dropped,
-          queuedBytes: this.#bytes,
-        });
-      }
+      log.warn("cache write queue full: dropping cache writes (requests are unaffected)", {
+        dropped: this.dropped,
+        queuedBytes: this.#bytes,
+      }, "cache.write-queue-full");
       return false;
     }
     this.#ops.push(op);
@@ -74,9 +89,9 @@ export class WriteQueue {
       try {
         await this.#store.apply(batch);
         this.written += batch.length;
+        this.#recovered();
       } catch (err) {
-        this.failed += batch.length;
-        log.error("cache write failed", { ops: batch.length, error: (err as Error).message });
+        this.#failure(batch.length, err as Error);
       }
       this.#bytes -= size;
       this.batches++;
@@ -86,6 +101,30 @@ export class WriteQueue {
     }
     this.#running = undefined;
     for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  #failure(ops: number, err: Error): void {
+    this.failed += ops;
+    const now = Date.now();
+    const f = this.failing ??= { sinceMs: now, lastMs: now, error: "", failedOps: 0, failedBatches: 0 };
+    Object.assign(f, { lastMs: now, error: err.message, failedOps: f.failedOps + ops });
+    f.failedBatches++;
+    this.lastFailure = { ...f };
+    // Requests go on (they never wait for the cache); a full disk fails every batch: one line per window.
+    log.error("cache write failed: requests are unaffected, the cache is not updated", {
+      ops,
+      error: err.message,
+      failingSince: new Date(f.sinceMs).toISOString(),
+    }, "cache.write-failed");
+  }
+
+  #recovered(): void {
+    if (!this.failing) return;
+    log.info("cache writes succeed again", {
+      failedOps: this.failing.failedOps,
+      failingSince: new Date(this.failing.sinceMs).toISOString(),
+    }, "cache.write-recovered"); // a nearly full disk can take some writes and not others: flip-flops
+    this.failing = undefined;
   }
 
   /** Resolves true when everything queued so far is written, false after timeoutMs. */

@@ -115,6 +115,13 @@ export function formatStatus(r: StatusReport, url: string): string {
       formatBytes(q.bytes)
     }), ${q.written} written, ${q.dropped} dropped, ${q.failed} failed`,
   );
+  if (q.failing) {
+    out.push(
+      `  FAILING since ${q.failing.since}: ${q.failing.error} (${q.failing.failedOps} lost, last ${q.failing.last})`,
+    );
+  } else if (q.lastFailure) {
+    out.push(`  last failure ${q.lastFailure.last}: ${q.lastFailure.error} (writes succeed again)`);
+  }
   out.push(`Held offline watches: ${r.heldWatches}   Memory (RSS): ${formatBytes(r.rssBytes)}`);
   for (const p of r.problems) out.push(`! ${p}`);
   return out.join("\n");

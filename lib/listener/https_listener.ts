@@ -94,7 +94,7 @@ function reportUnverified(peer: Peer, socket: TLSSocket, caPem: string): void {
     // security (issue 10): the real reason, not the TLS layer's one code for every failure.
     reason: clientCertFailure(socket.getPeerCertificate().raw, caPem) ?? peer.error,
     remote: socket.remoteAddress,
-  });
+  }, "tls.client-cert-unverified");
 }
 
 function listenOn(server: tls.Server, address: string, port: number): Promise<number> {
@@ -155,7 +155,7 @@ export async function startListener(
         open: sockets.size,
         max: limits.maxConnections,
         refused,
-      });
+      }, "listener.connection-cap");
       lastRefusalLog = now;
       refused = 0;
     }
@@ -192,7 +192,7 @@ export async function startListener(
       onRequest: (req, res) => opts.handlers.request(req, res, peer),
       onUpgrade: (req, sock, head) => opts.handlers.upgrade(req, sock, head, peer),
       onError: (message, status) => {
-        if (status >= 500) log.error("request failed", { error: message });
+        if (status >= 500) log.error("request failed", { error: message }, "request.failed");
         else log.debug("bad request", { status, error: message, remote: socket.remoteAddress });
       },
     });

@@ -114,7 +114,7 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   const failed = (ctx: RequestContext, err: unknown) => {
-    log.error("request failed", { path: ctx.info.path, error: (err as Error).message });
+    log.error("request failed", { path: ctx.info.path, error: (err as Error).message }, "request.failed");
     sendStatus(ctx.res, 500, `lite-apiserver: internal error: ${(err as Error).message}`);
   };
 
