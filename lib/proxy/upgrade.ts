@@ -13,6 +13,7 @@ import type { RequestSpec } from "../upstream/connection.ts";
 import { endToEnd } from "./headers.ts";
 import { statusObject } from "../exchange/status.ts";
 import { log } from "../log.ts";
+import { statusText } from "../http/status_text.ts";
 
 function rawHead(status: number, message: string, headers: string[]): string {
   let head = `HTTP/1.1 ${status} ${message}\r\n`;
@@ -20,15 +21,15 @@ function rawHead(status: number, message: string, headers: string[]): string {
   return head + "\r\n";
 }
 
-function refuse(socket: Duplex, code: number, message: string) {
+/** Answers an upgrade request with a Status of its own, and closes the connection. */
+export function refuseUpgrade(socket: Duplex, code: number, message: string): void {
   const body = JSON.stringify(statusObject(code, message));
   socket.end(
-    `HTTP/1.1 ${code} ${
-      code === 503 ? "Service Unavailable" : "Bad Gateway"
-    }\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${code} ${statusText(code) || "Error"}\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
+const refuse = refuseUpgrade;
 
 export function tunnelUpgrade(
   req: ServerRequest,
@@ -45,7 +46,7 @@ export function tunnelUpgrade(
     );
   }
   const ep = endpointOf(deps.health.order()[0].url);
-  const headers = endToEnd(req.headers);
+  const headers = endToEnd(req.headers, req.rawHeaders);
   headers.host = ep.host;
   headers.connection = "Upgrade";
   headers.upgrade = req.headers.upgrade;
