@@ -14,6 +14,9 @@ import { endToEnd } from "./headers.ts";
 import { statusObject } from "../exchange/status.ts";
 import { log } from "../log.ts";
 import { statusText } from "../http/status_text.ts";
+import { encodeChunk, LAST_CHUNK } from "../http/body.ts";
+import { tokens } from "../http/headers.ts";
+import type { UpstreamResponse } from "../upstream/response.ts";
 
 function rawHead(status: number, message: string, headers: string[]): string {
   let head = `HTTP/1.1 ${status} ${message}\r\n`;
@@ -30,6 +33,54 @@ export function refuseUpgrade(socket: Duplex, code: number, message: string): vo
   );
 }
 const refuse = refuseUpgrade;
+
+/** Fields that describe the upstream connection or the body's framing there, not the answer. */
+const NOT_RELAYED = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "content-length",
+]);
+
+/**
+ * A refused upgrade (e.g. 403 for kubectl exec into a forbidden pod): the answer is relayed with
+ * framing of our own, as its body was decoded on the way in. A Content-Length answer keeps its
+ * length; anything else goes out chunked, and a body cut short upstream ends without the last
+ * chunk (the connection is dropped), so the client never takes it as whole. Then the
+ * connection closes. Backpressure: the upstream body waits while the client socket is full.
+ */
+function relayRefusal(res: UpstreamResponse, socket: Duplex): void {
+  const raw = res.rawHeaders;
+  const named = new Set(tokens(res.headers.connection));
+  const fields: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (!NOT_RELAYED.has(name) && !named.has(name)) fields.push(raw[i], raw[i + 1]);
+  }
+  const status = res.statusCode;
+  const bodyless = status === 204 || status === 304;
+  const length = res.headers["content-length"];
+  const chunked = !bodyless && length === undefined;
+  if (chunked) fields.push("Transfer-Encoding", "chunked");
+  else if (!bodyless) fields.push("Content-Length", String(length));
+  fields.push("Connection", "close");
+  socket.write(rawHead(status, res.statusMessage, fields));
+  const onDrain = () => res.resume();
+  socket.on("drain", onDrain);
+  res.on("data", (c: Uint8Array) => {
+    if (bodyless || c.byteLength === 0) return;
+    if (!socket.write(chunked ? encodeChunk(c) : c)) res.pause();
+  });
+  res.once("end", () => {
+    socket.off("drain", onDrain);
+    socket.end(chunked ? LAST_CHUNK : undefined);
+  });
+  res.once("aborted", () => socket.destroy());
+}
 
 export function tunnelUpgrade(
   req: ServerRequest,
@@ -62,14 +113,7 @@ export function tunnelUpgrade(
   call.result.then(
     (r) => {
       clearTimeout(timer);
-      if (r.kind === "answered") {
-        // Refused upgrade (e.g. 403): relay the answer as is, then close.
-        const res = r.response;
-        socket.write(rawHead(res.statusCode, res.statusMessage, res.rawHeaders));
-        res.pipe(socket);
-        res.once("aborted", () => socket.destroy());
-        return;
-      }
+      if (r.kind === "answered") return relayRefusal(r.response, socket);
       const usocket = r.socket;
       socket.write(
         rawHead(r.head.statusCode, r.head.statusMessage || "Switching Protocols", r.head.rawHeaders),
