@@ -54,7 +54,7 @@ async function exchange(
   try {
     await within(
       done,
-      `${what}: ${untilClose ? "the connection to close" : "a whole answer"}; got: ${x.text}`,
+      `${what}: ${untilClose ? "the connection to close" : "a whole answer"}`,
     );
   } finally {
     sock.destroy();
@@ -93,10 +93,13 @@ Deno.test({
           : void w("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail");
       }
       if (path === `${base}/whole`) return void w(answer(cm("whole")));
-      if (path === `${base}/cut`) {
-        // Close-delimited, and the connection ends half way through the object.
-        const body = cm("cut");
-        w(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n${body.slice(0, 900)}`);
+      if (path === `${base}/cut` || path === `${base}/ends`) {
+        // Close-delimited: the connection's end ends the body, half way through the object (cut)
+        // or after all of it (ends). node:tls in Deno cannot tell a bare FIN from close_notify, so
+        // lite-apiserver cannot tell these two apart either: neither may pass as whole.
+        const body = cm(path.slice(base.length + 1));
+        w(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n`);
+        w(path.endsWith("cut") ? body.slice(0, 900) : body);
         return void conn.socket.end();
       }
       if (path === `${base}/switch`) {
@@ -151,18 +154,20 @@ Deno.test({
       });
 
       await t.step(
-        "a close-delimited answer cut by the close: no last chunk, the connection dropped",
+        "a close-delimited answer ended by the close: no last chunk, the connection dropped",
         async () => {
-          const x = await get("cut", true);
-          assert(x.closed, "the connection was closed");
-          assertMatch(x.text, /^HTTP\/1\.1 200 /);
-          assertMatch(x.text, /transfer-encoding: chunked/i);
-          assertEquals(
-            x.reader.messages.length,
-            0,
-            `no whole message reached the client: ${x.text.slice(-80)}`,
-          );
-          assert(!/\r\n0\r\n\r\n$/.test(x.text), "no last chunk");
+          for (const name of ["ends", "cut"]) {
+            const x = await get(name, true);
+            assert(x.closed, `${name}: the connection was closed`);
+            assertMatch(x.text, /^HTTP\/1\.1 200 /);
+            assertMatch(x.text, /transfer-encoding: chunked/i);
+            assertEquals(
+              x.reader.messages.length,
+              0,
+              `${name}: no whole message reached the client: ${x.text.slice(-80)}`,
+            );
+            assert(!/\r\n0\r\n\r\n$/.test(x.text), `${name}: no last chunk`);
+          }
         },
       );
 
@@ -184,7 +189,7 @@ Deno.test({
           await lite.waitForLine(/upstream unreachable/, 20_000, from);
           const whole = await get("whole", false);
           assertEquals(whole.reader.messages[0]?.head.statusCode, 200, whole.text.slice(0, 300));
-          for (const name of ["cut", "switch"]) {
+          for (const name of ["cut", "ends", "switch"]) {
             const x = await get(name, false);
             assertEquals(x.reader.messages[0]?.head.statusCode, 503, `${name}: ${x.text.slice(0, 300)}`);
             assertMatch(x.text, /nothing is cached for this request/);
