@@ -10,7 +10,7 @@ import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } f
 import tls from "node:tls";
 import { MessageReader } from "../lib/http/message_reader.ts";
 import type { ResponseHead } from "../lib/http/head_parser.ts";
-import { runLite, startCluster, startLite, within } from "./support/harness.ts";
+import { eventually, runLite, startCluster, startLite, within } from "./support/harness.ts";
 import { removeScriptPki, type ScriptConn, startScriptServer } from "./support/tls_script_server.ts";
 
 const enc = new TextEncoder();
@@ -88,9 +88,9 @@ Deno.test({
       const path = req.head.url.split("?")[0];
       const w = (x: string) => conn.socket.write(x);
       if (path === "/readyz") {
-        return ready
-          ? void w(answer("ok"))
-          : void w("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail");
+        // Close-delimited: never taken as a whole body, but its status still tells the health checks.
+        w(ready ? "HTTP/1.1 200 OK\r\n\r\nok" : "HTTP/1.1 500 Internal Server Error\r\n\r\nfail");
+        return void conn.socket.end();
       }
       if (path === `${base}/whole`) {
         return void w(answer(cm("whole"), 'Warning: 299 - "one"\r\nwarning: 299 - "two, with a comma"\r\n'));
@@ -148,6 +148,13 @@ Deno.test({
     try {
       const line = await lite.waitForLine(/listening on https:\/\/\S+:(\d+)/);
       port = Number(/listening on https:\/\/\S+?:(\d+)/.exec(line)![1]);
+
+      await t.step("a close-delimited readyz answer keeps the upstream healthy", async () => {
+        // Probes are 300 ms apart and 2 failures make it offline: after 3, it would have said so.
+        const probes = () => s.requests.filter((q) => q.path === "/readyz").length;
+        await eventually(() => probes() >= 3, "three readyz probes");
+        assertEquals(lite.lines.filter((l) => /unhealthy|unreachable/.test(l)), []);
+      });
 
       await t.step("a whole answer is relayed whole (the control)", async () => {
         const x = await get("whole", false);
