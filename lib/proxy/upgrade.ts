@@ -46,14 +46,19 @@ const NOT_RELAYED = new Set([
   "content-length",
 ]);
 
+/** A refusal is a Status object: more than this is not one, and is not relayed further. */
+const MAX_REFUSAL_BYTES = 1 << 20;
+
 /**
  * A refused upgrade (e.g. 403 for kubectl exec into a forbidden pod): the answer is relayed with
  * framing of our own, as its body was decoded on the way in. A Content-Length answer keeps its
  * length; anything else goes out chunked, and a body cut short upstream ends without the last
- * chunk (the connection is dropped), so the client never takes it as whole. Then the
- * connection closes. Backpressure: the upstream body waits while the client socket is full.
+ * chunk (the connection is dropped), so the client never takes it as whole. Then the connection
+ * closes. Bounds: the upstream body waits while the client socket is full; a body over
+ * MAX_REFUSAL_BYTES, or a relay not done within `deadlineMs` (a client that stops reading or an
+ * upstream that trickles), drops both connections.
  */
-function relayRefusal(res: UpstreamResponse, socket: Duplex): void {
+function relayRefusal(res: UpstreamResponse, socket: Duplex, deadlineMs: number): void {
   const raw = res.rawHeaders;
   const named = new Set(tokens(res.headers.connection));
   const fields: string[] = [];
@@ -68,18 +73,28 @@ function relayRefusal(res: UpstreamResponse, socket: Duplex): void {
   if (chunked) fields.push("Transfer-Encoding", "chunked");
   else if (!bodyless) fields.push("Content-Length", String(length));
   fields.push("Connection", "close");
+  const drop = () => {
+    clearTimeout(deadline);
+    res.destroy();
+    socket.destroy();
+  };
+  const deadline = setTimeout(drop, deadlineMs);
   socket.write(rawHead(status, res.statusMessage, fields));
   const onDrain = () => res.resume();
   socket.on("drain", onDrain);
+  socket.once("close", () => clearTimeout(deadline));
+  let bytes = 0;
   res.on("data", (c: Uint8Array) => {
     if (bodyless || c.byteLength === 0) return;
+    if ((bytes += c.byteLength) > MAX_REFUSAL_BYTES) return drop();
     if (!socket.write(chunked ? encodeChunk(c) : c)) res.pause();
   });
   res.once("end", () => {
+    clearTimeout(deadline);
     socket.off("drain", onDrain);
     socket.end(chunked ? LAST_CHUNK : undefined);
   });
-  res.once("aborted", () => socket.destroy());
+  res.once("aborted", drop);
 }
 
 export function tunnelUpgrade(
@@ -113,7 +128,7 @@ export function tunnelUpgrade(
   call.result.then(
     (r) => {
       clearTimeout(timer);
-      if (r.kind === "answered") return relayRefusal(r.response, socket);
+      if (r.kind === "answered") return relayRefusal(r.response, socket, deps.backendTimeoutMs * 3);
       const usocket = r.socket;
       socket.write(
         rawHead(r.head.statusCode, r.head.statusMessage || "Switching Protocols", r.head.rawHeaders),
