@@ -2,7 +2,7 @@
  * Message body framing: decoders for Content-Length, chunked (with trailers) and close-delimited
  * bodies, and the chunked encoder. Decoders hand out views of the input (no copy).
  */
-import { CR, HEX, LF } from "./chars.ts";
+import { CR, HEX, HTAB, LF, SP, TOKEN } from "./chars.ts";
 import { badRequest, HttpError } from "./errors.ts";
 import { addHeader, type HeaderMap, newHeaderMap } from "./headers.ts";
 import { parseField } from "./head_parser.ts";
@@ -57,8 +57,12 @@ export class CloseDecoder implements BodyDecoder {
   }
 }
 
-const SIZE = 0, SIZE_DIGITS = 1, EXT = 2, SIZE_LF = 3, DATA = 4, DATA_CR = 5, DATA_LF = 6;
+const SIZE = 0, SIZE_DIGITS = 1, SIZE_LF = 3, DATA = 4, DATA_CR = 5, DATA_LF = 6;
 const TRAILER_START = 7, TRAILER_LINE = 8, END_LF = 9, DONE = 10;
+/** Chunk extension states: `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`. */
+const EXT_BWS = 11, EXT_NAME_START = 12, EXT_NAME = 13, EXT_AFTER_NAME = 14, EXT_VAL_START = 15;
+const EXT_VAL = 16, EXT_QUOTED = 17, EXT_QUOTED_PAIR = 18, EXT_AFTER_QUOTED = 19;
+const SEMI = 0x3b, EQ = 0x3d, DQUOTE = 0x22, BACKSLASH = 0x5c;
 
 /** Most hex digits in a chunk size: 13 keeps it below 2^53. */
 const MAX_SIZE_DIGITS = 13;
@@ -67,8 +71,9 @@ const MAX_EXT_BYTES = 4096;
 
 /**
  * A chunked body (RFC 9112 §7.1): hex sizes with no sign, prefix or whitespace, extensions
- * skipped (bounded), CRLF strictly after each size and each chunk, trailer fields validated
- * like header fields and collected in `trailers`.
+ * checked against the grammar (BWS around `;` and `=` allowed, an empty name rejected as llhttp's
+ * strict mode does) and skipped (bounded), CRLF strictly after each size and each chunk, trailer
+ * fields validated like header fields and collected in `trailers`.
  */
 export class ChunkedDecoder implements BodyDecoder {
   private state = SIZE;
@@ -110,19 +115,24 @@ export class ChunkedDecoder implements BodyDecoder {
             this.state = SIZE_DIGITS;
           } else if (this.state === SIZE) throw badRequest("invalid chunk size");
           else if (c === CR) this.state = SIZE_LF;
-          else if (c === 0x3b) this.state = EXT;
+          else if (c === SEMI) this.state = EXT_NAME_START;
+          else if (c === SP || c === HTAB) this.state = EXT_BWS;
           else throw badRequest("invalid chunk size");
           i++;
           break;
         }
-        case EXT: {
-          const c = buf[i];
-          if (c === CR) this.state = SIZE_LF;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw badRequest("invalid chunk extension");
-          else if (++this.extBytes > MAX_EXT_BYTES) throw badRequest("chunk extensions too long");
-          i++;
+        case EXT_BWS:
+        case EXT_NAME_START:
+        case EXT_NAME:
+        case EXT_AFTER_NAME:
+        case EXT_VAL_START:
+        case EXT_VAL:
+        case EXT_QUOTED:
+        case EXT_QUOTED_PAIR:
+        case EXT_AFTER_QUOTED:
+          if (++this.extBytes > MAX_EXT_BYTES) throw badRequest("chunk extensions too long");
+          this.state = extension(this.state, buf[i++]);
           break;
-        }
         case SIZE_LF:
           if (buf[i] !== LF) throw badRequest("chunk size line without LF after CR");
           i++;
@@ -188,6 +198,58 @@ export class ChunkedDecoder implements BodyDecoder {
     }
     return i;
   }
+}
+
+/** The next state of the chunk-extension grammar after byte `c`; throws on a byte it does not allow. */
+function extension(state: number, c: number): number {
+  const ws = c === SP || c === HTAB;
+  switch (state) {
+    case EXT_BWS: // after the size or a value: only whitespace, then ";"
+      if (ws) return EXT_BWS;
+      if (c === SEMI) return EXT_NAME_START;
+      throw badRequest("invalid chunk extension: whitespace not followed by ';'");
+    case EXT_NAME_START:
+      if (ws) return EXT_NAME_START;
+      if (TOKEN[c] === 1) return EXT_NAME;
+      throw badRequest("invalid chunk extension: empty name");
+    case EXT_NAME:
+      if (TOKEN[c] === 1) return EXT_NAME;
+      if (c === CR) return SIZE_LF;
+      if (c === SEMI) return EXT_NAME_START;
+      if (c === EQ) return EXT_VAL_START;
+      if (ws) return EXT_AFTER_NAME;
+      break;
+    case EXT_AFTER_NAME: // BWS after a name is only allowed before "=" or ";"
+      if (ws) return EXT_AFTER_NAME;
+      if (c === EQ) return EXT_VAL_START;
+      if (c === SEMI) return EXT_NAME_START;
+      break;
+    case EXT_VAL_START:
+      if (ws) return EXT_VAL_START;
+      if (TOKEN[c] === 1) return EXT_VAL;
+      if (c === DQUOTE) return EXT_QUOTED;
+      throw badRequest("invalid chunk extension: empty value");
+    case EXT_VAL:
+      if (TOKEN[c] === 1) return EXT_VAL;
+      if (c === CR) return SIZE_LF;
+      if (c === SEMI) return EXT_NAME_START;
+      if (ws) return EXT_BWS;
+      break;
+    case EXT_QUOTED: // qdtext: HTAB, SP, %x21, %x23-5B, %x5D-7E, obs-text
+      if (c === DQUOTE) return EXT_AFTER_QUOTED;
+      if (c === BACKSLASH) return EXT_QUOTED_PAIR;
+      if (ws || (c >= 0x21 && c !== 0x7f)) return EXT_QUOTED;
+      break;
+    case EXT_QUOTED_PAIR:
+      if (ws || (c >= 0x21 && c !== 0x7f)) return EXT_QUOTED;
+      break;
+    case EXT_AFTER_QUOTED:
+      if (c === CR) return SIZE_LF;
+      if (c === SEMI) return EXT_NAME_START;
+      if (ws) return EXT_BWS;
+      break;
+  }
+  throw badRequest("invalid chunk extension");
 }
 
 const CRLF = new Uint8Array([CR, LF]);

@@ -79,6 +79,45 @@ Deno.test("chunked: malformed sizes and framing rejected", () => {
   }
 });
 
+Deno.test("chunked: extensions as RFC 9112 §7.1.1 writes them, BWS included; an empty name rejected", () => {
+  for (
+    const ext of [
+      ";a",
+      ";a=1",
+      " ;a=1", // BWS before ";"
+      "\t;a=1",
+      "; a = 1", // BWS around the name and "="
+      ';a="q\\"x; y"',
+      ';a="" ;b',
+      ";a;b=c;d",
+    ]
+  ) {
+    const r = chunked(`5${ext}\r\nhello\r\n0${ext}\r\n\r\n`);
+    assertEquals([r.body, r.done], ["hello", true], JSON.stringify(ext));
+  }
+  for (
+    const ext of [
+      ";", // empty name, as llhttp's strict mode rejects it
+      "; ",
+      ";;a",
+      ";=1",
+      ";a=",
+      ";a= ",
+      ";a b",
+      ' ;a="x',
+      ';a="x"y',
+      ";a=1 ",
+      ";a ",
+      " ",
+      ';a="x\u0001"',
+      ";a@b",
+    ]
+  ) {
+    const r = chunked(`5${ext}\r\nhello\r\n0\r\n\r\n`);
+    assert(r.end instanceof HttpError, `accepted ${JSON.stringify(ext)}`);
+  }
+});
+
 Deno.test("chunked: the largest accepted size is a safe integer", () => {
   const r = chunked("fffffffffffff\r\nab");
   assertEquals([r.body, r.done, typeof r.end], ["ab", false, "number"]);

@@ -195,7 +195,7 @@ abstract class HeadParser<H extends RequestHead | ResponseHead> {
     addHeader(this.headers, name, value);
   }
 
-  /** "HTTP/1.1" or "HTTP/1.0" at buf[s..s+8). */
+  /** "HTTP/1.x" at buf[s..s+8): 1.0, or 1.1 for any x from 1 up. */
   protected version(buf: Uint8Array, s: number): void {
     if (
       buf[s] !== 0x48 || buf[s + 1] !== 0x54 || buf[s + 2] !== 0x54 || buf[s + 3] !== 0x50 ||
@@ -205,8 +205,9 @@ abstract class HeadParser<H extends RequestHead | ResponseHead> {
     if (major < 0x30 || major > 0x39 || minor < 0x30 || minor > 0x39) {
       throw badRequest("malformed HTTP version");
     }
-    if (major !== 0x31 || minor > 0x31) throw new HttpError(505, "HTTP version not supported");
-    this.versionMinor = minor === 0x31 ? 1 : 0;
+    if (major !== 0x31) throw new HttpError(505, "HTTP version not supported");
+    // A higher minor version of HTTP/1 is handled as the highest we speak (RFC 9110 §2.5).
+    this.versionMinor = minor === 0x30 ? 0 : 1;
   }
 
   /** Framing by Transfer-Encoding: chunked must be the only coding (we decode no other). */
@@ -288,11 +289,16 @@ const NAMES = new Interner(512, 64);
 const VALUES = new Interner(1024, 160);
 const METHODS = new Interner(32, 16);
 
-/** 1*DIGIT, at most 15 digits (a safe integer): no sign, no hex, no spaces, no list. */
+/**
+ * 1*DIGIT with at most 15 significant digits (a safe integer): no sign, no hex, no spaces, no
+ * list. Leading zeros are allowed in any number (RFC 9110 §8.6 puts no bound on them).
+ */
 function parseLength(v: string): number {
-  if (v.length === 0 || v.length > 15) throw badRequest(`invalid Content-Length: ${JSON.stringify(v)}`);
+  let z = 0;
+  while (z < v.length - 1 && v.charCodeAt(z) === 0x30) z++;
+  if (v.length === 0 || v.length - z > 15) throw badRequest(`invalid Content-Length: ${JSON.stringify(v)}`);
   let n = 0;
-  for (let i = 0; i < v.length; i++) {
+  for (let i = z; i < v.length; i++) {
     const c = v.charCodeAt(i) - 0x30;
     if (c < 0 || c > 9) throw badRequest(`invalid Content-Length: ${JSON.stringify(v)}`);
     n = n * 10 + c;

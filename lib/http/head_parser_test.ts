@@ -136,6 +136,7 @@ Deno.test("request head: malformed request lines", () => {
     ]
   ) rejected(req(`${line}\r\nHost: x\r\n\r\n`));
   rejected(req("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+  rejected(req("GET / HTTP/2.1\r\nHost: x\r\n\r\n"), 505);
   rejected(req("GET / HTTP/0.9\r\nHost: x\r\n\r\n"), 505);
   rejected(req(`GET /\u00e9 HTTP/1.1\r\nHost: x\r\n\r\n`));
 });
@@ -248,6 +249,30 @@ Deno.test("smuggling: Transfer-Encoding variants are rejected", () => {
   rejected(req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
   // HTTP/1.0 has no chunked framing.
   rejected(req("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"));
+});
+
+Deno.test("HTTP/1.2 and later minor versions are handled as HTTP/1.1 (RFC 9110 §2.5)", () => {
+  for (const v of ["1.2", "1.9"]) {
+    const r = ok(req(`GET / HTTP/${v}\r\nHost: x\r\n\r\n`));
+    assertEquals([r.httpVersion, r.versionMinor, r.keepAlive], ["1.1", 1, true], v);
+    const s = ok(res(`HTTP/${v} 200 OK\r\nContent-Length: 0\r\n\r\n`));
+    assertEquals([s.httpVersion, s.statusCode], ["1.1", 200], v);
+  }
+  // As 1.1: Host is required.
+  rejected(req("GET / HTTP/1.2\r\n\r\n"));
+});
+
+Deno.test("Content-Length with leading zeros beyond 15 digits is its number", () => {
+  const r = ok(req(`POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ${"0".repeat(40)}12\r\n\r\n`));
+  assertEquals([r.body, r.contentLength], ["length", 12]);
+  const z = ok(req(`POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ${"0".repeat(20)}\r\n\r\n`));
+  assertEquals(z.body, "none");
+  const same = ok(req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0007\r\nContent-Length: 7\r\n\r\n"));
+  assertEquals(same.contentLength, 7);
+  // Still at most 15 significant digits.
+  rejected(req(`POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 000${"9".repeat(16)}\r\n\r\n`));
+  const s = ok(res(`HTTP/1.1 200 OK\r\nContent-Length: ${"0".repeat(30)}5\r\n\r\n`));
+  assertEquals([s.body, s.contentLength], ["length", 5]);
 });
 
 Deno.test("smuggling: Content-Length variants are rejected", () => {

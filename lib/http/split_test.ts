@@ -24,7 +24,8 @@ function chunkedBody(b: string): string {
   while (i < b.length) {
     const n = 1 + Math.floor(rand() * 50);
     const part = b.slice(i, i + n);
-    out += `${part.length.toString(16)}${rand() < 0.2 ? ";ext=1" : ""}\r\n${part}\r\n`;
+    const ext = rand() < 0.2 ? pick([";ext=1", " ;ext=1", '\t; a = "q\\"x"; b', ";e"]) : "";
+    out += `${part.length.toString(16)}${ext}\r\n${part}\r\n`;
     i += n;
   }
   return out + "0\r\n" + (rand() < 0.3 ? "X-Checksum: abc\r\n" : "") + "\r\n";

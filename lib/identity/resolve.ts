@@ -5,7 +5,6 @@
  * unverified certificate never lends its CN.
  */
 import { createHash } from "node:crypto";
-import type { IncomingHttpHeaders } from "node:http";
 import type { Peer } from "../listener/https_listener.ts";
 import type { Identity } from "./identity.ts";
 import { type CredentialSource, readCredential } from "./credentials.ts";
@@ -15,13 +14,24 @@ function sha256(s: string): string {
   return createHash("sha256").update(s).digest("hex");
 }
 
-/** Impersonation changes what the upstream authorises, so it is part of the identity. */
-function impersonation(headers: IncomingHttpHeaders): string {
-  let parts = "";
-  for (const [k, v] of Object.entries(headers)) {
-    if (k.startsWith("impersonate-")) parts += `${k}=${Array.isArray(v) ? v.join(",") : v};`;
+/**
+ * Impersonation changes what the upstream authorises, so it is part of the identity. Read from
+ * the fields as received and forwarded (lib/proxy/headers.ts): each field one value, grouped by
+ * name case-insensitively, in arrival order. `Impersonate-Group: a, b` (one group named "a, b")
+ * and two fields `a` and `b` (two groups) are different identities.
+ */
+export function impersonationId(rawHeaders: readonly string[]): string {
+  const fields = new Map<string, string[]>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    if (!name.startsWith("impersonate-")) continue;
+    const values = fields.get(name);
+    if (values) values.push(rawHeaders[i + 1]);
+    else fields.set(name, [rawHeaders[i + 1]]);
   }
-  return parts ? `~imp=${sha256(parts).slice(0, 16)}` : "";
+  if (fields.size === 0) return "";
+  const canonical = JSON.stringify([...fields].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return `~imp=${sha256(canonical).slice(0, 16)}`;
 }
 
 /** Token → hash, so a hot token is hashed once (bounded: cleared when large). */
@@ -49,7 +59,7 @@ export function resolveIdentity(
   hasPair: (cn: string, groups: string[]) => boolean,
   hashes: TokenHashes = defaultHashes,
 ): Identity {
-  const imp = impersonation(req.headers);
+  const imp = impersonationId(req.rawHeaders);
   // The apiserver tries the client certificate before any token: a matching pair decides.
   if (peer.verified && peer.cn && hasPair(peer.cn, peer.groups)) {
     return { kind: "cert", cn: peer.cn, groups: peer.groups, cacheId: `cn~${encodeSegment(peer.cn)}${imp}` };

@@ -58,3 +58,24 @@ Deno.test("a CN becomes one cache-key segment that cannot spell a marker", () =>
   const id = resolveIdentity(cert("a~imp=x/..", []), req(), hasAny);
   assertEquals(id.cacheId, "cn~a%7Eimp%3Dx%2F..");
 });
+
+Deno.test("impersonation is read per field, as forwarded: one field 'a, b' is not two fields a and b", () => {
+  const raw = (...kv: string[]) => ({ headers: {}, rawHeaders: kv });
+  const id = (r: { headers: Record<string, string>; rawHeaders: string[] }) =>
+    resolveIdentity(NO_CERT, r, hasPair).cacheId;
+  const two = id(raw("Impersonate-User", "x", "Impersonate-Group", "a", "Impersonate-Group", "b"));
+  const one = id(raw("Impersonate-User", "x", "Impersonate-Group", "a, b"));
+  notDeepStrictEqual(two, one);
+  // Names compare case-insensitively, field order within a name counts, order across names does not.
+  assertEquals(id(raw("impersonate-group", "a", "IMPERSONATE-GROUP", "b", "Impersonate-User", "x")), two);
+  notDeepStrictEqual(
+    id(raw("Impersonate-User", "x", "Impersonate-Group", "b", "Impersonate-Group", "a")),
+    two,
+  );
+  // No separator a value can forge.
+  notDeepStrictEqual(
+    id(raw("Impersonate-User", 'x","impersonate-group",["a')),
+    id(raw("Impersonate-User", "x", "Impersonate-Group", "a")),
+  );
+  assertEquals(id(raw()), "anonymous");
+});

@@ -43,11 +43,12 @@ export interface Attempt {
 
 /** The upstream request for a client request. */
 export function upstreamRequest(ctx: RequestContext, ep: Endpoint): RequestSpec {
-  const headers = endToEnd(ctx.req.headers);
+  // Repeated fields go on repeated (Impersonate-Group: one group per field), as received.
+  const headers = endToEnd(ctx.req.headers, ctx.req.rawHeaders);
   headers.host = ep.host;
   // JSON is negotiated where the cache or an answer rewrite must read the answer.
-  if ((ctx.plan || ctx.rewrite) && ctx.req.headers.accept) {
-    headers.accept = preferJson(ctx.req.headers.accept);
+  if ((ctx.plan || ctx.rewrite) && headers.accept) {
+    headers.accept = preferJson(headers.accept as string | string[]);
   }
   // Answer rewrite (in-cluster clients, issue 12): ask for an unencoded answer it can read.
   if (ctx.rewrite) delete headers["accept-encoding"];

@@ -8,6 +8,7 @@ import type { RequestContext } from "../exchange/context.ts";
 import { sendStatus } from "../exchange/status.ts";
 import type { UpstreamHealth } from "../upstream/health.ts";
 import { endpointOf } from "../upstream/endpoint.ts";
+import { UNEXPECTED_SWITCH } from "../upstream/connection.ts";
 import { log } from "../log.ts";
 import { type Attempt, attempt, type AttemptDeps, type AttemptOutcome } from "./attempt.ts";
 import { shouldFailOver } from "./failover.ts";
@@ -41,6 +42,13 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
       case "answered":
         return relay(ctx, o.response, o.entry, o.upstreamMs, deps);
       case "failed": {
+        if (o.error.code === UNEXPECTED_SWITCH) {
+          // A protocol error, not an unreachable cloud: no cache stands in for it, and the
+          // client's connection goes too (as Go's ReverseProxy answers 502).
+          deps.observe(ctx, 502);
+          ctx.res.closeAfter();
+          return sendStatus(ctx.res, 502, `the cloud kube-apiserver answered wrongly: ${o.error.message}`);
+        }
         deps.health.reportFailure(url, o.error.message);
         log.debug("upstream attempt failed", { endpoint: url, error: o.error.message });
         if (shouldFailOver(o.error, i, endpoints.length, replayable)) return tryEndpoint(i + 1);

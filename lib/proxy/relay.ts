@@ -35,7 +35,8 @@ export function relay(
   // Answer rewrite hook (in-cluster clients, issue 12): a Transform between the upstream body and
   // the client; the body changes length, so it goes out chunked. The tap sees the upstream's truth.
   const rewrite = ctx.rewrite?.stream(response.statusCode, response.headers);
-  const headers = endToEnd(response.headers);
+  // Repeated fields (Warning, WWW-Authenticate...) stay apart, as the upstream sent them.
+  const headers = endToEnd(response.headers, response.rawHeaders);
   if (rewrite) delete headers["content-length"];
   ctx.res.writeHead(response.statusCode, response.statusMessage, headers);
   // A small answer already whole (the usual GET): handed over in one end(), without the

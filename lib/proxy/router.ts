@@ -26,7 +26,8 @@ import { sendStatus } from "../exchange/status.ts";
 import { forward } from "./forward.ts";
 import type { InFlightSet } from "./deadlines.ts";
 import { readSmallBody } from "./request_body.ts";
-import { tunnelUpgrade } from "./upgrade.ts";
+import { refuseUpgrade, tunnelUpgrade } from "./upgrade.ts";
+import { identityNamedInConnection } from "./headers.ts";
 import { resumeContext } from "./watch_resume.ts";
 import { answerRewriteFor, type KubernetesServiceRewrite } from "../rewrite/answer_rewrite.ts";
 
@@ -47,6 +48,12 @@ export interface Router {
   upgrade(req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer): void;
   /** Re-attaches a held watch to the cloud (HeldWatches.cloudBack). */
   resumeWatch: ResumeWatch;
+}
+
+/** Why a request whose Connection field names an identity header is refused. */
+function connectionNamesIdentity(name: string): string {
+  return `the Connection header names ${name}, which says who the request is: ` +
+    "lite-apiserver does not drop identity headers as hop-by-hop";
 }
 
 /** A watch cut while the cloud looks up (a stream error) is resumed after this, not in a loop. */
@@ -155,6 +162,11 @@ export function createRouter(deps: RouterDeps): Router {
 
   const handleRequest = async (req: ServerRequest, res: ServerResponse, peer: Peer) => {
     const ctx = contextFor(req, res, peer);
+    const named = identityNamedInConnection(req.headers);
+    if (named) {
+      observe(ctx, 400);
+      return sendStatus(res, 400, connectionNamesIdentity(named));
+    }
     try {
       if (!await prepare(ctx)) return;
       if (health.online) forward(ctx, forwardDeps);
@@ -165,6 +177,8 @@ export function createRouter(deps: RouterDeps): Router {
   };
 
   const handleUpgrade = (req: ServerRequest, socket: Duplex, head: Uint8Array, peer: Peer) => {
+    const named = identityNamedInConnection(req.headers);
+    if (named) return refuseUpgrade(socket, 400, connectionNamesIdentity(named));
     const identity = resolveIdentity(peer, req, (cn, groups) => agents.hasPair(cn, groups));
     tunnelUpgrade(req, socket, head, identity, { agents, health, backendTimeoutMs: config.backendTimeoutMs });
   };

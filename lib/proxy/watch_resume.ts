@@ -72,6 +72,7 @@ export function resumeContext(ctx: RequestContext, fromRv: string): RequestConte
     method: "GET",
     url: resumedUrl(ctx.req.url ?? "/", fromRv, ctx.startedAt),
     headers: ctx.req.headers,
+    rawHeaders: ctx.req.rawHeaders,
   } as unknown as ServerRequest;
   const res = new ContinuedResponse(ctx.res) as unknown as ServerResponse;
   return { ...ctx, req, res, resumes: ctx.resumes ?? ctx };

@@ -52,6 +52,9 @@ const COALESCE_BYTES = 64 * 1024;
 const HEADER_VALUE_OK = /^[^\r\n\0]*$/;
 const NO_BODY_METHODS = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "CONNECT", "TRACE"]);
 
+/** The error code of an upstream that answered 101 to a request without an upgrade (a 502). */
+export const UNEXPECTED_SWITCH = "EUNEXPECTEDSWITCH";
+
 export function connError(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
 }
@@ -212,6 +215,13 @@ export class UpstreamConnection {
       handlers.upgrade!(head, this.socket, chunk.subarray(at));
       return;
     }
+    if (status === 101) {
+      // A protocol switch nobody asked for is not an interim answer: what follows is not ours to read.
+      return this.#failHead(connError(
+        "the upstream switched protocols (101) for a request that asked for no upgrade",
+        UNEXPECTED_SWITCH,
+      ));
+    }
     if (head.informational) {
       // 100 Continue and other interim answers: the real one follows.
       this.#parser.expect(this.#method);
@@ -292,10 +302,11 @@ export class UpstreamConnection {
   }
 
   #onEnd() {
-    if (this.#state === "body" && this.#decoder instanceof CloseDecoder) {
-      this.#decoder.end();
-      this.#complete();
-    }
+    // A close-delimited body ends at the close; whether that close came with TLS close_notify
+    // is what tells a whole body from a truncated one (RFC 9112 §9.8), and node:tls in Deno
+    // reports a bare TCP FIN exactly as it reports close_notify. So such an answer is never
+    // taken as complete: #onClose ends it as cut short (the client's answer is incomplete, the
+    // cache keeps nothing).
     this.destroy();
   }
 
@@ -305,10 +316,8 @@ export class UpstreamConnection {
     if (this.#state === "head") {
       this.#failHead(this.#error ?? connError("socket hang up", "ECONNRESET"));
     } else if (this.#state === "body") {
-      if (this.#decoder instanceof CloseDecoder && !this.#error) {
-        this.#decoder.end();
-        this.#complete();
-      } else this.#res?.abort();
+      // Close-delimited bodies included: see #onEnd.
+      this.#res?.abort();
     }
     this.#state = "done";
     this.#bodySource = undefined;

@@ -192,7 +192,11 @@ export class UpstreamHealth {
           // some clusters disable anonymous access to /readyz).
           const code = res.statusCode;
           res.on("end", () => finish(code < 500, `readyz answered ${code}`));
-          res.on("aborted", () => finish(false, "the answer to readyz was cut short"));
+          // A close-delimited answer always ends so (connection.ts); its status still counts.
+          res.on(
+            "aborted",
+            () => finish(res.closeDelimited && code < 500, `the answer to readyz (${code}) was cut short`),
+          );
           res.resume();
         },
         // No answer at all: the endpoint could not be reached.

@@ -16,6 +16,11 @@ export class UpstreamResponse extends Readable {
   readonly rawHeaders: string[];
   /** The whole body arrived. */
   complete = false;
+  /**
+   * The body runs to the connection's close, which cannot be told from a truncation here
+   * (connection.ts): such an answer always ends "aborted", never complete.
+   */
+  readonly closeDelimited: boolean;
   #pull: () => void;
 
   constructor(head: ResponseHead, pull: () => void) {
@@ -24,6 +29,7 @@ export class UpstreamResponse extends Readable {
     this.statusMessage = head.statusMessage;
     this.headers = head.headers;
     this.rawHeaders = head.rawHeaders;
+    this.closeDelimited = head.body === "close";
     this.#pull = pull;
   }
 

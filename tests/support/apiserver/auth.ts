@@ -128,6 +128,54 @@ export function authenticate(conn: ConnCert, headers: AuthHeaders, tokens: Token
   return { user: "system:anonymous", groups: ["system:unauthenticated"], authn: "anonymous" };
 }
 
+/** What a request asks to impersonate, read as the kube-apiserver's impersonation filter reads it. */
+export interface Impersonation {
+  /** The first `Impersonate-User` field (Go's Header.Get). */
+  user?: string;
+  uid?: string;
+  /** Every `Impersonate-Group` field, each one group (a comma is part of the name). */
+  groups: string[];
+  /** `Impersonate-Extra-<key>` fields by lower-cased key, each field one value. */
+  extra: Record<string, string[]>;
+}
+
+/**
+ * k8s.io/apiserver/pkg/endpoints/filters/impersonation.go buildImpersonationRequests, from the
+ * fields as received (names compared case-insensitively, as Go canonicalises them): undefined when
+ * nothing is impersonated.
+ */
+export function readImpersonation(rawHeaders: readonly string[]): Impersonation | undefined {
+  const imp: Impersonation = { groups: [], extra: {} };
+  let any = false;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    const value = rawHeaders[i + 1];
+    if (!name.startsWith("impersonate-")) continue;
+    any = true;
+    if (name === "impersonate-user") imp.user ??= value;
+    else if (name === "impersonate-uid") imp.uid ??= value;
+    else if (name === "impersonate-group") imp.groups.push(value);
+    else if (name.startsWith("impersonate-extra-")) {
+      const key = decodeURIComponent(name.slice("impersonate-extra-".length));
+      (imp.extra[key] ??= []).push(value);
+    }
+  }
+  return any ? imp : undefined;
+}
+
+/**
+ * The identity a request acts as: the impersonated one when its authenticated identity may
+ * impersonate (admin, system:masters here); "forbidden" when it may not, or when groups or extra
+ * are asked for without a user (the apiserver answers 403 / 400 there).
+ */
+export function impersonate(id: Identity, imp: Impersonation | undefined): Identity | "forbidden" {
+  if (!imp) return id;
+  if (!imp.user || !(id.user === "admin" || id.groups.includes("system:masters"))) return "forbidden";
+  const groups = [...imp.groups];
+  if (!groups.includes("system:authenticated")) groups.push("system:authenticated");
+  return { user: imp.user, groups, authn: id.authn };
+}
+
 const READ = ["get", "list", "watch"];
 const PUBLIC_PATHS = ["/version", "/healthz", "/livez", "/readyz"];
 const NODE_WRITES: Record<string, string[]> = {

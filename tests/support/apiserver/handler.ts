@@ -4,7 +4,16 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { parse as parseYaml } from "yaml";
-import { authenticate, authorize, type ConnCert, type Identity, type Tokens } from "./auth.ts";
+import {
+  authenticate,
+  authorize,
+  type ConnCert,
+  type Identity,
+  impersonate,
+  type Impersonation,
+  readImpersonation,
+  type Tokens,
+} from "./auth.ts";
 import { discovery, openapiV2, openapiV3, VERSION_INFO } from "./discovery.ts";
 import { applyPatch } from "./patch.ts";
 import { addDefaultTolerations, validatePodUpdate } from "./pod_rules.ts";
@@ -45,11 +54,18 @@ export interface RequestRecord {
   accept: string;
   contentType: string;
   status: number;
+  /** What the request asked to impersonate, read as the apiserver reads it (user/groups: who it acted as). */
+  impersonation?: Impersonation;
+  /** Header fields as received, names as sent and values alternating (repeated fields apart). */
+  rawHeaders: string[];
 }
 
 /** The log entry of one request (status 0 until the response head is sent). */
 export function requestRecord(req: IncomingMessage, url: URL, id: Identity, status: number): RequestRecord {
+  const impersonation = readImpersonation(req.rawHeaders);
   return {
+    impersonation,
+    rawHeaders: [...req.rawHeaders],
     time: Date.now(),
     method: req.method ?? "GET",
     path: url.pathname,
@@ -163,7 +179,9 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
   return (req, res) => {
     const url = new URL(req.url ?? "/", "https://fake");
     const conn = ctx.connCert(req);
-    const id = authenticate(conn, req.headers, ctx.tokens);
+    const authn = authenticate(conn, req.headers, ctx.tokens);
+    const acting = impersonate(authn, readImpersonation(req.rawHeaders));
+    const id = acting === "forbidden" ? authn : acting;
     const rec = requestRecord(req, url, id, 0);
     ctx.record(rec);
     const delay = ctx.delayFor?.(rec.method, rec.path) ?? 0;
@@ -186,8 +204,8 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
             reject(new Error("client went away"));
           }
         });
-      }).then(() => handle(ctx, req, res, url, id, rec))
-      : handle(ctx, req, res, url, id, rec);
+      }).then(() => handle(ctx, req, res, url, id, rec, acting === "forbidden"))
+      : handle(ctx, req, res, url, id, rec, acting === "forbidden");
     handled.catch((e) => {
       const err = e instanceof ApiError
         ? e
@@ -208,8 +226,19 @@ async function handle(
   url: URL,
   id: Identity,
   rec: RequestRecord,
+  impersonationRefused = false,
 ): Promise<void> {
   if (id.authn === "invalid") throw unauthorized();
+  if (impersonationRefused) {
+    const user = rec.impersonation?.user;
+    throw new ApiError(
+      403,
+      "Forbidden",
+      user === undefined
+        ? "requested impersonation without impersonating a user"
+        : `users "${user}" is forbidden: User "${id.user}" cannot impersonate resource "users" in API group "" at the cluster scope`,
+    );
+  }
   const method = req.method ?? "GET";
   const path = url.pathname;
   const params = url.searchParams;

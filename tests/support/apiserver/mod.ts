@@ -182,10 +182,12 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
         reason: status === 401 ? "Unauthorized" : "Forbidden",
         message: "upgrade refused",
       });
+      // Chunked, as the kube-apiserver refuses an upgrade (kubectl exec into a forbidden pod).
       socket.end(
         `HTTP/1.1 ${status} ${
           status === 401 ? "Unauthorized" : "Forbidden"
-        }\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        }\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
+          `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
       );
       return;
     }
