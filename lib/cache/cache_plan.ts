@@ -4,12 +4,23 @@
  */
 import type { Identity } from "../identity/identity.ts";
 import type { RequestInfo } from "../request/request_info.ts";
-import type { Representation } from "../request/representation.ts";
+import {
+  isAggregatedDiscovery,
+  type Representation,
+  representationOfContentType,
+} from "../request/representation.ts";
 import { cacheKeyFor } from "./cache_key.ts";
 import type { CachePlan } from "./response_tap.ts";
 import { tokenRequestPlan } from "./token_requests.ts";
 
-const CACHEABLE_REPS = new Set<Representation>(["json", "table", "pom", "pomlist", "apidiscovery"]);
+const CACHEABLE_REPS = new Set<Representation>([
+  "json",
+  "table",
+  "pom",
+  "pomlist",
+  "apidiscovery-v2",
+  "apidiscovery-v2beta1",
+]);
 const NOT_CACHED_PATHS = /^\/(healthz|livez|readyz|metrics|logs|debug)(\/|$)/;
 
 /** What to cache for a request (and so what may be served from the cache), if anything. */
@@ -26,7 +37,17 @@ export function planFor(
   if (method !== "GET" || !CACHEABLE_REPS.has(rep)) return undefined;
   if (!info.isResourceRequest) {
     if (NOT_CACHED_PATHS.test(info.path) || info.verb !== "get") return undefined;
-    return { kind: "object", key: cacheKeyFor(identity.cacheId, info, rep), requestContinue: "" };
+    const key = cacheKeyFor(identity.cacheId, info, rep);
+    if (!isAggregatedDiscovery(rep)) return { kind: "object", key, requestContinue: "" };
+    // A client that accepts several discovery versions gets the first the apiserver serves: the
+    // answer is keyed by what it is (its Content-Type), so each version keeps its own entry.
+    const keyFor = (contentType: string) => {
+      const answered = representationOfContentType(contentType);
+      return answered === "json" || (answered !== undefined && isAggregatedDiscovery(answered))
+        ? cacheKeyFor(identity.cacheId, info, answered)
+        : undefined;
+    };
+    return { kind: "object", key, requestContinue: "", keyFor };
   }
   const key = cacheKeyFor(identity.cacheId, info, rep);
   const requestContinue = info.query.get("continue") ?? "";

@@ -35,6 +35,11 @@ export interface CachePlan {
   requestContinue: string;
   /** A list stored as one object: cached only if the answer is not a first page of several. */
   wholeListOnly?: boolean;
+  /**
+   * Objects whose key depends on the answer (discovery: the version the apiserver chose): the key
+   * for the answer's Content-Type, undefined to not cache it. Without it, `key` is used.
+   */
+  keyFor?: (contentType: string) => CacheKey | undefined;
   /** The status that is cached (200, or 201 for a TokenRequest). */
   status?: number;
   /** Watches: updated as events are relayed. */
@@ -77,6 +82,8 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: TappedResponse)
     return;
   }
   if (plan.kind === "watch" || plan.kind === "follow") return tapWatch(cache, plan, source, () => stop());
+  const objectKey = plan.keyFor ? plan.keyFor(contentType) : plan.key;
+  if (!objectKey) return stop();
   const chunks: Uint8Array[] = [];
   let size = 0;
   let complete = false;
@@ -89,7 +96,7 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: TappedResponse)
     if (size > MAX_BODY) return log.debug("response too large to cache", { bytes: size });
     const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
     if (plan.kind === "list") cache.recordListPage(plan.key, body, "application/json", plan.requestContinue);
-    else if (!plan.wholeListOnly || !isPartialList(body)) cache.recordObject(plan.key, body, contentType);
+    else if (!plan.wholeListOnly || !isPartialList(body)) cache.recordObject(objectKey, body, contentType);
   });
   // A response cut short must not be cached.
   ures.on("aborted", () => {

@@ -20,6 +20,7 @@ import { objectName } from "./object_name.ts";
 import { offlineTable } from "./tables.ts";
 import { isTokenRequest, stillValid } from "../cache/token_requests.ts";
 import { parseRequestInfo } from "../request/request_info.ts";
+import { discoveryPreferences, isAggregatedDiscovery } from "../request/representation.ts";
 
 export interface OfflineDeps {
   cache: Cache;
@@ -72,6 +73,7 @@ export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promi
     });
     return { body, contentType: list.meta.contentType };
   }
+  if (!ctx.info.isResourceRequest && isAggregatedDiscovery(ctx.rep)) return await cachedDiscovery(ctx, cache);
   const cached = await cache.getObject(ctx.plan.key);
   if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
     return newestObject(cached, await findInLists(cache, ctx));
@@ -81,6 +83,19 @@ export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promi
     if (table) return { body: table, contentType: "application/json" };
   }
   if (cached) return { body: cached.body, contentType: cached.contentType };
+  return undefined;
+}
+
+/**
+ * Discovery offline: the first representation the client's Accept lists (aggregated v2, v2beta1,
+ * the legacy unaggregated document) that is cached, never one it did not list: client-go <= 1.29
+ * reads a v2 document as "no resources".
+ */
+async function cachedDiscovery(ctx: RequestContext, cache: Cache): Promise<CachedAnswer | undefined> {
+  for (const rep of discoveryPreferences(String(ctx.req.headers.accept ?? ""))) {
+    const cached = await cache.getObject(cacheKeyFor(ctx.identity.cacheId, ctx.info, rep));
+    if (cached) return { body: cached.body, contentType: cached.contentType };
+  }
   return undefined;
 }
 
