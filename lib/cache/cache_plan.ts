@@ -3,7 +3,7 @@
  * offline: objects, itemised JSON lists, watch events, whole Tables, TokenRequests.
  */
 import type { Identity } from "../identity/identity.ts";
-import type { RequestInfo } from "../request/request_info.ts";
+import { queryFlag, type RequestInfo } from "../request/request_info.ts";
 import {
   isAggregatedDiscovery,
   type Representation,
@@ -61,7 +61,10 @@ export function planFor(
     case "watch": {
       // Followed so that a watch cut mid-stream can be held from where the client is.
       const progress = { lastRv: "", kind: "", apiVersion: "", partial: false };
-      if (rep === "json") return { kind: "watch", key, requestContinue, progress };
+      if (rep === "json") {
+        const initialEvents = queryFlag(info.query, "sendInitialEvents");
+        return { kind: "watch", key, requestContinue, progress, ...(initialEvents ? { initialEvents } : {}) };
+      }
       // Table watches (`kubectl get -w`) are not recorded, but held offline like JSON ones.
       return rep === "table" ? { kind: "follow", key, requestContinue, progress } : undefined;
     }

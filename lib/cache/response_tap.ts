@@ -8,6 +8,7 @@ import type { Cache, WatchEvent } from "./cache.ts";
 import { log } from "../log.ts";
 import { LineSplitter } from "./line_splitter.ts";
 import { metaOf } from "./list_codec.ts";
+import { InitialEventsCollector } from "./initial_events.ts";
 
 /**
  * How far a watch relayed to the client has got: what a held watch carries on from when the
@@ -42,6 +43,12 @@ export interface CachePlan {
   keyFor?: (contentType: string) => CacheKey | undefined;
   /** The status that is cached (200, or 201 for a TokenRequest). */
   status?: number;
+  /**
+   * Watches with `sendInitialEvents=true` (WatchList): the events up to the initial-events-end
+   * BOOKMARK replace the list under `key`. Consumed by the first tapped stream: a resumed watch
+   * (same plan) has no initial events.
+   */
+  initialEvents?: boolean;
   /** Watches: updated as events are relayed. */
   progress?: WatchProgress;
 }
@@ -187,6 +194,10 @@ function isPartialList(body: Uint8Array): boolean {
  */
 function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream, stop: () => void): void {
   const progress = plan.progress;
+  let initial = plan.kind === "watch" && plan.initialEvents
+    ? new InitialEventsCollector(MAX_BODY)
+    : undefined;
+  plan.initialEvents = false;
   const detach = () => {
     lines.stop();
     source.off("data", onData);
@@ -206,7 +217,19 @@ function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream, 
           error: (e as Error).message,
         });
       }
-      if (plan.kind === "watch") cache.recordWatchEvent(plan.key, ev);
+      if (plan.kind !== "watch") return;
+      if (initial) {
+        // WatchList: the initial events are the list; nothing is written until they are whole.
+        const step = initial.add(ev);
+        if (step.state === "collecting") return;
+        initial = undefined;
+        if (step.state === "complete") return cache.recordListSnapshot(plan.key, step.snapshot);
+        detach();
+        return log.warn("watch-list initial events not cached: this watch is relayed but not cached", {
+          reason: step.reason,
+        });
+      }
+      cache.recordWatchEvent(plan.key, ev);
     },
     (bytes) => {
       detach();
