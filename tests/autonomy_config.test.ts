@@ -72,7 +72,18 @@ Deno.test("flags: defaults, values, and one-line errors", () => {
     parseAutonomyArgs(["--node-selector=edge=yes", "--admin-port", "0"])?.nodeSelector,
     "edge=yes",
   );
-  for (const bad of [["--admin-port", "70000"], ["--log-level", "loud"], ["--kubeconfig"], ["serve"]]) {
+  assertEquals(d.requestTimeoutMs, 30_000);
+  assertEquals(parseAutonomyArgs(["--request-timeout", "1.5s"])?.requestTimeoutMs, 1500);
+  for (
+    const bad of [
+      ["--admin-port", "70000"],
+      ["--log-level", "loud"],
+      ["--kubeconfig"],
+      ["serve"],
+      ["--request-timeout", "soon"],
+      ["--request-timeout", "0"],
+    ]
+  ) {
     let msg = "";
     try {
       parseAutonomyArgs(bad);

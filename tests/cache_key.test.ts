@@ -8,7 +8,12 @@ import {
   listKeyFor,
 } from "../lib/cache/cache_key.ts";
 import { parseRequestInfo } from "../lib/request/request_info.ts";
-import { type Representation, representationOf } from "../lib/request/representation.ts";
+import {
+  discoveryPreferences,
+  type Representation,
+  representationOf,
+  representationOfContentType,
+} from "../lib/request/representation.ts";
 import { SelectorError } from "../lib/request/selectors.ts";
 import type { CacheKey } from "../lib/store/store.ts";
 
@@ -55,7 +60,7 @@ Deno.test("representationOf: real Accept headers", () => {
     [
       "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList," +
       "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
-      "apidiscovery",
+      "apidiscovery-v2",
     ],
     ["application/yaml", "other"],
     ["application/yaml,application/json", "other"],
@@ -109,7 +114,7 @@ Deno.test("cacheKeyFor: layout of object, list and discovery keys", () => {
     namespace: "_cluster",
     name: "%2Fapi",
   });
-  assertEquals(key("/apis", "apidiscovery").name, "%2Fapis~apidiscovery");
+  assertEquals(key("/apis", "apidiscovery-v2").name, "%2Fapis~apidiscovery-v2");
   assertEquals(key("/apis/apps/v1").name, "%2Fapis%2Fapps%2Fv1");
   assertEquals(key("/version?timeout=5s"), key("/version"));
   assertEquals(key("/version").resource, "_discovery");
@@ -324,4 +329,31 @@ Deno.test("broaderListKeys: keys match the keys the broader requests get", () =>
   for (const k of keys) assertSafe(k);
   // Deterministic.
   assertEquals(broaderListKeys(NODE, info, "json"), keys);
+});
+
+Deno.test("discovery representations: v2 and v2beta1 kept apart, preferences in the client's order", () => {
+  const v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+  const v2beta1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+  // kubectl 1.27-1.29 (client-go <= 1.29) and 1.30+.
+  assertEquals(representationOf(`${v2beta1},application/json`), "apidiscovery-v2beta1");
+  assertEquals(representationOf(`${v2},${v2beta1},application/json`), "apidiscovery-v2");
+  assertEquals(discoveryPreferences(`${v2beta1},application/json`), ["apidiscovery-v2beta1", "json"]);
+  assertEquals(discoveryPreferences(`${v2},${v2beta1},application/json`), [
+    "apidiscovery-v2",
+    "apidiscovery-v2beta1",
+    "json",
+  ]);
+  assertEquals(discoveryPreferences(`${v2};q=0.5,${v2beta1}`), ["apidiscovery-v2beta1", "apidiscovery-v2"]);
+  assertEquals(discoveryPreferences(v2), ["apidiscovery-v2"]);
+  assertEquals(
+    discoveryPreferences("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList"),
+    [],
+  );
+  assertEquals(discoveryPreferences(undefined), ["json"]);
+  // What an answer is cached as.
+  assertEquals(representationOfContentType(v2), "apidiscovery-v2");
+  assertEquals(representationOfContentType(v2beta1), "apidiscovery-v2beta1");
+  assertEquals(representationOfContentType("application/json"), "json");
+  assertEquals(representationOfContentType("application/vnd.kubernetes.protobuf"), undefined);
+  assertEquals(key("/apis", "apidiscovery-v2beta1").name, "%2Fapis~apidiscovery-v2beta1");
 });

@@ -21,6 +21,7 @@ import {
   writeKubeconfig,
 } from "./support/harness.ts";
 import { createPki } from "./support/pki.ts";
+import { startFakeApiServer } from "./support/apiserver/mod.ts";
 
 const SA = "system:serviceaccount:lite-apiserver:autonomy";
 const SA_TOKENS = {
@@ -384,6 +385,73 @@ Deno.test("autonomy: bad flags, an unreachable apiserver, no cluster: one clear 
     assert(/not running in a cluster/.test(r.lines.at(-1)!), r.lines.join("\n"));
     await Deno.remove(pki.dir, { recursive: true });
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("autonomy: start-up failures are one stderr line with the reason and the kubeconfig", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "autonomy-start-" });
+  const pki = await createPki();
+  const other = await createPki(); // a CA the apiserver's certificate does not chain to
+  const pair = await pki.server("apiserver");
+  const apiserver = await startFakeApiServer({
+    caCert: pki.caCert,
+    caKey: pki.caKey,
+    certFile: pair.cert,
+    keyFile: pair.key,
+    tokens: SA_TOKENS,
+  });
+  // Accepts connections and never answers (the TLS handshake never completes): a blackhole.
+  const hole = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of hole) held.push(c);
+  })().catch(() => {});
+  const start = async (name: string, server: string, ca: string, token: string) => {
+    const kc = await writeKubeconfig(dir, name, server, ca, { token });
+    const p = runLite(["autonomy", "--kubeconfig", kc, "--admin-port", "0", "--request-timeout", "1s"]);
+    const st = await exitOf(p, `autonomy against ${name}`);
+    // runLite merges stdout and stderr: the one line must be the only output at all.
+    const out = p.lines.filter((l) => l.trim() !== "");
+    assertEquals(st.code, 2, out.join("\n"));
+    assertEquals(out.length, 1, `one line only, got:\n${out.join("\n")}`);
+    assert(out[0].includes(`(kubeconfig ${kc})`), out[0]);
+    return out[0];
+  };
+  try {
+    const refused = await start("refused", `https://127.0.0.1:${freePort()}`, pki.caCert, "autonomy-token");
+    assert(
+      /^lite-apiserver: autonomy: cannot reach kube-apiserver https:\/\/127\.0\.0\.1:\d+ .*: connection refused$/
+        .test(refused),
+      refused,
+    );
+
+    const holePort = (hole.addr as Deno.NetAddr).port;
+    const timeout = await start("blackhole", `https://127.0.0.1:${holePort}`, pki.caCert, "autonomy-token");
+    assert(/cannot reach kube-apiserver .*: timeout: no answer within 1s$/.test(timeout), timeout);
+
+    const wrongCa = await start("wrong-ca", apiserver.url, other.caCert, "autonomy-token");
+    assert(
+      /cannot reach kube-apiserver .*: TLS: certificate verify failed: .*not signed by the kubeconfig's certificate-authority/
+        .test(wrongCa),
+      wrongCa,
+    );
+
+    const unauthorized = await start("bad-token", apiserver.url, pki.caCert, "no-such-token");
+    assert(
+      /\(kubeconfig .*\) rejected the credentials \(401 Unauthorized\)$/.test(unauthorized),
+      unauthorized,
+    );
+
+    const forbidden = await start("unbound", apiserver.url, pki.caCert, "unbound-token");
+    assert(/\(kubeconfig .*\): 403 Forbidden: /.test(forbidden), forbidden);
+  } finally {
+    hole.close();
+    await accepting;
+    for (const c of held) c.close();
+    await apiserver.close();
+    await Deno.remove(pki.dir, { recursive: true });
+    await Deno.remove(other.dir, { recursive: true });
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -8,6 +8,7 @@ import type { WriteQueue } from "./write_queue.ts";
 import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
 import { cacheKeyString } from "./cache_key.ts";
 import { log } from "../log.ts";
+import type { InitialSnapshot } from "./initial_events.ts";
 import { createHash } from "node:crypto";
 import { CacheBudget } from "./cache_budget.ts";
 import { type CacheBounds, DEFAULT_BOUNDS } from "../config/cache_bounds.ts";
@@ -158,6 +159,26 @@ export class Cache {
   #gcPages() {
     const cutoff = Date.now() - 5 * 60_000;
     for (const [id, p] of this.#pages) if (p.startedAt < cutoff) this.#pages.delete(id);
+  }
+
+  /**
+   * Replaces the list under `key` with a watch-list's initial events (initial_events.ts): one
+   * write, so a reader sees the old list or the new one, never a mix.
+   */
+  recordListSnapshot(key: CacheKey, snapshot: InitialSnapshot): void {
+    this.recorded++;
+    this.#pages.delete(cacheKeyString(key));
+    this.#push({
+      op: "replaceList",
+      key,
+      meta: {
+        envelope: snapshot.envelope,
+        resourceVersion: snapshot.resourceVersion,
+        contentType: "application/json",
+        storedAt: Date.now(),
+      },
+      items: snapshot.items,
+    });
   }
 
   /** Applies one watch event to the cached list under `key`. */

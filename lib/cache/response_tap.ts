@@ -8,6 +8,7 @@ import type { Cache, WatchEvent } from "./cache.ts";
 import { log } from "../log.ts";
 import { LineSplitter } from "./line_splitter.ts";
 import { metaOf } from "./list_codec.ts";
+import { InitialEventsCollector } from "./initial_events.ts";
 
 /**
  * How far a watch relayed to the client has got: what a held watch carries on from when the
@@ -35,8 +36,19 @@ export interface CachePlan {
   requestContinue: string;
   /** A list stored as one object: cached only if the answer is not a first page of several. */
   wholeListOnly?: boolean;
+  /**
+   * Objects whose key depends on the answer (discovery: the version the apiserver chose): the key
+   * for the answer's Content-Type, undefined to not cache it. Without it, `key` is used.
+   */
+  keyFor?: (contentType: string) => CacheKey | undefined;
   /** The status that is cached (200, or 201 for a TokenRequest). */
   status?: number;
+  /**
+   * Watches with `sendInitialEvents=true` (WatchList): the events up to the initial-events-end
+   * BOOKMARK replace the list under `key`. Consumed by the first tapped stream: a resumed watch
+   * (same plan) has no initial events.
+   */
+  initialEvents?: boolean;
   /** Watches: updated as events are relayed. */
   progress?: WatchProgress;
 }
@@ -77,6 +89,8 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: TappedResponse)
     return;
   }
   if (plan.kind === "watch" || plan.kind === "follow") return tapWatch(cache, plan, source, () => stop());
+  const objectKey = plan.keyFor ? plan.keyFor(contentType) : plan.key;
+  if (!objectKey) return stop();
   const chunks: Uint8Array[] = [];
   let size = 0;
   let complete = false;
@@ -89,7 +103,7 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: TappedResponse)
     if (size > MAX_BODY) return log.debug("response too large to cache", { bytes: size });
     const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
     if (plan.kind === "list") cache.recordListPage(plan.key, body, "application/json", plan.requestContinue);
-    else if (!plan.wholeListOnly || !isPartialList(body)) cache.recordObject(plan.key, body, contentType);
+    else if (!plan.wholeListOnly || !isPartialList(body)) cache.recordObject(objectKey, body, contentType);
   });
   // A response cut short must not be cached.
   ures.on("aborted", () => {
@@ -180,6 +194,10 @@ function isPartialList(body: Uint8Array): boolean {
  */
 function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream, stop: () => void): void {
   const progress = plan.progress;
+  let initial = plan.kind === "watch" && plan.initialEvents
+    ? new InitialEventsCollector(MAX_BODY)
+    : undefined;
+  plan.initialEvents = false;
   const detach = () => {
     lines.stop();
     source.off("data", onData);
@@ -199,7 +217,19 @@ function tapWatch(cache: Cache, plan: CachePlan, source: NodeJS.ReadableStream, 
           error: (e as Error).message,
         }, "cache.invalid-watch-event");
       }
-      if (plan.kind === "watch") cache.recordWatchEvent(plan.key, ev);
+      if (plan.kind !== "watch") return;
+      if (initial) {
+        // WatchList: the initial events are the list; nothing is written until they are whole.
+        const step = initial.add(ev);
+        if (step.state === "collecting") return;
+        initial = undefined;
+        if (step.state === "complete") return cache.recordListSnapshot(plan.key, step.snapshot);
+        detach();
+        return log.warn("watch-list initial events not cached: this watch is relayed but not cached", {
+          reason: step.reason,
+        });
+      }
+      cache.recordWatchEvent(plan.key, ev);
     },
     (bytes) => {
       detach();

@@ -10,7 +10,8 @@ import { configureLog, log, LOG_LEVELS, type LogFormat, type LogLevel } from "..
 import { startAutonomyAdmin } from "../autonomy/admin.ts";
 import { type ClusterConfig, fromKubeconfig, inCluster } from "../autonomy/cluster_config.ts";
 import { AutonomyController } from "../autonomy/controller.ts";
-import { KubeClient, KubeError } from "../autonomy/kube_client.ts";
+import { KubeClient, KubeError, unreachableReason } from "../autonomy/kube_client.ts";
+import { parseDuration } from "../config/duration.ts";
 
 export const DEFAULT_NODE_SELECTOR = "lite-apiserver.io/autonomy=true";
 
@@ -37,6 +38,12 @@ const AUTONOMY_FLAGS: readonly Flag[] = [
   },
   { name: "admin-address", arg: "IP", help: "address of /healthz, /readyz, /metrics", default: "127.0.0.1" },
   { name: "admin-port", arg: "PORT", help: "its port; 0 = random", default: "51005" },
+  {
+    name: "request-timeout",
+    arg: "DURATION",
+    help: "how long one request to the kube-apiserver may take (the first list included)",
+    default: "30s",
+  },
   { name: "log-level", arg: "LEVEL", help: "debug, info, warn or error", default: "info" },
   { name: "log-format", arg: "FORMAT", help: "text or json", default: "text" },
 ];
@@ -46,6 +53,7 @@ export interface AutonomyArgs {
   nodeSelector: string;
   adminAddress: string;
   adminPort: number;
+  requestTimeoutMs: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -62,6 +70,8 @@ export function parseAutonomyArgs(args: string[]): AutonomyArgs | null {
   if (!/^\d+$/.test(port) || Number(port) > 65535) {
     throw new ConfigError(`autonomy: --admin-port ${port}: not a port`);
   }
+  const requestTimeoutMs = parseDuration(get("request-timeout"), "autonomy: --request-timeout");
+  if (requestTimeoutMs <= 0) throw new ConfigError("autonomy: --request-timeout must be more than 0");
   const logLevel = get("log-level") as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`autonomy: --log-level ${logLevel}: expected ${LOG_LEVELS.join(", ")}`);
@@ -75,28 +85,27 @@ export function parseAutonomyArgs(args: string[]): AutonomyArgs | null {
     nodeSelector: get("node-selector"),
     adminAddress: get("admin-address"),
     adminPort: Number(port),
+    requestTimeoutMs,
     logLevel,
     logFormat,
   };
 }
 
-/** Turns a failed first list into one line saying what is wrong. */
-function startError(cfg: ClusterConfig, args: AutonomyArgs, e: unknown): ConfigError {
-  const where = `kube-apiserver ${cfg.server} (${cfg.source})`;
+/** Turns a failed first list into one line saying what is wrong, and from which configuration. */
+export function startError(cfg: ClusterConfig, args: AutonomyArgs, e: unknown): ConfigError {
+  const source = cfg.source === "in-cluster" ? "in-cluster configuration" : `kubeconfig ${cfg.source}`;
+  const where = `kube-apiserver ${cfg.server} (${source})`;
   if (e instanceof KubeError) {
     if (e.status === 401) {
       return new ConfigError(`autonomy: ${where} rejected the credentials (401 Unauthorized)`);
     }
-    if (e.status === 403) return new ConfigError(`autonomy: ${where}: forbidden: ${e.message}`);
+    if (e.status === 403) return new ConfigError(`autonomy: ${where}: 403 Forbidden: ${e.message}`);
     if (e.status === 400) {
       return new ConfigError(`autonomy: --node-selector ${args.nodeSelector}: ${e.message}`);
     }
     return new ConfigError(`autonomy: ${where} answered ${e.status}: ${e.message}`);
   }
-  const msg = e instanceof DOMException && e.name === "TimeoutError"
-    ? "no answer within 30s"
-    : (e as Error).message.split("\n")[0];
-  return new ConfigError(`autonomy: cannot reach ${where}: ${msg}`);
+  return new ConfigError(`autonomy: cannot reach ${where}: ${unreachableReason(e, args.requestTimeoutMs)}`);
 }
 
 export async function autonomyCommand(argv: string[]): Promise<number> {
@@ -106,7 +115,7 @@ export async function autonomyCommand(argv: string[]): Promise<number> {
   const cfg = args.kubeconfig ? await fromKubeconfig(args.kubeconfig) : await inCluster();
   let client: KubeClient;
   try {
-    client = new KubeClient(cfg);
+    client = new KubeClient(cfg, args.requestTimeoutMs);
   } catch (e) {
     throw new ConfigError(`autonomy: TLS settings of ${cfg.source}: ${(e as Error).message.split("\n")[0]}`);
   }
@@ -117,7 +126,6 @@ export async function autonomyCommand(argv: string[]): Promise<number> {
     controller.registry,
     () => controller.ready,
   );
-  log.info(`autonomy admin listening on ${admin.url}`);
   try {
     await controller.start();
   } catch (e) {
@@ -125,6 +133,8 @@ export async function autonomyCommand(argv: string[]): Promise<number> {
     client.close();
     throw startError(cfg, args, e);
   }
+  // Only now: a start-up failure is the one line above, with nothing before it.
+  log.info(`autonomy admin listening on ${admin.url}`);
   log.info("autonomy: running", { server: cfg.server, selector: args.nodeSelector });
   const stopped = Promise.withResolvers<void>();
   const stop = (signal: string) => {

@@ -20,6 +20,17 @@ import { objectName } from "./object_name.ts";
 import { offlineTable } from "./tables.ts";
 import { isTokenRequest, stillValid } from "../cache/token_requests.ts";
 import { parseRequestInfo } from "../request/request_info.ts";
+import {
+  discoveryPreferences,
+  isAggregatedDiscovery,
+  type Representation,
+} from "../request/representation.ts";
+import {
+  convertDiscovery,
+  discoveryContentType,
+  isAggregatedRep,
+  otherDiscoveryVersion,
+} from "./discovery_versions.ts";
 
 export interface OfflineDeps {
   cache: Cache;
@@ -72,6 +83,7 @@ export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promi
     });
     return { body, contentType: list.meta.contentType };
   }
+  if (!ctx.info.isResourceRequest && isAggregatedDiscovery(ctx.rep)) return await cachedDiscovery(ctx, cache);
   const cached = await cache.getObject(ctx.plan.key);
   if (ctx.info.isResourceRequest && verb === "get" && ctx.rep === "json" && !ctx.info.subresource) {
     return newestObject(cached, await findInLists(cache, ctx));
@@ -81,6 +93,29 @@ export async function cachedReadAnswer(ctx: RequestContext, cache: Cache): Promi
     if (table) return { body: table, contentType: "application/json" };
   }
   if (cached) return { body: cached.body, contentType: cached.contentType };
+  return undefined;
+}
+
+/**
+ * Discovery offline: the first representation the client's Accept lists (aggregated v2, v2beta1,
+ * the legacy unaggregated document) that is cached, never one it did not list (client-go <= 1.29
+ * reads a v2 document as "no resources"); failing that, an aggregated one the client lists made
+ * from the other aggregated version that is cached (discovery_versions.ts).
+ */
+async function cachedDiscovery(ctx: RequestContext, cache: Cache): Promise<CachedAnswer | undefined> {
+  const prefs = discoveryPreferences(String(ctx.req.headers.accept ?? ""));
+  const get = (rep: Representation) => cache.getObject(cacheKeyFor(ctx.identity.cacheId, ctx.info, rep));
+  for (const rep of prefs) {
+    const cached = await get(rep);
+    if (cached) return { body: cached.body, contentType: cached.contentType };
+  }
+  for (const rep of prefs) {
+    if (!isAggregatedRep(rep)) continue;
+    const from = otherDiscoveryVersion(rep);
+    const cached = await get(from);
+    const body = cached && convertDiscovery(cached.body, from, rep);
+    if (body) return { body, contentType: discoveryContentType(rep) };
+  }
   return undefined;
 }
 

@@ -11,7 +11,9 @@
  * - `json`: plain objects and lists.
  * - `table`: `as=Table` (meta.k8s.io v1 or v1beta1), what `kubectl get` asks for.
  * - `pom` / `pomlist`: `as=PartialObjectMetadata` / `as=PartialObjectMetadataList`.
- * - `apidiscovery`: aggregated discovery, `as=APIGroupDiscoveryList` (apidiscovery.k8s.io v2/v2beta1).
+ * - `apidiscovery-v2` / `apidiscovery-v2beta1`: aggregated discovery, `as=APIGroupDiscoveryList` of
+ *   apidiscovery.k8s.io v2 or v2beta1. Kept apart: client-go <= 1.29 (kubectl 1.27-1.29) reads only
+ *   v2beta1, and a v2 document makes it see no resources at all.
  * - `protobuf-only`: only `application/vnd.kubernetes.protobuf` is acceptable.
  * - `other`: anything else (yaml, cbor, text/html...).
  */
@@ -20,7 +22,8 @@ export type Representation =
   | "table"
   | "pom"
   | "pomlist"
-  | "apidiscovery"
+  | "apidiscovery-v2"
+  | "apidiscovery-v2beta1"
   | "protobuf-only"
   | "other";
 
@@ -57,7 +60,11 @@ const JSON_TYPES = new Set(["application/json", "*/*", "application/*"]);
 const OTHER_TYPES = new Set(["application/yaml", "application/cbor", "application/cbor-seq"]);
 const PROTOBUF = "application/vnd.kubernetes.protobuf";
 const META_VERSIONS = new Set(["v1", "v1beta1"]);
-const DISCOVERY_VERSIONS = new Set(["v2", "v2beta1"]);
+const DISCOVERY_REPS: Record<string, Representation> = {
+  v2: "apidiscovery-v2",
+  v2beta1: "apidiscovery-v2beta1",
+};
+const DISCOVERY_GROUP = "apidiscovery.k8s.io";
 
 /** What one media range asks for, or undefined when it is not something we can answer. */
 function rangeRepresentation(m: MediaRange): Representation | "protobuf" | undefined {
@@ -74,7 +81,7 @@ function rangeRepresentation(m: MediaRange): Representation | "protobuf" | undef
   const g = m.params.get("g") ?? "";
   const v = m.params.get("v") ?? "";
   if (as === "APIGroupDiscoveryList") {
-    return g === "apidiscovery.k8s.io" && DISCOVERY_VERSIONS.has(v) ? "apidiscovery" : undefined;
+    return g === DISCOVERY_GROUP && Object.hasOwn(DISCOVERY_REPS, v) ? DISCOVERY_REPS[v] : undefined;
   }
   if (g !== "meta.k8s.io" || !META_VERSIONS.has(v)) return undefined;
   if (as === "Table") return "table";
@@ -100,4 +107,40 @@ export function representationOf(accept: string | null | undefined): Representat
     return r;
   }
   return protobuf ? "protobuf-only" : "other";
+}
+
+/** True for the aggregated discovery representations. */
+export function isAggregatedDiscovery(rep: Representation): boolean {
+  return rep === "apidiscovery-v2" || rep === "apidiscovery-v2beta1";
+}
+
+/**
+ * The discovery representations a client accepts, in its order of preference: aggregated v2,
+ * v2beta1 and plain JSON (the legacy, unaggregated documents), each at most once. An offline
+ * answer may be any of these, and only these.
+ */
+export function discoveryPreferences(accept: string | null | undefined): Representation[] {
+  if (accept === null || accept === undefined || accept.trim() === "") return ["json"];
+  const out: Representation[] = [];
+  for (const m of parseAccept(accept)) {
+    const r = rangeRepresentation(m);
+    if (
+      (r === "json" || (r !== undefined && r !== "protobuf" && isAggregatedDiscovery(r))) && !out.includes(r)
+    ) {
+      out.push(r);
+    }
+  }
+  return out;
+}
+
+/**
+ * The representation an answer is in, from its Content-Type: what it must be cached as, whatever
+ * the request asked for (an apiserver that does not serve a version answers with the next one the
+ * client accepts). undefined for a type the cache does not key (protobuf, yaml...).
+ */
+export function representationOfContentType(contentType: string): Representation | undefined {
+  const [m] = parseAccept(contentType.split(",")[0]);
+  if (!m) return undefined;
+  const r = rangeRepresentation(m);
+  return r === "protobuf" || r === "other" ? undefined : r;
 }

@@ -14,7 +14,15 @@ import {
   readImpersonation,
   type Tokens,
 } from "./auth.ts";
-import { discovery, openapiV2, openapiV3, VERSION_INFO } from "./discovery.ts";
+import {
+  aggregatedContentType,
+  aggregatedDiscovery,
+  aggregatedVersion,
+  discovery,
+  openapiV2,
+  openapiV3,
+  VERSION_INFO,
+} from "./discovery.ts";
 import { applyPatch } from "./patch.ts";
 import { addDefaultTolerations, validatePodUpdate } from "./pod_rules.ts";
 import { rbacAllows } from "./rbac.ts";
@@ -257,7 +265,7 @@ async function handle(
     };
     if (!authorize(id, attrs, (i, a) => rbacAllows(ctx.store, i, a))) throw forbidden(attrs);
     if (info === "unknown") throw pathNotFound();
-    return nonResource(ctx, method, path, res, rec);
+    return nonResource(ctx, method, path, String(req.headers.accept ?? ""), res, rec);
   }
   const attrs: AuthzAttributes = {
     user: id.user,
@@ -282,6 +290,7 @@ function nonResource(
   ctx: HandlerContext,
   method: string,
   path: string,
+  accept: string,
   res: ServerResponse,
   rec: RequestRecord,
 ) {
@@ -293,6 +302,9 @@ function nonResource(
   if (p === "/version") return send(res, rec, ctx, 200, VERSION_INFO);
   if (p === "/openapi/v2") return send(res, rec, ctx, 200, openapiV2());
   if (p === "/openapi/v3") return send(res, rec, ctx, 200, openapiV3());
+  const v = aggregatedVersion(accept);
+  const aggregated = v && aggregatedDiscovery(path, v);
+  if (v && aggregated) return send(res, rec, ctx, 200, aggregated, aggregatedContentType(v));
   const doc = discovery(path, ctx.serverAddress());
   if (doc) return send(res, rec, ctx, 200, doc);
   throw pathNotFound();
