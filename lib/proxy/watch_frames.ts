@@ -16,7 +16,7 @@ export type WatchFraming = "lines" | "length-prefixed";
  * boundaries (an encoded body, another media type).
  */
 export function watchFramingOf(
-  headers: Record<string, string | string[] | undefined>,
+  headers: Record<string, string | number | string[] | undefined>,
 ): WatchFraming | undefined {
   const encoding = String(headers["content-encoding"] ?? "").toLowerCase();
   if (encoding && encoding !== "identity") return undefined;
