@@ -162,13 +162,13 @@ export const SERVE_FLAGS: readonly Flag[] = [
     name: "watch-buffer-bytes",
     arg: "N",
     help: "a watch whose client lags this many bytes behind the cloud is ended (the client re-watches)",
-    default: String(8 << 20),
+    default: String(4 << 20),
   },
   {
     name: "answer-buffer-bytes",
     arg: "N",
     help: "any other answer whose client lags this many bytes behind the cloud is cut",
-    default: String(32 << 20),
+    default: String(8 << 20),
   },
   {
     name: "slow-reader-timeout",

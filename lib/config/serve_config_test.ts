@@ -78,7 +78,7 @@ Deno.test("bad values are one-line ConfigErrors", () => {
 Deno.test("slow-reader bounds: defaults, overrides, and clear errors", () => {
   using s = scratch();
   const c = s.parse();
-  assertEquals([c.watchBufferBytes, c.answerBufferBytes, c.slowReaderTimeoutMs], [8 << 20, 32 << 20, 30_000]);
+  assertEquals([c.watchBufferBytes, c.answerBufferBytes, c.slowReaderTimeoutMs], [4 << 20, 8 << 20, 30_000]);
   const o = s.parse(
     "--watch-buffer-bytes",
     "1048576",

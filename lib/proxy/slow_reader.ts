@@ -19,8 +19,8 @@ export interface AnswerBounds {
 
 /** The flags' defaults (lib/config/serve_config.ts). */
 export const DEFAULT_ANSWER_BOUNDS: AnswerBounds = {
-  watchBufferBytes: 8 << 20,
-  answerBufferBytes: 32 << 20,
+  watchBufferBytes: 4 << 20,
+  answerBufferBytes: 8 << 20,
   slowReaderTimeoutMs: 30_000,
 };
 
