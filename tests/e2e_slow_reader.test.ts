@@ -22,7 +22,7 @@ const WATCH = "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=";
 const dec = new TextDecoder();
 
 async function setUp(
-  upstreamOpts: { paceMs?: number; maxEvents?: number },
+  upstreamOpts: { paceMs?: number; maxEvents?: number; listBytes?: number },
   extra: string[],
 ): Promise<{ cluster: Cluster; up: StreamUpstream; lite: LiteProcess; close(): Promise<void> }> {
   const cluster = await startCluster();
@@ -199,6 +199,33 @@ Deno.test("a large list whose client stops reading is cut at its byte bound and 
     conn.close();
     assert(!answer.whole, "a cut answer must never look whole");
     assert(answer.bytes < 256 << 20, `the client got ${answer.bytes} bytes`);
+  } finally {
+    await env.close();
+  }
+});
+
+Deno.test("a list the cloud sent whole, to a client that takes nothing for the slow-reader timeout, is cut", async () => {
+  // 48 MiB: more than the sockets' buffers hold, far less than the byte bound.
+  const env = await setUp({ listBytes: 48 << 20 }, [
+    "--answer-buffer-bytes",
+    String(1 << 30),
+    "--slow-reader-timeout",
+    "1s",
+  ]);
+  const { cluster, up, lite } = env;
+  try {
+    const conn = await stuckGet(cluster, lite.port, "/api/v1/namespaces/default/configmaps");
+    await eventually(
+      async () => await slowReaders(lite.adminUrl!, "answer", "time") === 1,
+      "the proxy to give up on a client that took nothing of its list for 1s",
+      60_000,
+    );
+    const list = up.records.find((r) => r.kind === "list")!;
+    assert(list.done && !list.closedEarly, "the cloud's answer was whole: only the client was slow");
+    const answer = await readAnswer(conn, "the rest of the cut list");
+    conn.close();
+    assert(!answer.whole, "the connection was closed: a cut answer must never look whole");
+    assert(answer.bytes < 48 << 20, `the client got ${answer.bytes} bytes`);
   } finally {
     await env.close();
   }
