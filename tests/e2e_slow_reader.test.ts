@@ -230,3 +230,41 @@ Deno.test("a list the cloud sent whole, to a client that takes nothing for the s
     await env.close();
   }
 });
+
+Deno.test("a client that reads slowly but steadily gets its whole answer: the time budget counts progress", async () => {
+  // 32 MiB read at about 4 MB/s (8 s or more) with a 4 s budget: blocked for most of the time, never
+  // for 4 s without progress. (TCP takes nothing for a while when a full receive buffer is read
+  // slowly: a budget of a second or less would cut such a client.)
+  const size = 32 << 20;
+  const env = await setUp({ listBytes: size }, [
+    "--answer-buffer-bytes",
+    String(1 << 30),
+    "--slow-reader-timeout",
+    "4s",
+  ]);
+  const { cluster, lite } = env;
+  try {
+    const conn = await stuckGet(cluster, lite.port, "/api/v1/namespaces/default/configmaps");
+    const reader = new MessageReader<ResponseHead>("response", undefined, ["GET"]);
+    const buf = new Uint8Array(64 << 10);
+    let reads = 0;
+    await within(
+      (async () => {
+        while (!reader.messages.length) {
+          const n = await conn.read(buf);
+          if (n === null) throw new Error("the connection was closed mid-answer");
+          reader.push(buf.subarray(0, n));
+          // The client's own pace (a read returns at most one 16 KiB TLS record).
+          if (++reads % 4 === 0) await new Promise((r) => setTimeout(r, 15));
+        }
+      })(),
+      "the whole list, read slowly",
+      120_000,
+    );
+    conn.close();
+    assertEquals(reader.messages[0].body.byteLength, size);
+    assertEquals(await slowReaders(lite.adminUrl!, "answer", "time"), 0);
+  } finally {
+    await env.close();
+  }
+});

@@ -63,10 +63,12 @@ export function relay(
 }
 
 /**
- * Streams the body to the client, bounding what waits for a slow client (slow_reader.ts): the
- * body is read as it comes (pausing the cloud's socket bounds nothing in Deno) and the bytes
- * written to the response but not yet taken by the client's socket are counted. A watch is
- * written event by event (watch_frames.ts), so that one ended for its slow client ends whole.
+ * Streams the body to the client, bounding what waits for a slow client (slow_reader.ts). The
+ * body is read as it comes (pausing the cloud's socket bounds nothing in Deno); what the client's
+ * side cannot take yet waits in this relay's own queue, handed to the response one chunk at a time
+ * as it drains (never as one large batch), so the bytes waiting are counted here and each chunk
+ * the client takes is progress. A watch is written event by event (watch_frames.ts), so that one
+ * ended for its slow client ends after a whole event.
  */
 function relayBody(
   ctx: RequestContext,
@@ -87,13 +89,22 @@ function relayBody(
   let stopped = false;
   /** The client met its bound: what it has is all it gets. */
   let gaveUp = false;
-  /** Bytes written to the response; minus its writableLength: bytes its socket has taken. */
-  let written = 0;
-  let takenAtArm = 0;
-  const taken = () => written - res.writableLength;
+  /** The body ended: the response ends once the queue is out. */
+  let ending = false;
+  /** Bytes the response cannot take yet (it wants a drain), in order. */
+  let queue: Uint8Array[] = [];
+  let queued = 0;
+  let blocked = false;
+  /** Drains so far (each: the client's side took what it had); the time budget's measure of progress. */
+  let drains = 0;
+  let drainsAtArm = 0;
   const arm = () => {
     entry.deadline = performance.now() + slowReaderTimeoutMs;
-    takenAtArm = taken();
+    drainsAtArm = drains;
+  };
+  const release = () => {
+    queue = [];
+    queued = 0;
   };
 
   const abortUpstream = entry.end;
@@ -111,6 +122,10 @@ function relayBody(
   const cut = (reason: string) => {
     if (stopped) return;
     stop();
+    // Events still waiting here were followed by the tap but never reach the client: the watch
+    // cannot be carried on from the tap's last version, only ended (the client re-watches).
+    if (queued && ctx.plan?.progress) ctx.plan.progress.partial = true;
+    release();
     if (isWatch) deps.watchCut(ctx, reason);
     else if (!res.writableFinished) res.destroy();
   };
@@ -122,35 +137,60 @@ function relayBody(
     logSlowReader(what, {
       path: ctx.info.path,
       identity: describeIdentity(ctx.identity),
-      buffered: res.writableLength,
+      buffered: queued + res.writableLength,
     });
     const clean = !stopped && isWatch && frames?.whole === true;
     if (!stopped) stop();
+    // Released at once: what waits here is never sent.
+    release();
     if (!clean) return void res.destroy();
     // The apiserver's end of a watcher that cannot keep up: the chunked answer ends after the
-    // last whole event. The end waits behind what the client has not taken: it gets one more
-    // budget without progress, then the connection goes.
+    // last whole event the response holds. The end waits behind what the client has not taken
+    // (at most a chunk or two): one more budget, then the connection goes.
     res.end();
     if (res.writableFinished) return;
     track(deps.inflight, entry);
     arm();
   };
 
+  const send = (out: Uint8Array) => {
+    if (blocked) {
+      queue.push(out);
+      queued += out.byteLength;
+      if (queued + res.writableLength > bound) tooSlow("bytes");
+    } else if (!res.write(out)) {
+      blocked = true;
+      if (!entry.deadline) arm();
+    }
+  };
+  const onDrain = () => {
+    drains++;
+    blocked = false;
+    while (queue.length && !blocked) {
+      const c = queue.shift()!;
+      queued -= c.byteLength;
+      blocked = !res.write(c);
+    }
+    if (blocked) return;
+    if (ending) {
+      ending = false;
+      res.end();
+    }
+    entry.deadline = 0;
+    if (!res.writableFinished && res.writableEnded) arm();
+  };
+  res.on("drain", onDrain);
+
   const onData = (c: Uint8Array) => {
     const out = frames ? frames.push(c) : c;
-    if (out.byteLength === 0) return;
-    written += out.byteLength;
-    if (!res.write(out) && !entry.deadline) arm();
-    if (res.writableLength > bound) tooSlow("bytes");
+    if (out.byteLength) send(out);
   };
   const onEnd = () => {
     detach();
     const rest = frames?.flush();
-    if (rest?.byteLength) {
-      written += rest.byteLength;
-      res.write(rest);
-    }
-    res.end();
+    if (rest?.byteLength) send(rest);
+    if (blocked) ending = true;
+    else res.end();
     if (!res.writableFinished && !entry.deadline) arm();
   };
   body.on("data", onData);
@@ -159,17 +199,15 @@ function relayBody(
   // The time budget: a client that took nothing since the last check is past it.
   entry.expire = () => {
     if (res.writableFinished || res.destroyed) return;
-    if (taken() > takenAtArm) {
-      // Progress: a new budget while bytes still wait (or the end is not out yet).
-      if (res.writableLength > 0 || res.writableEnded) arm();
-      return;
-    }
+    if (drains > drainsAtArm) return arm();
     if (gaveUp) return void res.destroy();
     tooSlow("time");
   };
   const done = () => {
     entry.deadline = 0;
     deps.inflight.delete(entry);
+    res.off("drain", onDrain);
+    release();
     if (!stopped) detach();
   };
   res.once("finish", done);
@@ -186,6 +224,8 @@ function relayBody(
   entry.end = () => {
     if (stopped) return;
     stop();
+    // What waits is dropped: the response ends after the last whole event it holds.
+    release();
     endWatch(ctx);
   };
   return cut;
