@@ -16,6 +16,8 @@ import { type InFlight, type InFlightSet, track } from "./deadlines.ts";
 import { type AnswerBounds, logSlowReader, type SlowReader } from "./slow_reader.ts";
 import { WatchFrames, watchFramingOf } from "./watch_frames.ts";
 
+const EMPTY = new Uint8Array();
+
 export interface RelayDeps {
   cache: Cache;
   inflight: InFlightSet;
@@ -93,6 +95,8 @@ function relayBody(
   let ending = false;
   /** Bytes the response cannot take yet (it wants a drain), in order. */
   let queue: Uint8Array[] = [];
+  /** The next chunk of `queue` to send (an index: shift() would copy the array each time). */
+  let next = 0;
   let queued = 0;
   let blocked = false;
   /** Drains so far (each: the client's side took what it had); the time budget's measure of progress. */
@@ -104,6 +108,7 @@ function relayBody(
   };
   const release = () => {
     queue = [];
+    next = 0;
     queued = 0;
   };
 
@@ -166,10 +171,18 @@ function relayBody(
   const onDrain = () => {
     drains++;
     blocked = false;
-    while (queue.length && !blocked) {
-      const c = queue.shift()!;
+    while (next < queue.length && !blocked) {
+      const c = queue[next];
+      queue[next++] = EMPTY; // sent: no longer held here
       queued -= c.byteLength;
       blocked = !res.write(c);
+    }
+    if (next === queue.length) {
+      queue = [];
+      next = 0;
+    } else if (next >= 1024) {
+      queue = queue.slice(next);
+      next = 0;
     }
     if (blocked) return;
     if (ending) {
@@ -186,8 +199,9 @@ function relayBody(
     if (out.byteLength) send(out);
   };
   const onEnd = () => {
-    detach();
+    // The stream's last bytes go as they are, before detach() would drop them.
     const rest = frames?.flush();
+    detach();
     if (rest?.byteLength) send(rest);
     if (blocked) ending = true;
     else res.end();
