@@ -213,6 +213,24 @@ Deno.test("watch streams are tapped event by event, split across chunks", async 
   });
 });
 
+Deno.test("a watch event of an unknown type stops the caching of that watch", async () => {
+  await withCache(async (cache) => {
+    cache.recordListPage(KEY, podList(1, []), "application/json", "");
+    const w = fakeResponse(200, { "content-type": "application/json" });
+    const progress = { lastRv: "", kind: "", apiVersion: "", partial: false };
+    tapResponse(cache, { kind: "watch", key: KEY, requestContinue: "", progress }, w);
+    const line = (type: string, o: unknown) => JSON.stringify({ type, object: o }) + "\n";
+    w.write(line("ADDED", pod("a", 2)));
+    w.write(line("UPSERTED", pod("b", 3)));
+    w.end(line("ADDED", pod("c", 4)));
+    await drained(w, cache);
+    // The list stays as it was before the unknown event: older, never silently missing a change.
+    assertEquals(await names(cache), ["a"]);
+    assert(progress.partial, "the watch can no longer be carried on after a cut");
+    assertEquals(progress.lastRv, "2");
+  });
+});
+
 Deno.test("eviction removes entries not refreshed for the age, only while online", async () => {
   await withCache(async (cache, store) => {
     let online = false;

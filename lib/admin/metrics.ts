@@ -122,6 +122,13 @@ export class ProxyMetrics {
       [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     ),
   );
+  /** Issue 18: clients that could not keep up with an answer (bounds in lib/proxy/slow_reader.ts). */
+  readonly slowReaders = this.registry.add(
+    new Counter(
+      "lite_apiserver_slow_readers_total",
+      "Clients that could not keep up with an answer, by kind (watch: ended; answer: cut) and reason (bytes, time).",
+    ),
+  );
   readonly transitions = this.registry.add(
     new Counter(
       "lite_apiserver_online_transitions_total",

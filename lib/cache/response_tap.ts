@@ -147,10 +147,14 @@ export function rawObject(line: string): Uint8Array | undefined {
 type Obj = Record<string, unknown>;
 const isObject = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 
+/** The event types the apiserver sends; any other is not an event the cache can apply. */
+const EVENT_TYPES = new Set(["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]);
+
 /**
  * One watch line as the cache needs it: type, object, item key, resourceVersion and the object's
  * bytes. Always fully parsed: the cache never stores bytes that are not one complete JSON object.
- * Throws when the line is not a watch event (invalid JSON, no object, an item event without a name).
+ * Throws when the line is not a watch event (invalid JSON, no object, an unknown type, an item
+ * event without a name).
  */
 export function parseWatchLine(line: string): WatchEvent {
   let ev: unknown;
@@ -163,6 +167,8 @@ export function parseWatchLine(line: string): WatchEvent {
   if (!isObject(ev) || typeof ev.type !== "string" || !isObject(ev.object)) {
     throw new Error("not a watch event");
   }
+  // Skipping an unknown type would leave the cached list silently missing a change.
+  if (!EVENT_TYPES.has(ev.type)) throw new Error("watch event of an unknown type");
   const meta = isObject(ev.object.metadata) ? ev.object.metadata : {};
   if (ev.type !== "BOOKMARK" && ev.type !== "ERROR" && (typeof meta.name !== "string" || meta.name === "")) {
     throw new Error("watch event object without a name");

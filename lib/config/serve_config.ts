@@ -48,6 +48,13 @@ export interface ServeConfig {
   requestHeaderTimeoutMs: number;
   maxRequestBodyBytes: number;
   maxConnections: number;
+  // Slow readers of answers (issue 18): bytes read from the cloud but not yet written to the client.
+  /** A watch whose client lags more than this is ended after its last whole event. */
+  watchBufferBytes: number;
+  /** Any other answer whose client lags more than this is cut (the connection is closed). */
+  answerBufferBytes: number;
+  /** A client that takes nothing of its answer for this long is treated as past its bound. */
+  slowReaderTimeoutMs: number;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -149,6 +156,25 @@ export const SERVE_FLAGS: readonly Flag[] = [
     arg: "N",
     help: "open client connections beyond this get a 503",
     default: "2048",
+  },
+  // Slow readers of answers (issue 18).
+  {
+    name: "watch-buffer-bytes",
+    arg: "N",
+    help: "a watch whose client lags this many bytes behind the cloud is ended (the client re-watches)",
+    default: String(4 << 20),
+  },
+  {
+    name: "answer-buffer-bytes",
+    arg: "N",
+    help: "any other answer whose client lags this many bytes behind the cloud is cut",
+    default: String(8 << 20),
+  },
+  {
+    name: "slow-reader-timeout",
+    arg: "DURATION",
+    help: "a client that takes none of its answer for this long has its watch ended or its answer cut",
+    default: "30s",
   },
   // In-cluster clients (README "In-cluster clients"); their defaults depend on --address, see
   // lib/config/kubernetes_service_config.ts.
@@ -456,6 +482,8 @@ function resolveConfig(raw: Raw): ServeConfig {
     "--request-header-timeout",
   );
   if (requestHeaderTimeoutMs < 100) throw new ConfigError("--request-header-timeout: at least 100ms");
+  const slowReaderTimeoutMs = parseDuration(value(raw, "slow-reader-timeout")!, "--slow-reader-timeout");
+  if (slowReaderTimeoutMs < 100) throw new ConfigError("--slow-reader-timeout: at least 100ms");
 
   return {
     cacheBounds,
@@ -485,6 +513,9 @@ function resolveConfig(raw: Raw): ServeConfig {
     requestHeaderTimeoutMs,
     maxRequestBodyBytes: int(value(raw, "max-request-body-bytes"), "--max-request-body-bytes", 1024, 2 ** 40),
     maxConnections: int(value(raw, "max-connections"), "--max-connections", 1, 1_000_000),
+    watchBufferBytes: int(value(raw, "watch-buffer-bytes"), "--watch-buffer-bytes", 1 << 16, 2 ** 40),
+    answerBufferBytes: int(value(raw, "answer-buffer-bytes"), "--answer-buffer-bytes", 1 << 16, 2 ** 40),
+    slowReaderTimeoutMs,
     notices,
   };
 }

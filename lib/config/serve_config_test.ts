@@ -74,3 +74,25 @@ Deno.test("bad values are one-line ConfigErrors", () => {
   fails(["--health-check-failures", "0"], /out of range/);
   fails(["extra"], /unexpected argument "extra"/);
 });
+
+Deno.test("slow-reader bounds: defaults, overrides, and clear errors", () => {
+  using s = scratch();
+  const c = s.parse();
+  assertEquals([c.watchBufferBytes, c.answerBufferBytes, c.slowReaderTimeoutMs], [4 << 20, 8 << 20, 30_000]);
+  const o = s.parse(
+    "--watch-buffer-bytes",
+    "1048576",
+    "--answer-buffer-bytes",
+    "2097152",
+    "--slow-reader-timeout",
+    "5s",
+  );
+  assertEquals([o.watchBufferBytes, o.answerBufferBytes, o.slowReaderTimeoutMs], [1 << 20, 2 << 20, 5000]);
+  throws(() => s.parse("--watch-buffer-bytes", "100"), /--watch-buffer-bytes: 100 is out of range/);
+  throws(
+    () => s.parse("--answer-buffer-bytes", "lots"),
+    /--answer-buffer-bytes: "lots" is not a whole number/,
+  );
+  throws(() => s.parse("--slow-reader-timeout", "10ms"), /--slow-reader-timeout: at least 100ms/);
+  throws(() => s.parse("--slow-reader-timeout", "soon"), ConfigError);
+});

@@ -4,6 +4,7 @@
  * writes (504), going offline while waiting or mid-watch, the watch-cut hook, the answer transform,
  * a retired credential.
  */
+import { DEFAULT_ANSWER_BOUNDS } from "./slow_reader.ts";
 import { deepStrictEqual as assertEquals, match as assertMatch, ok as assert } from "node:assert/strict";
 import { PassThrough, Transform } from "node:stream";
 import type { Duplex } from "node:stream";
@@ -125,6 +126,7 @@ async function withWorld(
       w.cut.push(reason);
       endWatch(ctx);
     },
+    bounds: DEFAULT_ANSWER_BOUNDS,
   };
   try {
     await fn(w);

@@ -25,6 +25,7 @@ import type { RequestContext } from "../exchange/context.ts";
 import { sendStatus } from "../exchange/status.ts";
 import { forward } from "./forward.ts";
 import type { InFlightSet } from "./deadlines.ts";
+import type { SlowReader } from "./slow_reader.ts";
 import { readSmallBody } from "./request_body.ts";
 import { refuseUpgrade, tunnelUpgrade } from "./upgrade.ts";
 import { identityNamedInConnection } from "./headers.ts";
@@ -38,7 +39,10 @@ export interface RouterDeps {
   watches: HeldWatches;
   metrics: ProxyMetrics;
   inflight: InFlightSet;
-  config: Pick<ServeConfig, "backendTimeoutMs" | "writeTimeoutMs">;
+  config: Pick<
+    ServeConfig,
+    "backendTimeoutMs" | "writeTimeoutMs" | "watchBufferBytes" | "answerBufferBytes" | "slowReaderTimeoutMs"
+  >;
   /** In-cluster clients: how kube-proxy is shown the `kubernetes` Service (undefined: off). */
   kubernetesService?: KubernetesServiceRewrite;
 }
@@ -118,6 +122,12 @@ export function createRouter(deps: RouterDeps): Router {
     observe,
     // An upstream watch cut mid-answer (or when the cloud goes offline): held from the cache.
     watchCut,
+    bounds: {
+      watchBufferBytes: config.watchBufferBytes,
+      answerBufferBytes: config.answerBufferBytes,
+      slowReaderTimeoutMs: config.slowReaderTimeoutMs,
+    },
+    slowReader: (_ctx: RequestContext, what: SlowReader) => metrics.slowReaders.inc({ ...what }),
   };
 
   const failed = (ctx: RequestContext, err: unknown) => {
