@@ -30,29 +30,16 @@ export interface SlowReader {
   reason: "bytes" | "time";
 }
 
-/** One log line per interval and kind at most: a thousand stuck clients are one line, with a count. */
-const LOG_EVERY_MS = 10_000;
-const lastLogged = new Map<string, { at: number; suppressed: number }>();
-
+/** Logged through the one rate-limited logger: a thousand stuck clients are one line and a summary. */
 export function logSlowReader(
   what: SlowReader,
   fields: { path: string; identity: string; buffered: number },
-  now = performance.now(),
-): boolean {
-  const key = `${what.kind}/${what.reason}`;
-  const last = lastLogged.get(key);
-  if (last && now - last.at < LOG_EVERY_MS) {
-    last.suppressed++;
-    return false;
-  }
-  lastLogged.set(key, { at: now, suppressed: 0 });
+): void {
   const msg = what.kind === "watch"
     ? "client cannot keep up with its watch: watch ended, the client re-watches from its last event"
     : "client cannot keep up with its answer: answer cut, connection closed";
   log.warn(msg, {
     reason: what.reason === "bytes" ? "buffer full" : "no progress",
     ...fields,
-    ...(last?.suppressed ? { "more-since-last-line": last.suppressed } : {}),
-  });
-  return true;
+  }, `proxy.slow-reader:${what.kind}/${what.reason}`);
 }
