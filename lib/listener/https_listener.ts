@@ -286,7 +286,8 @@ export async function startListener(
       onUpgrade: (req, sock, head) => opts.handlers.upgrade(req, sock, head, peer),
       onProven: () => seats.settle(seat, "privileged"),
       onError: (message, status) => {
-        if (status >= 500) log.error("request failed", { error: message });
+        if (status === 503) log.warn("request refused", { error: message, remote: socket.remoteAddress });
+        else if (status >= 500) log.error("request failed", { error: message });
         else log.debug("bad request", { status, error: message, remote: socket.remoteAddress });
       },
     });
