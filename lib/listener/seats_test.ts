@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { REFUSAL_SLACK, type Seat, type SeatKind, Seats } from "./seats.ts";
+import { HANDSHAKE_GRACE_MS, REFUSAL_SLACK, type Seat, type SeatKind, Seats } from "./seats.ts";
 
 function seat(name: string, kind: SeatKind = "pending", busy = false) {
   const s: Seat & { name: string; evicted: boolean } = {
@@ -12,17 +12,32 @@ function seat(name: string, kind: SeatKind = "pending", busy = false) {
   return s;
 }
 
-Deno.test("pending and anonymous seats are capped; the oldest pending one gives way first", () => {
-  const seats = new Seats({ max: 10, maxUnprivileged: 3 });
+Deno.test("pending and anonymous seats are capped; a stale handshake gives way first, a young one never", () => {
+  let now = 0;
+  const seats = new Seats({ max: 10, maxUnprivileged: 3 }, () => now);
   const a = seat("a"), b = seat("b"), c = seat("c");
   for (const s of [a, b, c]) assertEquals(seats.admit(s), true);
   seats.settle(a, "anonymous");
+  // Young handshakes (b, c) are spared while an anonymous connection (a) can go.
+  now = HANDSHAKE_GRACE_MS / 2;
   const d = seat("d");
   assertEquals(seats.admit(d), true);
-  // b is the oldest pending one (a finished its handshake and is anonymous).
-  assertEquals([a.evicted, b.evicted, c.evicted], [false, true, false]);
+  assertEquals([a.evicted, b.evicted, c.evicted], [true, false, false]);
+  // Past the grace, the oldest pending handshake (b) goes first.
+  now = HANDSHAKE_GRACE_MS;
+  const e = seat("e");
+  assertEquals(seats.admit(e), true);
+  assertEquals([b.evicted, c.evicted, d.evicted], [true, false, false]);
+  // c is stale now too; then only young handshakes are left: the newcomer is closed instead.
+  assertEquals(seats.admit(seat("f")), true);
+  assertEquals([c.evicted, d.evicted, e.evicted], [true, false, false]);
+  now = HANDSHAKE_GRACE_MS + 1;
+  assertEquals(seats.admit(seat("g")), false);
+  assertEquals([d.evicted, e.evicted], [false, false]);
   assertEquals(seats.unprivileged, 3);
-  assertEquals(seats.takeEvicted(), 1);
+  assertEquals(seats.takeEvicted(), 3);
+  // Out of files: young handshakes are shed too.
+  assertEquals(seats.shed(3), 3);
 });
 
 Deno.test("idle anonymous connections go before busy ones; privileged seats are never taken", () => {
