@@ -85,7 +85,7 @@ const attacks: Record<string, { extra: string[]; blackhole?: boolean; attack: At
       const piece = new Uint8Array(1 << 20).fill(97);
       const one = () => {
         if (stop.done) return;
-        const s = anon(port, cluster, { allowHalfOpen: true });
+        const s = anon(port, cluster, { allowHalfOpen: true } as tls.ConnectionOptions);
         sockets.push(s);
         s.on("error", () => {});
         s.once("close", () => setTimeout(one, 10));

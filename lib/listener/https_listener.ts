@@ -186,7 +186,7 @@ export async function startListener(
   const servers: tls.Server[] = [];
   const seats = new Seats({
     max: limits.maxConnections,
-    maxUnprivileged: Math.min(limits.maxAnonymousConnections, limits.maxConnections),
+    maxAnonymous: Math.min(limits.maxAnonymousConnections, limits.maxConnections),
   });
   /** The seat of each accepted TCP connection, found again from its TLS socket (`_parent`). */
   const seatOf = new WeakMap<object, ListenerSeat>();
