@@ -239,7 +239,7 @@ Deno.test("listener bounds", async (t) => {
 Deno.test("request bodies held in memory are bounded by --request-body-buffer-bytes: beyond, 503", async () => {
   const cluster = await startCluster();
   const lite = await startLite(cluster, {
-    extra: ["--request-body-buffer-bytes", String(3 << 20), "--max-request-body-bytes", String(3 << 20)],
+    extra: ["--request-body-buffer-bytes", String(3 << 20), "--max-request-body-bytes", String(64 << 20)],
   });
   try {
     await cluster.apiserver.setFault("blackhole");
@@ -277,6 +277,38 @@ Deno.test("request bodies held in memory are bounded by --request-body-buffer-by
       await lite.waitForLine(/memory budget/, 5_000);
     } finally {
       for (const s of sockets) s.destroy();
+    }
+
+    // A Content-Length body nobody reads stops being read from the network (the TLS socket's TCP
+    // reads stop, not just its 'data' events): the client's writes stall after a few MiB.
+    const s = await connectTls(lite.port, cluster, cluster.kubelet);
+    try {
+      s.on("error", () => {});
+      s.write(
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          `Content-Length: ${48 << 20}\r\n\r\n`,
+      );
+      const piece = new Uint8Array(64 << 10).fill(97);
+      let written = 0;
+      let lastDrain = performance.now();
+      const pump = () => {
+        lastDrain = performance.now();
+        while (!s.destroyed && written < 48 << 20) {
+          written += piece.length;
+          if (!s.write(piece)) return void s.once("drain", pump);
+        }
+      };
+      pump();
+      // Wait until the writes stall for a second (or all 48 MiB went: the bound failed).
+      await eventually(
+        () => written >= 48 << 20 || performance.now() - lastDrain > 1000,
+        "the writes stalling",
+        20_000,
+      );
+      // Kernel socket buffers on loopback take several MiB; the rest must wait.
+      assert(written < 24 << 20, `the client wrote ${written >> 20} MiB of a body nobody reads`);
+    } finally {
+      s.destroy();
     }
   } finally {
     await lite.kill();
