@@ -390,6 +390,41 @@ Deno.test("seats: raw TCP connections count, anonymous ones give way, kubelet is
         }
       },
     );
+
+    await t.step(
+      "a connection whose token the cloud accepted is kept while anonymous ones churn",
+      async () => {
+        // No client certificate: anonymous at the TLS layer, proven by its first answered request.
+        const tok = await connectTls(lite.port, cluster);
+        const tokClosed = closedOf(tok);
+        let text = "";
+        tok.on("data", (d: Uint8Array) => (text += dec.decode(d)));
+        const get =
+          "GET /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\n\r\n";
+        tok.write(get);
+        await eventually(() => /^HTTP\/1\.1 200/.test(text), "the token's first answer", 15_000);
+        const flood: tls.TLSSocket[] = [];
+        let closedByServer = 0;
+        try {
+          // Idle now, it would be the first anonymous connection to go.
+          for (let i = 0; i < 40; i++) {
+            const s = tls.connect({ host: "127.0.0.1", port: lite.port, ca: cluster.pki.caPem });
+            s.on("error", () => {});
+            s.once("close", () => closedByServer++);
+            flood.push(s);
+          }
+          await eventually(() => closedByServer >= 20, "anonymous connections closed to make room", 15_000);
+          assert(!tok.destroyed && !tok.closed, "the token's connection is still open");
+          text = "";
+          tok.write(get);
+          await eventually(() => /^HTTP\/1\.1 200/.test(text), "the token's second answer", 15_000);
+        } finally {
+          for (const s of flood) s.destroy();
+          tok.destroy();
+          await tokClosed;
+        }
+      },
+    );
   } finally {
     await lite.kill();
     await cluster.close();
