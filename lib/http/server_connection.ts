@@ -275,11 +275,11 @@ class Connection implements ResponseSink {
     this.bodyDeadline();
     if (this.discard) this.dropped += chunk.length;
     if (this.bodyBytes > this.opts.maxRequestBodyBytes || this.discard || this.req!.destroyed) return;
-    // A chunked body is read on up to the body limit even when its reader is slow: pausing would
-    // not bound memory, since Deno's TLS socket keeps reading from the network while paused (two
-    // 200 MB chunked POSTs to a black-holed upstream took RSS to 750 MB). Read on, the body meets
-    // its 413 at the limit; a Content-Length body is bounded by its declared length (checked first).
-    // The shared budget bounds what all read-on bodies hold together.
+    // A chunked body is read on up to the body limit even when its reader is slow, so that it
+    // meets its 413 at the limit also when the cloud is black-holed (README); the shared budget
+    // bounds what all read-on bodies hold together (over it: 503). A Content-Length body (its
+    // length checked first) stops being read while its reader is slow: the read gate stops the
+    // TCP reads, which `pause()` alone does not on Deno's TLS sockets.
     const more = this.req!.push(chunk);
     if (!this.account()) {
       this.release();
