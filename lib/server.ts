@@ -123,6 +123,12 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
       headerTimeoutMs: config.requestHeaderTimeoutMs,
       maxRequestBodyBytes: config.maxRequestBodyBytes,
       maxConnections: config.maxConnections,
+      maxAnonymousConnections: config.maxAnonymousConnections,
+      tlsHandshakeTimeoutMs: config.tlsHandshakeTimeoutMs,
+      maxPipelinedRequests: config.maxPipelinedRequests,
+      requestBodyTimeoutMs: config.requestBodyTimeoutMs,
+      requestBodyIdleTimeoutMs: config.requestBodyIdleTimeoutMs,
+      requestBodyBufferBytes: config.requestBodyBufferBytes,
     },
     errorBody: statusBody,
   });

@@ -55,6 +55,13 @@ export interface ServeConfig {
   answerBufferBytes: number;
   /** A client that takes nothing of its answer for this long is treated as past its bound. */
   slowReaderTimeoutMs: number;
+  // Listener bounds (issue 18): handshake, seats kept for verified clients, pipelining, bodies.
+  tlsHandshakeTimeoutMs: number;
+  maxAnonymousConnections: number;
+  maxPipelinedRequests: number;
+  requestBodyTimeoutMs: number;
+  requestBodyIdleTimeoutMs: number;
+  requestBodyBufferBytes: number;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
 }
@@ -154,7 +161,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
   {
     name: "max-connections",
     arg: "N",
-    help: "open client connections beyond this get a 503",
+    help: "open client connections (counted from accept) beyond this are refused",
     default: "2048",
   },
   // Slow readers of answers (issue 18).
@@ -175,6 +182,44 @@ export const SERVE_FLAGS: readonly Flag[] = [
     arg: "DURATION",
     help: "a client that takes none of its answer for this long has its watch ended or its answer cut",
     default: "30s",
+  },
+  // Listener bounds (issue 18): handshake, seats kept for verified clients, pipelining, bodies.
+  {
+    name: "tls-handshake-timeout",
+    arg: "DURATION",
+    help: "a client's TLS handshake must finish within this time of connecting",
+    default: "10s",
+  },
+  {
+    name: "max-anonymous-connections",
+    arg: "N",
+    help: "connections without a verified client certificate or proven token (and pending handshakes); the " +
+      "rest of --max-connections is kept for verified clients, the oldest anonymous connection gives way " +
+      "(default: 3/4 of --max-connections)",
+  },
+  {
+    name: "max-pipelined-requests",
+    arg: "N",
+    help: "requests in a row sent before the previous answer went out; one more closes the connection",
+    default: "32",
+  },
+  {
+    name: "request-body-timeout",
+    arg: "DURATION",
+    help: "a request body must arrive whole within this time of its head, else 408; 0 disables",
+    default: "60s",
+  },
+  {
+    name: "request-body-idle-timeout",
+    arg: "DURATION",
+    help: "longest pause between request-body bytes, else 408; 0 disables",
+    default: "30s",
+  },
+  {
+    name: "request-body-buffer-bytes",
+    arg: "N",
+    help: "request-body bytes held in memory by all requests together; beyond, a request gets 503",
+    default: String(32 * 1024 * 1024),
   },
   // In-cluster clients (README "In-cluster clients"); their defaults depend on --address, see
   // lib/config/kubernetes_service_config.ts.
@@ -484,6 +529,7 @@ function resolveConfig(raw: Raw): ServeConfig {
   if (requestHeaderTimeoutMs < 100) throw new ConfigError("--request-header-timeout: at least 100ms");
   const slowReaderTimeoutMs = parseDuration(value(raw, "slow-reader-timeout")!, "--slow-reader-timeout");
   if (slowReaderTimeoutMs < 100) throw new ConfigError("--slow-reader-timeout: at least 100ms");
+  const listenerBounds = parseListenerBounds(raw);
 
   return {
     cacheBounds,
@@ -512,11 +558,47 @@ function resolveConfig(raw: Raw): ServeConfig {
     adminPort: int(value(raw, "admin-port"), "--admin-port", 0, 65535),
     requestHeaderTimeoutMs,
     maxRequestBodyBytes: int(value(raw, "max-request-body-bytes"), "--max-request-body-bytes", 1024, 2 ** 40),
-    maxConnections: int(value(raw, "max-connections"), "--max-connections", 1, 1_000_000),
     watchBufferBytes: int(value(raw, "watch-buffer-bytes"), "--watch-buffer-bytes", 1 << 16, 2 ** 40),
     answerBufferBytes: int(value(raw, "answer-buffer-bytes"), "--answer-buffer-bytes", 1 << 16, 2 ** 40),
     slowReaderTimeoutMs,
+    maxConnections: listenerBounds.maxConnections,
+    ...listenerBounds.rest,
     notices,
+  };
+}
+
+/** The listener's bounds (issue 18), checked against each other. */
+function parseListenerBounds(raw: Raw) {
+  const maxConnections = int(value(raw, "max-connections"), "--max-connections", 1, 1_000_000);
+  const anonymous = value(raw, "max-anonymous-connections");
+  const maxAnonymousConnections = anonymous === undefined
+    ? Math.max(1, Math.floor(maxConnections * 3 / 4))
+    : int(anonymous, "--max-anonymous-connections", 1, maxConnections);
+  const timeout = (key: Key, flag: string, min: number) => {
+    const ms = parseDuration(value(raw, key)!, flag);
+    if (ms !== 0 && ms < min) throw new ConfigError(`${flag}: at least ${min}ms (or 0 to disable)`);
+    return ms;
+  };
+  const tlsHandshakeTimeoutMs = parseDuration(
+    value(raw, "tls-handshake-timeout")!,
+    "--tls-handshake-timeout",
+  );
+  if (tlsHandshakeTimeoutMs < 100) throw new ConfigError("--tls-handshake-timeout: at least 100ms");
+  return {
+    maxConnections,
+    rest: {
+      tlsHandshakeTimeoutMs,
+      maxAnonymousConnections,
+      maxPipelinedRequests: int(value(raw, "max-pipelined-requests"), "--max-pipelined-requests", 1, 10_000),
+      requestBodyTimeoutMs: timeout("request-body-timeout", "--request-body-timeout", 100),
+      requestBodyIdleTimeoutMs: timeout("request-body-idle-timeout", "--request-body-idle-timeout", 100),
+      requestBodyBufferBytes: int(
+        value(raw, "request-body-buffer-bytes"),
+        "--request-body-buffer-bytes",
+        1 << 16,
+        2 ** 40,
+      ),
+    },
   };
 }
 

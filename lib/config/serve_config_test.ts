@@ -96,3 +96,34 @@ Deno.test("slow-reader bounds: defaults, overrides, and clear errors", () => {
   throws(() => s.parse("--slow-reader-timeout", "10ms"), /--slow-reader-timeout: at least 100ms/);
   throws(() => s.parse("--slow-reader-timeout", "soon"), ConfigError);
 });
+
+Deno.test("listener bounds (issue 18): defaults, the anonymous share, and one-line errors", () => {
+  using s = scratch();
+  const c = s.parse();
+  assertEquals(
+    [
+      c.tlsHandshakeTimeoutMs,
+      c.maxAnonymousConnections,
+      c.maxPipelinedRequests,
+      c.requestBodyTimeoutMs,
+      c.requestBodyIdleTimeoutMs,
+      c.requestBodyBufferBytes,
+    ],
+    [10_000, 1536, 32, 60_000, 30_000, 32 << 20],
+  );
+  assertEquals(s.parse("--max-connections", "40").maxAnonymousConnections, 30, "3/4 of --max-connections");
+  assertEquals(s.parse("--request-body-timeout", "0").requestBodyTimeoutMs, 0, "0 disables");
+  const bad: [string[], RegExp][] = [
+    [
+      ["--max-connections", "10", "--max-anonymous-connections", "11"],
+      /--max-anonymous-connections: 11 is out of range \(1 to 10\)/,
+    ],
+    [["--tls-handshake-timeout", "50ms"], /--tls-handshake-timeout: at least 100ms/],
+    [["--request-body-idle-timeout", "soon"], /--request-body-idle-timeout: "soon" is not a duration/],
+    [["--max-pipelined-requests", "0"], /--max-pipelined-requests: 0 is out of range/],
+    [["--request-body-buffer-bytes", "1000"], /--request-body-buffer-bytes: 1000 is out of range/],
+  ];
+  for (const [args, re] of bad) {
+    throws(() => s.parse(...args), (e: Error) => e instanceof ConfigError && re.test(e.message));
+  }
+});

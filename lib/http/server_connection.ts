@@ -8,8 +8,10 @@
  */
 import type { Duplex } from "node:stream";
 import { type BodyDecoder, ChunkedDecoder, LengthDecoder } from "./body.ts";
+import type { BodyBudget } from "./body_budget.ts";
 import { HttpError } from "./errors.ts";
 import { type HeadLimits, NEED_MORE, type RequestHead, RequestHeadParser } from "./head_parser.ts";
+import { type ReadGate, readGate } from "./read_gate.ts";
 import { ServerRequest } from "./request.ts";
 import { type ResponseSink, ServerResponse } from "./response.ts";
 import { statusText } from "./status_text.ts";
@@ -31,6 +33,26 @@ export interface ConnectionOptions {
   errorBody(status: number, message: string): { contentType: string; body: string };
   /** A handler threw or a protocol error was answered. */
   onError?(message: string, status: number): void;
+  // --- bounds (issue 18): pipelining, body time, body memory ---
+  /**
+   * Requests served back to back from bytes sent before the previous answer went out (pipelining);
+   * one more closes the connection unanswered. Clients of the API never pipeline. Default 32.
+   */
+  maxPipelinedRequests?: number;
+  /** Longest silence between request-body bytes while we wait for them (0: none). */
+  bodyIdleTimeoutMs?: number;
+  /** A request body must arrive whole within this time of its head (0: none). */
+  bodyTimeoutMs?: number;
+  /** The process-wide budget for request-body bytes held in memory. */
+  bodyBudget?: BodyBudget;
+  /** A request with an Authorization header got a 2xx/3xx answer: its token is known upstream. */
+  onProven?(): void;
+}
+
+/** What the listener may ask of a served connection. */
+export interface ServedConnection {
+  /** A request is in progress (head begun, body or answer under way). */
+  busy(): boolean;
 }
 
 /** Pipelined bytes held while a response is in progress before the socket is paused. */
@@ -38,7 +60,14 @@ const MAX_PIPELINED = 64 * 1024;
 /** An unread request body this small is read and dropped to keep the connection; larger closes it. */
 const MAX_DRAIN = 64 * 1024;
 /** A closing connection whose peer does not close in this time is destroyed. */
-const LINGER_MS = 5000;
+const LINGER_MS = 2000;
+/**
+ * A closing connection's peer may send this much more (the rest of a refused body) before it is
+ * destroyed: enough for the answer to be read by a client that sent a little too much (Go reads
+ * 256 KiB after a handler that did not read the body), never a flood read at full speed.
+ */
+const MAX_LINGER_BYTES = 256 * 1024;
+const DEFAULT_MAX_PIPELINED_REQUESTS = 32;
 
 const HEAD = 0, BODY = 1, RESPONDING = 2, CLOSING = 3, UPGRADED = 4, CLOSED = 5;
 
@@ -56,7 +85,17 @@ class Connection implements ResponseSink {
   private head: RequestHead | undefined;
   private decoder: BodyDecoder | undefined;
   private bodyBytes = 0;
-  private pausedByUs = false;
+  private readonly gate: ReadGate;
+  /** Requests in a row that arrived before the previous answer went out. */
+  private pipelined = 0;
+  /** Bytes read and dropped while closing. */
+  private lingered = 0;
+  /** performance.now() of the head, and of the last body byte. */
+  private bodyStart = 0;
+  private bodyLast = 0;
+  /** Request-body bytes this connection holds in the shared budget. */
+  private held = 0;
+  private proven = false;
   private sent100 = false;
   private discard = false;
   private responseDone = false;
@@ -69,6 +108,7 @@ class Connection implements ResponseSink {
 
   constructor(private socket: Duplex, private opts: ConnectionOptions) {
     this.parser = new RequestHeadParser(opts.limits);
+    this.gate = readGate(socket);
     socket.on("data", this.onData);
     socket.on("error", () => {});
     socket.on("close", () => this.closed());
@@ -82,6 +122,7 @@ class Connection implements ResponseSink {
       this.head =
       this.decoder =
         undefined;
+    this.release();
     this.bodyBytes = this.dropped = 0;
     this.sent100 = this.discard = this.responseDone = false;
     // The first request's head is timed from the connection, the next ones from their first byte.
@@ -102,7 +143,11 @@ class Connection implements ResponseSink {
 
   private receive(chunk: Uint8Array): void {
     if (this.state === RESPONDING || this.state === CLOSING) {
-      if (this.state === CLOSING) return;
+      if (this.state === CLOSING) {
+        this.lingered += chunk.length;
+        if (this.lingered > MAX_LINGER_BYTES) this.socket.destroy();
+        return;
+      }
       this.pending = this.pending ? join(this.pending, chunk) : chunk;
       if (this.pending.length > MAX_PIPELINED) this.pause();
       return;
@@ -170,6 +215,8 @@ class Connection implements ResponseSink {
       this.state = UPGRADED;
       untrack(this);
       this.socket.off("data", this.onData);
+      // The handler reads the socket from now on (its pause/resume are its own).
+      this.gate.start();
       this.socket.pause();
       const req = new ServerRequest(head, this.socket, { pull() {} });
       req.finishBody();
@@ -190,6 +237,10 @@ class Connection implements ResponseSink {
       this.state = RESPONDING;
     } else {
       this.state = BODY;
+      this.bodyStart = this.bodyLast = performance.now();
+      this.bodyDeadline();
+      req.once("end", () => this.release());
+      req.once("close", () => this.release());
       const onBody = (c: Uint8Array) => this.body(c);
       this.decoder = head.body === "length"
         ? new LengthDecoder(head.contentLength, onBody)
@@ -220,17 +271,59 @@ class Connection implements ResponseSink {
 
   private body(chunk: Uint8Array): void {
     this.bodyBytes += chunk.length;
+    this.bodyLast = performance.now();
+    this.bodyDeadline();
     if (this.discard) this.dropped += chunk.length;
     if (this.bodyBytes > this.opts.maxRequestBodyBytes || this.discard || this.req!.destroyed) return;
-    // A chunked body is read on up to the body limit even when its reader is slow: pausing would
-    // not bound memory, since Deno's TLS socket keeps reading from the network while paused (two
-    // 200 MB chunked POSTs to a black-holed upstream took RSS to 750 MB). Read on, the body meets
-    // its 413 at the limit; a Content-Length body is bounded by its declared length (checked first).
-    if (!this.req!.push(chunk) && this.head!.body !== "chunked") this.pause();
+    // A chunked body is read on up to the body limit even when its reader is slow, so that it
+    // meets its 413 at the limit also when the cloud is black-holed (README); the shared budget
+    // bounds what all read-on bodies hold together (over it: 503). A Content-Length body (its
+    // length checked first) stops being read while its reader is slow: the read gate stops the
+    // TCP reads, which `pause()` alone does not on Deno's TLS sockets.
+    const more = this.req!.push(chunk);
+    if (!this.account()) {
+      this.release();
+      return this.bodyError(
+        new HttpError(503, "the request bodies in flight exceed this server's memory budget: retry later"),
+      );
+    }
+    if (!more && this.head!.body !== "chunked") this.pause();
+  }
+
+  /** Brings this request's share of the body budget up to what its stream holds; false: over. */
+  private account(): boolean {
+    const budget = this.opts.bodyBudget;
+    if (!budget) return true;
+    const now = this.req && !this.req.destroyed ? this.req.readableLength : 0;
+    const ok = budget.adjust(now - this.held);
+    this.held = now;
+    return ok;
+  }
+
+  private release(): void {
+    if (this.held) this.opts.bodyBudget?.adjust(-this.held);
+    this.held = 0;
+  }
+
+  /**
+   * The body's deadline: its whole time, and the silence between bytes while we read (a body we
+   * stopped reading because its reader is slow is not the client's silence).
+   */
+  private bodyDeadline(): void {
+    if (this.state !== BODY) return;
+    const total = this.opts.bodyTimeoutMs ? this.bodyStart + this.opts.bodyTimeoutMs : Infinity;
+    const idle = this.opts.bodyIdleTimeoutMs && !this.gate.stopped
+      ? this.bodyLast + this.opts.bodyIdleTimeoutMs
+      : Infinity;
+    const at = Math.min(total, idle);
+    this.deadline = at === Infinity ? 0 : at;
+    this.headerDeadline = false;
+    if (this.deadline) track(this);
   }
 
   private bodyDone(): void {
     if (!this.discard) this.req!.finishBody();
+    this.deadline = 0;
     this.state = RESPONDING;
     this.decoder = undefined;
     if (this.responseDone) this.next();
@@ -238,10 +331,11 @@ class Connection implements ResponseSink {
 
   private bodyError(err: HttpError): void {
     this.req?.abort(err);
+    this.release();
     const res = this.res!;
     if (res.takeOver()) {
       this.closeAfter = true;
-      this.errorAnswer(err.status, err.message);
+      this.errorAnswer(err.status, err.message, err.status === 503 ? "Retry-After: 1\r\n" : "");
     } else this.socket.destroy();
     this.opts.onError?.(err.message, err.status);
   }
@@ -252,21 +346,21 @@ class Connection implements ResponseSink {
       this.sent100 = true;
       this.socket.write("HTTP/1.1 100 Continue\r\n\r\n");
     }
+    this.account();
     this.resume();
   }
 
   private pause(): void {
-    if (!this.pausedByUs) {
-      this.pausedByUs = true;
-      this.socket.pause();
-    }
+    if (this.gate.stopped) return;
+    this.gate.stop();
+    this.bodyDeadline();
   }
 
   private resume(): void {
-    if (this.pausedByUs) {
-      this.pausedByUs = false;
-      this.socket.resume();
-    }
+    if (!this.gate.stopped) return;
+    this.gate.start();
+    if (this.state === BODY) this.bodyLast = performance.now();
+    this.bodyDeadline();
   }
 
   // ResponseSink
@@ -279,6 +373,13 @@ class Connection implements ResponseSink {
 
   finished(reusable: boolean, close: boolean): void {
     if (this.state === CLOSED || this.state === CLOSING) return;
+    if (!this.proven && this.head?.headers.authorization !== undefined) {
+      const status = this.res?.statusCode ?? 0;
+      if (status >= 200 && status < 400) {
+        this.proven = true;
+        this.opts.onProven?.();
+      }
+    }
     if (!reusable) {
       this.socket.destroy();
       return;
@@ -317,6 +418,14 @@ class Connection implements ResponseSink {
     this.expectHead(false);
     const buf = this.pending;
     this.pending = undefined;
+    // Bytes of the next request came before this answer went out: pipelining. A client that never
+    // reads its answers would otherwise have us forward requests for as long as the kernel takes
+    // our answers; past the bound the connection is closed and the rest goes unanswered.
+    this.pipelined = buf ? this.pipelined + 1 : 0;
+    if (this.pipelined > (this.opts.maxPipelinedRequests ?? DEFAULT_MAX_PIPELINED_REQUESTS)) {
+      this.opts.onError?.("too many pipelined requests: connection closed", 429);
+      return this.linger();
+    }
     this.resume();
     if (buf) {
       // Not from inside the handler's end() call: a fresh turn for the next exchange.
@@ -332,12 +441,13 @@ class Connection implements ResponseSink {
     this.errorAnswer(err.status, err.message);
   }
 
-  private errorAnswer(status: number, message: string): void {
+  private errorAnswer(status: number, message: string, extraHeaders = ""): void {
     const { contentType, body } = this.opts.errorBody(status, message);
     const bytes = new TextEncoder().encode(body);
     this.socket.write(
       `HTTP/1.1 ${status} ${statusText(status)}\r\nContent-Type: ${contentType}\r\n` +
-        `Content-Length: ${bytes.length}\r\nCache-Control: no-cache, private\r\nConnection: close\r\n\r\n`,
+        `Content-Length: ${bytes.length}\r\nCache-Control: no-cache, private\r\n${extraHeaders}` +
+        "Connection: close\r\n\r\n",
     );
     this.socket.write(bytes);
     this.linger();
@@ -362,8 +472,23 @@ class Connection implements ResponseSink {
     track(this);
   }
 
+  busy(): boolean {
+    return this.state !== HEAD || this.parser.started;
+  }
+
   /** Called by the sweep when the deadline passed. */
   expire(): void {
+    if (this.state === BODY) {
+      const whole = this.opts.bodyTimeoutMs && performance.now() >= this.bodyStart + this.opts.bodyTimeoutMs;
+      const message = whole
+        ? `the request body did not arrive within ${this.opts.bodyTimeoutMs}ms`
+        : `no request body bytes for ${this.opts.bodyIdleTimeoutMs}ms`;
+      if (this.responseDone) {
+        this.socket.destroy();
+        return;
+      }
+      return this.bodyError(new HttpError(408, message));
+    }
     // A head that started gets its 408; a connection that sent nothing is closed without a word
     // (an unsolicited answer on an idle connection confuses clients that reuse it).
     if (this.state === HEAD && this.headerDeadline && this.parser.started) {
@@ -375,6 +500,8 @@ class Connection implements ResponseSink {
   private closed(): void {
     this.state = CLOSED;
     untrack(this);
+    this.release();
+    this.pending = undefined;
     this.req?.abort();
     if (this.res && !this.res.writableFinished) this.res.destroy();
   }
@@ -424,10 +551,13 @@ function untrack(c: Connection): void {
  * Serves HTTP/1.1 on `socket` until it closes or is upgraded. Timeouts are checked by one shared
  * sweep, at a tenth of the shortest timeout (at most once a second).
  */
-export function serveConnection(socket: Duplex, opts: ConnectionOptions): void {
-  sweepMs = Math.max(
-    50,
-    Math.min(sweepMs, Math.floor(Math.min(opts.headerTimeoutMs, opts.idleTimeoutMs) / 10)),
+export function serveConnection(socket: Duplex, opts: ConnectionOptions): ServedConnection {
+  const shortest = Math.min(
+    opts.headerTimeoutMs,
+    opts.idleTimeoutMs,
+    opts.bodyIdleTimeoutMs || Infinity,
+    opts.bodyTimeoutMs || Infinity,
   );
-  new Connection(socket, opts);
+  sweepMs = Math.max(50, Math.min(sweepMs, Math.floor(shortest / 10)));
+  return new Connection(socket, opts);
 }

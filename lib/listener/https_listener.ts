@@ -2,15 +2,21 @@
  * The local HTTPS listener: `node:tls` with our own HTTP/1.1 layer (lib/http) above it (Deno's
  * `node:https` server stalls keep-alive connections; see DESIGN.md). Client certificates are
  * requested but optional, and verified against the cluster CA; what a connection's certificate
- * proves is read once per TLS connection. Connections beyond `maxConnections` are refused with a
- * 503 and closed.
+ * proves is read once per TLS connection. Every accepted TCP connection holds a seat (lib/listener/
+ * seats.ts) from accept to close; the TLS handshake is timed; unprivileged connections give their
+ * seat back first; when every seat is held by verified clients a new connection gets a 503. An
+ * accept loop that stopped on EMFILE is restarted (see `AcceptWatchdog`).
  */
 import tls from "node:tls";
 import type { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log.ts";
-import { type ConnectionOptions, serveConnection } from "../http/server_connection.ts";
+import type { Socket } from "node:net";
+import { type ConnectionOptions, serveConnection, type ServedConnection } from "../http/server_connection.ts";
+import { BodyBudget } from "../http/body_budget.ts";
+import { type Seat, Seats } from "./seats.ts";
+import { AcceptWatchdog } from "./accept_watchdog.ts";
 import type { ServerRequest } from "../http/request.ts";
 import type { ServerResponse } from "../http/response.ts";
 import { statusText } from "../http/status_text.ts";
@@ -47,8 +53,21 @@ export interface HttpLimits {
   idleTimeoutMs: number;
   /** Request bodies above this get a 413. */
   maxRequestBodyBytes: number;
-  /** Open connections beyond this are refused with a 503. */
+  /** Open connections (TCP, from accept) beyond this are refused. */
   maxConnections: number;
+  // --- bounds (issue 18) ---
+  /** Connections without a verified certificate or proven token (and pending handshakes). */
+  maxAnonymousConnections: number;
+  /** A TLS handshake must finish within this time of accept. */
+  tlsHandshakeTimeoutMs: number;
+  /** Requests in a row sent before the previous answer went out (pipelining). */
+  maxPipelinedRequests: number;
+  /** A request body must arrive whole within this time of its head (0: none). */
+  requestBodyTimeoutMs: number;
+  /** Longest silence between request-body bytes (0: none). */
+  requestBodyIdleTimeoutMs: number;
+  /** Request-body bytes held in memory by all requests together. */
+  requestBodyBufferBytes: number;
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
@@ -56,6 +75,12 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   idleTimeoutMs: 120_000,
   maxRequestBodyBytes: 3 * 1024 * 1024,
   maxConnections: 2048,
+  maxAnonymousConnections: 1536,
+  tlsHandshakeTimeoutMs: 10_000,
+  maxPipelinedRequests: 32,
+  requestBodyTimeoutMs: 60_000,
+  requestBodyIdleTimeoutMs: 30_000,
+  requestBodyBufferBytes: 32 * 1024 * 1024,
 };
 
 export interface Listener {
@@ -120,8 +145,22 @@ function listenOn(server: tls.Server, address: string, port: number): Promise<nu
   });
 }
 
-/** Refusals at the connection cap are logged at most this often. */
-const REFUSAL_LOG_MS = 10_000;
+/** A refused connection may send this much before it is cut. */
+const REFUSAL_DRAIN_BYTES = 64 * 1024;
+
+interface ListenerSeat extends Seat {
+  tls?: TLSSocket;
+  served?: ServedConnection;
+}
+
+/** Seats taken back (rate-limited by the logger, per kind). */
+function evictionLog(n: number, seats: Seats): void {
+  log.warn("connections closed to make room: anonymous and pending connections go first", {
+    closed: n,
+    open: seats.size,
+    anonymous: seats.unprivileged,
+  }, "listener.seats-taken-back");
+}
 
 export async function startListener(
   opts: {
@@ -136,11 +175,19 @@ export async function startListener(
 ): Promise<Listener> {
   const limits = { ...DEFAULT_HTTP_LIMITS, ...opts.limits };
   const servers: tls.Server[] = [];
-  const sockets = new Set<TLSSocket>();
+  const seats = new Seats({
+    max: limits.maxConnections,
+    maxAnonymous: Math.min(limits.maxAnonymousConnections, limits.maxConnections),
+  });
+  /** The seat of each accepted TCP connection, found again from its TLS socket (`_parent`). */
+  const seatOf = new WeakMap<object, ListenerSeat>();
+  const bodyBudget = new BodyBudget(limits.requestBodyBufferBytes);
+  // Out of files: unprivileged connections give theirs back, a tenth at a time.
+  const watchdog = new AcceptWatchdog({
+    shed: () => seats.shed(Math.max(1, Math.ceil(seats.unprivileged / 10))),
+  });
   const bound: string[] = [];
   let port = opts.port;
-  let refused = 0;
-  let lastRefusalLog = -Infinity;
   const tlsOptions = () => ({
     cert: opts.serving.certPem,
     key: opts.serving.keyPem,
@@ -148,51 +195,82 @@ export async function startListener(
   });
 
   const refuse = (socket: TLSSocket) => {
-    refused++;
-    const now = performance.now();
-    if (now - lastRefusalLog >= REFUSAL_LOG_MS) {
-      log.warn("connection refused: too many open connections", {
-        open: sockets.size,
-        max: limits.maxConnections,
-        refused,
-      }, "listener.connection-cap");
-      lastRefusalLog = now;
-      refused = 0;
-    }
+    log.warn("connection refused: too many open connections", {
+      open: seats.size,
+      max: limits.maxConnections,
+    }, "listener.connection-cap");
     const { contentType, body } = opts.errorBody(
       503,
       `lite-apiserver: too many open connections (--max-connections ${limits.maxConnections})`,
     );
     const bytes = new TextEncoder().encode(body);
     socket.on("error", () => {});
-    // Read and drop what the client sends, so closing does not reset the connection before it
-    // has read the answer.
-    socket.resume();
+    // Read and drop a little of what the client sends, so closing does not reset the connection
+    // before it has read the answer; a client that floods is cut.
+    let dropped = 0;
+    socket.on("data", (d: Uint8Array) => {
+      dropped += d.length;
+      if (dropped > REFUSAL_DRAIN_BYTES) socket.destroy();
+    });
     socket.end(
       `HTTP/1.1 503 ${
         statusText(503)
       }\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n` +
         `Retry-After: 1\r\nConnection: close\r\n\r\n${body}`,
     );
-    setTimeout(() => socket.destroy(), 5000);
+    setTimeout(() => socket.destroy(), 2000);
+  };
+
+  /** A TCP connection was accepted: it holds a seat until it closes, handshake or not. */
+  const accepted = (raw: Socket) => {
+    const seat: ListenerSeat = {
+      kind: "pending",
+      busy: () => seat.served?.busy() ?? false,
+      evict: () => (seat.tls ?? raw).destroy(),
+    };
+    raw.on("error", () => {});
+    if (!seats.admit(seat)) {
+      raw.destroy();
+      return;
+    }
+    seatOf.set(raw, seat);
+    raw.once("close", () => seats.release(seat));
+    const evicted = seats.takeEvicted();
+    if (evicted) evictionLog(evicted, seats);
   };
 
   const connection = (socket: TLSSocket) => {
-    if (sockets.size >= limits.maxConnections) return refuse(socket);
+    // deno-lint-ignore no-explicit-any
+    const seat = seatOf.get((socket as any)._parent) ?? seatOf.get(socket);
+    if (!seat) {
+      // Evicted before its handshake finished, or not accepted through us.
+      socket.destroy();
+      return;
+    }
+    seat.tls = socket;
+    socket.once("close", () => seats.release(seat));
     socket.setNoDelay(true);
     const peer = readPeer(socket);
     if (peer.presented && !peer.verified) reportUnverified(peer, socket, opts.serving.caPem);
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    serveConnection(socket, {
+    if (!seats.settle(seat, peer.verified ? "privileged" : "anonymous")) return refuse(socket);
+    const evicted = seats.takeEvicted();
+    if (evicted) evictionLog(evicted, seats);
+    seat.served = serveConnection(socket, {
       headerTimeoutMs: limits.headerTimeoutMs,
       idleTimeoutMs: limits.idleTimeoutMs,
       maxRequestBodyBytes: limits.maxRequestBodyBytes,
+      maxPipelinedRequests: limits.maxPipelinedRequests,
+      bodyTimeoutMs: limits.requestBodyTimeoutMs,
+      bodyIdleTimeoutMs: limits.requestBodyIdleTimeoutMs,
+      bodyBudget,
       errorBody: opts.errorBody,
       onRequest: (req, res) => opts.handlers.request(req, res, peer),
       onUpgrade: (req, sock, head) => opts.handlers.upgrade(req, sock, head, peer),
+      onProven: () => seats.settle(seat, "privileged"),
       onError: (message, status) => {
-        if (status >= 500) log.error("request failed", { error: message }, "request.failed");
+        if (status === 503) {
+          log.warn("request refused", { error: message, remote: socket.remoteAddress }, "request.refused");
+        } else if (status >= 500) log.error("request failed", { error: message }, "request.failed");
         else log.debug("bad request", { status, error: message, remote: socket.remoteAddress });
       },
     });
@@ -206,11 +284,18 @@ export async function startListener(
         rejectUnauthorized: false,
         // kubectl and client-go speak HTTP/1.1 fine; node:http2 is unstable under load here.
         ALPNProtocols: ["http/1.1"],
-        handshakeTimeout: limits.headerTimeoutMs,
+        handshakeTimeout: limits.tlsHandshakeTimeoutMs,
       });
+      server.on("connection", accepted);
       server.on("secureConnection", connection);
-      server.on("tlsClientError", (err: Error) => log.debug("TLS handshake failed", { reason: err.message }));
+      server.on("tlsClientError", (err: Error, socket?: TLSSocket) => {
+        log.debug("TLS handshake failed", { reason: err.message });
+        // A handshake that failed or timed out must not keep its file.
+        socket?.destroy();
+      });
       port = await listenOn(server, address, port);
+      // After listening, errors are the accept loop's (e.g. EMFILE): never fatal.
+      server.on("error", (err: NodeJS.ErrnoException) => watchdog.acceptError(err));
       servers.push(server);
       bound.push(address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
     }
@@ -218,6 +303,7 @@ export async function startListener(
     for (const s of servers) s.close();
     throw e;
   }
+  watchdog.start(servers);
   return {
     addresses: bound,
     port,
@@ -228,10 +314,11 @@ export async function startListener(
     async close() {
       // Stop accepting, then drop open connections (idle keep-alive ones would hold close()
       // open forever).
+      watchdog.stop();
       const closed = Promise.all(
         servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );
-      for (const s of sockets) s.destroy();
+      for (const s of seats.all()) s.evict();
       await closed;
     },
   };
