@@ -1,7 +1,7 @@
 /**
  * Request bodies against a black-holed cloud: a chunked body that nothing reads still meets its
- * 413 at the body limit (Deno's TLS socket reads on while paused, so waiting on backpressure would
- * let the body pile up in memory); a Content-Length body over the limit is refused before it is read.
+ * 413 at the body limit (it is read on to the limit, so the client learns of it; the shared body
+ * budget bounds such bodies together); a Content-Length body over the limit is refused before it is read.
  */
 import assert from "node:assert/strict";
 import tls from "node:tls";
