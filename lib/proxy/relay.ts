@@ -66,12 +66,13 @@ export function relay(
 }
 
 /**
- * Streams the body to the client, bounding what waits for a slow client (slow_reader.ts). The
- * body is read as it comes (pausing the cloud's socket bounds nothing in Deno); what the client's
+ * Streams the body to the client, bounding what waits for a slow client (slow_reader.ts). An answer
+ * that is not a watch waits for its client: the body is paused, and the upstream connection's read
+ * gate stops the cloud's socket for real. A watch is read as it comes and written event by event
+ * (watch_frames.ts), so one ended for its slow client ends after a whole event. What the client's
  * side cannot take yet waits in this relay's own queue, handed to the response one chunk at a time
- * as it drains (never as one large batch), so the bytes waiting are counted here and each chunk
- * the client takes is progress. A watch is written event by event (watch_frames.ts), so that one
- * ended for its slow client ends after a whole event.
+ * as it drains (never as one large batch), so the bytes waiting are counted here and each chunk the
+ * client takes is progress for the time budget.
  */
 function relayBody(
   ctx: RequestContext,
@@ -166,6 +167,11 @@ function relayBody(
       if (queued + res.writableLength > bound) tooSlow("bytes");
     } else if (!res.write(out)) {
       blocked = true;
+      // Any answer but a watch waits for its client: pausing the body stops the cloud's socket for
+      // real (the upstream connection's read gate), so a slow but steady reader of a large LIST is
+      // served whole; only the time budget (no progress) cuts it. A watch is read on, and ended at
+      // its bound as the apiserver ends a watcher that cannot keep up.
+      if (!isWatch) body.pause();
       if (!entry.deadline) arm();
     }
   };
@@ -186,6 +192,7 @@ function relayBody(
       next = 0;
     }
     if (blocked) return;
+    if (!isWatch && !stopped) body.resume();
     if (ending) {
       ending = false;
       res.end();

@@ -18,6 +18,7 @@ import {
 import { HttpError } from "../http/errors.ts";
 import { NEED_MORE, type ResponseHead, ResponseHeadParser } from "../http/head_parser.ts";
 import { UpstreamResponse } from "./response.ts";
+import { type ReadGate, readGate } from "../http/read_gate.ts";
 
 export type OutgoingHeaders = Record<string, string | number | readonly string[] | undefined>;
 
@@ -85,8 +86,12 @@ export class UpstreamConnection {
   #released?: () => void;
   #error?: Error;
 
+  /** Stops the socket's network reads for real while an answer is unread (pause() alone does not). */
+  #gate: ReadGate;
+
   constructor(socket: TLSSocket) {
     this.socket = socket;
+    this.#gate = readGate(socket);
     socket.setNoDelay?.(true);
     socket.on("data", (c: Uint8Array) => this.#onData(c));
     socket.on("end", () => this.#onEnd());
@@ -116,6 +121,7 @@ export class UpstreamConnection {
     this.#res = undefined;
     this.#parser.reset();
     this.#parser.expect(spec.method);
+    this.#gate.start();
     if (this.socket.isPaused()) this.socket.resume();
 
     let head = `${spec.method} ${spec.path} HTTP/1.1\r\n`;
@@ -245,7 +251,7 @@ export class UpstreamConnection {
         this.#decoder = undefined;
     }
     const res = new UpstreamResponse(head, () => {
-      if (this.#state === "body" && this.socket.isPaused()) this.socket.resume();
+      if (this.#state === "body") this.#gate.start();
     });
     this.#res = res;
     this.#state = "body";
@@ -275,12 +281,14 @@ export class UpstreamConnection {
     if (c.byteLength === 0) return;
     const res = this.#res!;
     if (res.destroyed) return;
-    if (!res.push(c)) this.socket.pause();
+    if (!res.push(c)) this.#gate.stop();
   }
 
   #complete() {
     const res = this.#res!;
     res.complete = true;
+    // The answer is whole: read on, so an idle connection sees its peer close.
+    this.#gate.start();
     this.#state = "idle";
     this.#handlers = undefined;
     this.#res = undefined;
