@@ -31,6 +31,15 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
+/** LITE_TEST_UPSTREAM_H2=<maxStreams>: every test cluster's apiserver speaks HTTP/2. */
+function h2FromEnv(): { maxStreams: number } | undefined {
+  const v = Deno.env.get("LITE_TEST_UPSTREAM_H2");
+  if (!v) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`LITE_TEST_UPSTREAM_H2=${v}: expected a stream count`);
+  return { maxStreams: n };
+}
+
 export async function startCluster(
   opts: {
     bookmarkIntervalMs?: number;
@@ -40,6 +49,12 @@ export async function startCluster(
     tolerationSecondMs?: number;
     /** Serve through the wire relay in this wire mode (apiserver/wire_modes.ts); default: plain TLS. */
     wire?: WireMode | WireModeName;
+    /**
+     * The cloud speaks HTTP/2 (nginx in front, announcing maxStreams). Default: from the
+     * environment, LITE_TEST_UPSTREAM_H2=<maxStreams> (e.g. 100), so any e2e test runs against an
+     * HTTP/2 cloud unchanged; unset, HTTP/1.1 only.
+     */
+    http2?: { maxStreams?: number };
   } = {},
 ): Promise<Cluster> {
   const pki = await createPki();
@@ -53,6 +68,7 @@ export async function startCluster(
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
     wire: opts.wire,
     tolerationSecondMs: opts.tolerationSecondMs,
+    http2: opts.http2 ?? h2FromEnv(),
   });
   // The SANs in-cluster clients verify (README "In-cluster clients"), and the node address 127.0.0.2.
   const serving = await pki.server("lite-apiserver", [

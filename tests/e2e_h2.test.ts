@@ -1,0 +1,122 @@
+/**
+ * End to end against an HTTP/2 cloud (nginx in front of the simulated apiserver, ALPN h2): each
+ * identity's requests and watches are streams on one connection, another opening only at the
+ * server's MAX_CONCURRENT_STREAMS; identities never share a connection. `--upstream-http2 off`, and
+ * a cloud that offers only HTTP/1.1, keep today's one connection per concurrent request.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import {
+  type Cluster,
+  eventually,
+  httpsClient,
+  type LiteProcess,
+  startCluster,
+  startLite,
+  WatchStream,
+} from "./support/harness.ts";
+
+/** `n` watches by the node (its client certificate), each on its own client connection to lite. */
+async function openWatches(lite: LiteProcess, cluster: Cluster, n: number) {
+  const clients = Array.from(
+    { length: n },
+    () => httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet }),
+  );
+  const ctl = new AbortController();
+  const from = cluster.apiserver.requests.length;
+  const watches = await Promise.all(clients.map(async (c, i) => {
+    const res = await c.request(`/api/v1/namespaces/default/configmaps?watch=1&labelSelector=w%3D${i}`, {
+      signal: ctl.signal,
+    });
+    assertEquals(res.status, 200);
+    return new WatchStream(res.body!);
+  }));
+  await eventually(
+    () =>
+      cluster.apiserver.requests.slice(from).filter((r) => r.query.includes("watch=1") && r.status === 200)
+        .length >= n,
+    `the apiserver answering ${n} watches`,
+  );
+  return {
+    watches,
+    close: async () => {
+      ctl.abort();
+      await Promise.all(watches.map((w) => w.cancel()));
+      for (const c of clients) c.close();
+    },
+  };
+}
+
+async function addConfigMap(cluster: Cluster, name: string, w: number) {
+  cluster.apiserver.create({
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name, namespace: "default", labels: { w: String(w) } },
+    data: {},
+  });
+}
+
+Deno.test("HTTP/2 cloud: one connection per identity; 150 watches of one identity on 2 (100 streams each)", async (t) => {
+  const cluster = await startCluster({ http2: { maxStreams: 100 } });
+  const lite = await startLite(cluster);
+  try {
+    await t.step("a certificate and a token each reach the apiserver as themselves", async () => {
+      const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+      const reader = httpsClient(lite.url, cluster.pki.caPem, { token: "reader-token" });
+      try {
+        for (let i = 0; i < 5; i++) {
+          assertEquals((await node.json("/api/v1/namespaces/default/pods")).status, 200);
+          assertEquals((await reader.json("/api/v1/namespaces/default/pods")).status, 200);
+        }
+        const seen = cluster.apiserver.requests.filter((r) => r.path === "/api/v1/namespaces/default/pods");
+        assertEquals(seen.filter((r) => r.user === "system:node:edge-1" && r.authn === "cert").length, 5);
+        assertEquals(seen.filter((r) => r.user === "reader" && r.authn === "token").length, 5);
+      } finally {
+        node.close();
+        reader.close();
+      }
+    });
+
+    await t.step("150 watches: 2 more cloud connections at most; events flow on them", async () => {
+      const before = cluster.apiserver.connections().accepted;
+      const w = await openWatches(lite, cluster, 150);
+      try {
+        const opened = cluster.apiserver.connections().accepted - before;
+        assert(opened <= 2, `cloud connections opened for 150 watches of one identity: ${opened}`);
+        await addConfigMap(cluster, "h2-event", 149);
+        assert(await w.watches[149].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
+      } finally {
+        await w.close();
+      }
+      // The cloud saw every watch as the node, never as another identity.
+      const watches = cluster.apiserver.requests.filter((r) => r.query.includes("watch=1"));
+      assert(watches.every((r) => r.user === "system:node:edge-1"));
+      // Open connections in all: the node's (at most 2) and the anonymous/token pool's.
+      assert(cluster.apiserver.connections().open <= 4, `open: ${cluster.apiserver.connections().open}`);
+    });
+  } finally {
+    await lite.kill();
+    await cluster.close();
+  }
+});
+
+Deno.test("HTTP/2 cloud with --upstream-http2 off, and an HTTP/1.1-only cloud: one connection per watch", async () => {
+  for (const [http2, flag] of [[{ maxStreams: 100 }, "off"], [undefined, "auto"]] as const) {
+    const cluster = await startCluster({ http2 });
+    const lite = await startLite(cluster, { extra: ["--upstream-http2", flag] });
+    try {
+      const before = cluster.apiserver.connections().accepted;
+      const w = await openWatches(lite, cluster, 20);
+      try {
+        const opened = cluster.apiserver.connections().accepted - before;
+        assert(opened >= 20, `cloud connections for 20 watches (${flag}, h2 cloud: ${!!http2}): ${opened}`);
+        await addConfigMap(cluster, "h1-event", 3);
+        assert(await w.watches[3].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
+      } finally {
+        await w.close();
+      }
+    } finally {
+      await lite.kill();
+      await cluster.close();
+    }
+  }
+});
