@@ -46,7 +46,7 @@ async function openWatches(lite: LiteProcess, cluster: Cluster, n: number) {
   };
 }
 
-async function addConfigMap(cluster: Cluster, name: string, w: number) {
+function addConfigMap(cluster: Cluster, name: string, w: number) {
   cluster.apiserver.create({
     apiVersion: "v1",
     kind: "ConfigMap",
@@ -82,7 +82,7 @@ Deno.test("HTTP/2 cloud: one connection per identity; 150 watches of one identit
       try {
         const opened = cluster.apiserver.connections().accepted - before;
         assert(opened <= 2, `cloud connections opened for 150 watches of one identity: ${opened}`);
-        await addConfigMap(cluster, "h2-event", 149);
+        addConfigMap(cluster, "h2-event", 149);
         assert(await w.watches[149].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
       } finally {
         await w.close();
@@ -109,7 +109,7 @@ Deno.test("HTTP/2 cloud with --upstream-http2 off, and an HTTP/1.1-only cloud: o
       try {
         const opened = cluster.apiserver.connections().accepted - before;
         assert(opened >= 20, `cloud connections for 20 watches (${flag}, h2 cloud: ${!!http2}): ${opened}`);
-        await addConfigMap(cluster, "h1-event", 3);
+        addConfigMap(cluster, "h1-event", 3);
         assert(await w.watches[3].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
       } finally {
         await w.close();

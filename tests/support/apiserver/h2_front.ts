@@ -61,7 +61,7 @@ export function frontCert(req: IncomingMessage): ConnCert | undefined {
   return { state: "verified", cn, groups, serial };
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -71,7 +71,7 @@ async function freePort(): Promise<number> {
 export async function startH2Front(opts: H2FrontOptions): Promise<H2Front> {
   const bin = nginxBinary();
   const dir = await Deno.makeTempDir({ prefix: "h2front-" });
-  const port = await freePort();
+  const port = freePort();
   const conf = `
 daemon off;
 master_process off;
