@@ -31,13 +31,19 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-/** LITE_TEST_UPSTREAM_H2=<maxStreams>: every test cluster's apiserver speaks HTTP/2. */
-function h2FromEnv(): { maxStreams: number } | undefined {
+/**
+ * LITE_TEST_UPSTREAM_H2=<maxStreams>[,nginx]: every test cluster's apiserver speaks HTTP/2 (the
+ * codec front by default, or nginx).
+ */
+function h2FromEnv(): { maxStreams: number; impl: "codec" | "nginx" } | undefined {
   const v = Deno.env.get("LITE_TEST_UPSTREAM_H2");
   if (!v) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`LITE_TEST_UPSTREAM_H2=${v}: expected a stream count`);
-  return { maxStreams: n };
+  const [count, impl = "codec"] = v.split(",");
+  const n = Number(count);
+  if (!Number.isInteger(n) || n < 1 || (impl !== "codec" && impl !== "nginx")) {
+    throw new Error(`LITE_TEST_UPSTREAM_H2=${v}: expected <stream count>[,codec|nginx]`);
+  }
+  return { maxStreams: n, impl };
 }
 
 export async function startCluster(
@@ -54,7 +60,7 @@ export async function startCluster(
      * environment, LITE_TEST_UPSTREAM_H2=<maxStreams> (e.g. 100), so any e2e test runs against an
      * HTTP/2 cloud unchanged; unset, HTTP/1.1 only.
      */
-    http2?: { maxStreams?: number };
+    http2?: { maxStreams?: number; impl?: "codec" | "nginx" };
   } = {},
 ): Promise<Cluster> {
   const pki = await createPki();

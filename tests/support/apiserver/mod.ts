@@ -23,6 +23,7 @@ import { type Obj, ObjectStore } from "./store.ts";
 import type { WireMode, WireModeName } from "./wire_modes.ts";
 import { WireRelay } from "./wire_relay.ts";
 import { frontCert, type H2Front, startH2Front } from "./h2_front.ts";
+import { startCodecH2Front } from "./h2_server.ts";
 
 export type { RequestRecord } from "./handler.ts";
 export type { FaultMode } from "./relay.ts";
@@ -53,10 +54,13 @@ export interface FakeApiServerOptions {
   /** How long one tolerationSecond lasts for the node lifecycle simulation (default 1000 ms). */
   tolerationSecondMs?: number;
   /**
-   * Speak HTTP/2 as the real apiserver does (ALPN h2, then http/1.1): nginx in front (h2_front.ts),
-   * announcing `maxStreams` concurrent streams per connection. Not with `wire`.
+   * Speak HTTP/2 as the real apiserver does (ALPN h2, then http/1.1), announcing `maxStreams`
+   * concurrent streams per connection. `impl`: "codec" (default), a front built from the project's
+   * own frame/HPACK codec that sends heads at once as Go does (h2_server.ts); "nginx", an
+   * independent server (h2_front.ts; it holds an h2 response head until the first body byte).
+   * Not with `wire`.
    */
-  http2?: { maxStreams?: number; keepaliveRequests?: number };
+  http2?: { maxStreams?: number; keepaliveRequests?: number; impl?: "codec" | "nginx" };
 }
 
 /** A running fake apiserver. */
@@ -80,6 +84,8 @@ export interface FakeApiServer {
   ): Record<string, unknown> | undefined;
   /** TCP connections to the public port: accepted so far, and open now. */
   connections(): { accepted: number; open: number };
+  /** With http2 impl "codec": announce a new stream limit, or send GOAWAY, on every h2 connection. */
+  h2?: { setMaxStreams(n: number): void; goaway(): void; readonly connections: number };
   /** Forgets history: older resourceVersions now give 410 Gone on watch and continue. */
   compact(): void;
   setFault(mode: FaultMode): Promise<void>;
@@ -241,7 +247,27 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   }
   // With http2: fault relay → nginx (TLS, h2) → internal plain HTTP listener.
   let h2: { front: H2Front; plain: http.Server } | undefined;
-  if (opts.http2 && !wire) {
+  let codecFront: Awaited<ReturnType<typeof startCodecH2Front>> | undefined;
+  if (opts.http2 && !wire && (opts.http2.impl ?? "codec") === "codec") {
+    const plain = http.createServer(handler);
+    plain.keepAliveTimeout = 3_600_000;
+    plain.on("upgrade", onUpgrade);
+    plain.on("connection", (s: Socket) => {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", () => resolve()));
+    codecFront = await startCodecH2Front({
+      backendPort: (plain.address() as AddressInfo).port,
+      ca: await Deno.readTextFile(opts.caCert),
+      cert: await Deno.readTextFile(opts.certFile),
+      key: await Deno.readTextFile(opts.keyFile),
+      maxStreams: opts.http2.maxStreams,
+      register: (port, conn) => relayConns.set(port, conn),
+      unregister: (port) => relayConns.delete(port),
+    });
+    h2 = { front: codecFront, plain };
+  } else if (opts.http2 && !wire) {
     const withCert = (req: IncomingMessage) => {
       const c = frontCert(req);
       if (c) frontCerts.set(req, c);
@@ -312,6 +338,13 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     compact: () => store.compact(),
     setFault: (mode) => relay.setMode(mode),
     connections: () => ({ accepted: relay.accepted, open: relay.open }),
+    h2: codecFront && {
+      setMaxStreams: (n: number) => codecFront!.setMaxStreams(n),
+      goaway: () => codecFront!.goaway(),
+      get connections() {
+        return codecFront!.h2Connections;
+      },
+    },
     setWire: (mode) => {
       if (!wire) throw new Error("fake apiserver: started without the `wire` option");
       wire.relay.setMode(mode);
