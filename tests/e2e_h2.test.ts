@@ -120,3 +120,47 @@ Deno.test("HTTP/2 cloud with --upstream-http2 off, and an HTTP/1.1-only cloud: o
     }
   }
 });
+
+Deno.test("HTTP/2 cloud: GOAWAY mid-watch and a lowered stream limit", async (t) => {
+  const cluster = await startCluster({ http2: { maxStreams: 100 } });
+  const lite = await startLite(cluster);
+  const h2 = cluster.apiserver.h2!;
+  try {
+    await t.step("GOAWAY: the watch in flight goes on; the next request opens a new connection", async () => {
+      const w = await openWatches(lite, cluster, 1);
+      try {
+        const before = cluster.apiserver.connections().accepted;
+        h2.goaway();
+        addConfigMap(cluster, "after-goaway", 0);
+        assert(await w.watches[0].until((ev) => ev.some((e) => e.type === "ADDED"), "an event after GOAWAY"));
+        const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+        try {
+          assertEquals((await node.json("/api/v1/namespaces/default/pods")).status, 200);
+        } finally {
+          node.close();
+        }
+        assert(cluster.apiserver.connections().accepted > before, "a new connection after GOAWAY");
+      } finally {
+        await w.close();
+      }
+    });
+
+    await t.step("the server lowers MAX_CONCURRENT_STREAMS to 2: 6 watches need 3 connections", async () => {
+      // Connections made from now on announce 2; open ones are told so.
+      h2.setMaxStreams(2);
+      const before = cluster.apiserver.connections().accepted;
+      const w = await openWatches(lite, cluster, 6);
+      try {
+        const opened = cluster.apiserver.connections().accepted - before;
+        assert(opened >= 2 && opened <= 4, `connections for 6 watches at 2 streams each: ${opened}`);
+        addConfigMap(cluster, "limit-event", 5);
+        assert(await w.watches[5].until((ev) => ev.some((e) => e.type === "ADDED"), "the event on watch 6"));
+      } finally {
+        await w.close();
+      }
+    });
+  } finally {
+    await lite.kill();
+    await cluster.close();
+  }
+});
