@@ -3,7 +3,11 @@
  * identity, against an HTTP/2 cloud (nginx in front of the simulated apiserver announcing S
  * concurrent streams), with `--upstream-http2 auto` and `off`.
  *
- *   deno run -A bench/h2_connections.ts [--watches 200] [--gets 32] [--streams 100,250] [--json]
+ *   deno run -A bench/h2_connections.ts [--watches 200] [--gets 32] [--streams 100,250]
+ *     [--modes auto,off] [--impl codec|nginx] [--json]
+ *
+ * `--impl`: the HTTP/2 server in front of the simulated apiserver, the test front built from the
+ * project's codec (default) or Debian's nginx.
  *
  * Counts come from the simulated apiserver's front relay (every TCP connection lite opened to the
  * cloud), so they include the health probe's anonymous connection.
@@ -56,8 +60,14 @@ function get(url: string, cluster: Cluster): Promise<number> {
   });
 }
 
-async function measure(streams: number, mode: "auto" | "off", watches: number, gets: number): Promise<Row> {
-  const cluster = await startCluster({ http2: { maxStreams: streams } });
+async function measure(
+  streams: number,
+  mode: "auto" | "off",
+  watches: number,
+  gets: number,
+  impl: "codec" | "nginx",
+): Promise<Row> {
+  const cluster = await startCluster({ http2: { maxStreams: streams, impl } });
   const lite = await startLite(cluster, { extra: ["--upstream-http2", mode] });
   const open = new Set<IncomingMessage>();
   try {
@@ -108,6 +118,7 @@ if (import.meta.main) {
     gets: flag("gets"),
     streams: flag("streams"),
     modes: flag("modes"),
+    impl: (flag("impl") ?? "codec") as "codec" | "nginx",
     json: Deno.args.includes("--json"),
   };
   const watches = Number(args.watches ?? 200);
@@ -115,7 +126,9 @@ if (import.meta.main) {
   const streamsList = String(args.streams ?? "100,250").split(",").map(Number);
   const modes = String(args.modes ?? "auto,off").split(",") as Array<"auto" | "off">;
   const rows: Row[] = [];
-  for (const s of streamsList) for (const m of modes) rows.push(await measure(s, m, watches, gets));
+  for (const s of streamsList) {
+    for (const m of modes) rows.push(await measure(s, m, watches, gets, args.impl));
+  }
   if (args.json) console.log(JSON.stringify(rows, null, 2));
   else {
     console.log("streams  mode  watches  new conns (watches)  gets  new conns (gets)  open at peak");
