@@ -16,7 +16,7 @@ import {
 } from "./support/harness.ts";
 
 /** `n` watches by the node (its client certificate), each on its own client connection to lite. */
-async function openWatches(lite: LiteProcess, cluster: Cluster, n: number) {
+async function openWatches(lite: LiteProcess, cluster: Cluster, n: number, extraQuery = "") {
   const clients = Array.from(
     { length: n },
     () => httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet }),
@@ -24,9 +24,12 @@ async function openWatches(lite: LiteProcess, cluster: Cluster, n: number) {
   const ctl = new AbortController();
   const from = cluster.apiserver.requests.length;
   const watches = await Promise.all(clients.map(async (c, i) => {
-    const res = await c.request(`/api/v1/namespaces/default/configmaps?watch=1&labelSelector=w%3D${i}`, {
-      signal: ctl.signal,
-    });
+    const res = await c.request(
+      `/api/v1/namespaces/default/configmaps?watch=1&labelSelector=w%3D${i}${extraQuery}`,
+      {
+        signal: ctl.signal,
+      },
+    );
     assertEquals(res.status, 200);
     return new WatchStream(res.body!);
   }));
@@ -159,6 +162,34 @@ Deno.test("HTTP/2 cloud: GOAWAY mid-watch and a lowered stream limit", async (t)
         await w.close();
       }
     });
+  } finally {
+    await lite.kill();
+    await cluster.close();
+  }
+});
+
+Deno.test("HTTP/2 cloud: a half-open connection (PING never answered) is declared dead; its watch takes the watch-cut path", async () => {
+  const cluster = await startCluster({ http2: { maxStreams: 100 } });
+  const lite = await startLite(cluster, {
+    extra: ["--upstream-http2-read-idle", "300ms", "--upstream-http2-ping-timeout", "500ms"],
+  });
+  try {
+    // A list first: the cache follows the watch, so a cut watch can be held and carried on.
+    const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+    const list = await node.json("/api/v1/namespaces/default/configmaps");
+    node.close();
+    const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
+    const w = await openWatches(lite, cluster, 1, `&resourceVersion=${rv}`);
+    try {
+      const from = lite.lines.length;
+      // The node's connection goes half-open; the anonymous health probes are still answered,
+      // so only the PING can find it.
+      cluster.apiserver.h2!.silenceCertConnections();
+      await lite.waitForLine(/upstream watch cut/, 15_000, from);
+      assert(!lite.lines.slice(from).some((l) => /upstream unreachable: offline/.test(l)), "still online");
+    } finally {
+      await w.close();
+    }
   } finally {
     await lite.kill();
     await cluster.close();

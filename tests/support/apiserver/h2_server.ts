@@ -48,6 +48,8 @@ export interface CodecH2Front {
   readonly h2Connections: number;
   setMaxStreams(n: number): void;
   goaway(): void;
+  /** Open h2 connections of verified client certificates go silent (half-open: no PING answers). */
+  silenceCertConnections(): void;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,11 @@ class Session {
   #agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
   #goingAway = false;
   closed = false;
+  /** A half-open connection: nothing read is answered, nothing more is sent. */
+  silent = false;
+  get cert(): ConnCert {
+    return this.#cert;
+  }
 
   constructor(
     sock: tls.TLSSocket,
@@ -113,10 +120,11 @@ class Session {
   }
 
   #write(b: Uint8Array) {
-    if (!this.#sock.destroyed) this.#sock.write(b);
+    if (!this.#sock.destroyed && !this.silent) this.#sock.write(b);
   }
 
   #onData(c: Uint8Array) {
+    if (this.silent) return;
     if (this.#prefaceLeft > 0) {
       const n = Math.min(this.#prefaceLeft, c.byteLength);
       const got = new TextDecoder().decode(c.subarray(0, n));
@@ -381,6 +389,9 @@ export async function startCodecH2Front(opts: CodecH2FrontOptions): Promise<Code
     },
     goaway() {
       for (const s of sessions) s.goaway();
+    },
+    silenceCertConnections() {
+      for (const s of sessions) if (s.cert.state === "verified") s.silent = true;
     },
     async close() {
       for (const s of sessions) s.destroy();

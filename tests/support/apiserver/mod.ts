@@ -85,7 +85,13 @@ export interface FakeApiServer {
   /** TCP connections to the public port: accepted so far, and open now. */
   connections(): { accepted: number; open: number };
   /** With http2 impl "codec": announce a new stream limit, or send GOAWAY, on every h2 connection. */
-  h2?: { setMaxStreams(n: number): void; goaway(): void; readonly connections: number };
+  h2?: {
+    setMaxStreams(n: number): void;
+    goaway(): void;
+    /** Client-certificate h2 connections go half-open (anonymous probes still answered). */
+    silenceCertConnections(): void;
+    readonly connections: number;
+  };
   /** Forgets history: older resourceVersions now give 410 Gone on watch and continue. */
   compact(): void;
   setFault(mode: FaultMode): Promise<void>;
@@ -341,6 +347,7 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     h2: codecFront && {
       setMaxStreams: (n: number) => codecFront!.setMaxStreams(n),
       goaway: () => codecFront!.goaway(),
+      silenceCertConnections: () => codecFront!.silenceCertConnections(),
       get connections() {
         return codecFront!.h2Connections;
       },
