@@ -72,6 +72,12 @@ const DEFAULTS: Required<H2Options> = {
   idleMs: 30_000,
 };
 
+/**
+ * An answer with a content-length up to this is handed over only once whole, as an HTTP/1.1 answer
+ * read in one chunk is: a connection lost before then is an error the pool may retry, or the cache
+ * answers, instead of a body cut short for the client. Its bytes are within the stream window.
+ */
+const WHOLE_BYTES = 64 * 1024;
 /** Twice UpstreamResponse's highWaterMark (64 KiB). */
 const MIN_STREAM_WINDOW = 128 * 1024;
 /** More CONTINUATION frames than this for one header block is a flood. */
@@ -99,8 +105,10 @@ export function streamError(message: string, code: string, retryable = false): E
 class Stream {
   /** Final response head arrived. */
   answered = false;
-  /** The answer waits to be handed over at the end of the current socket chunk. */
+  /** The answer waits to be handed over (at the end of the current socket chunk, or when whole). */
   pending = false;
+  /** A small answer of known length is handed over only once whole (see WHOLE_BYTES). */
+  holdUntilWhole = false;
   /** Bytes of response header block being collected (HEADERS then CONTINUATION). */
   res?: UpstreamResponse;
   remoteEnded = false;
@@ -502,7 +510,8 @@ export class H2Connection {
       this.#creditConn(s, true);
     });
     s.pending = true;
-    this.#toAnswer.push(s);
+    if (s.expectLength > 0 && s.expectLength <= WHOLE_BYTES && !endStream) s.holdUntilWhole = true;
+    else this.#toAnswer.push(s);
     if (endStream) this.#endRemote(s);
   }
 
@@ -600,6 +609,7 @@ export class H2Connection {
       }
       res.complete = true;
       if (!res.destroyed) res.push(null);
+      if (s.holdUntilWhole) this.#toAnswer.push(s);
     }
     if (!s.localEnded) {
       // The whole answer is here before our body was sent (an early 413): stop sending.
