@@ -82,6 +82,8 @@ const WHOLE_BYTES = 64 * 1024;
 const MIN_STREAM_WINDOW = 128 * 1024;
 /** More CONTINUATION frames than this for one header block is a flood. */
 const MAX_CONTINUATIONS = 256;
+/** Bytes written but not yet taken by the socket, beyond which the connection is given up. */
+const MAX_UNSENT_BYTES = 1024 * 1024;
 /** A request body queued beyond this pauses its source until the window lets it out. */
 const BODY_QUEUE_BYTES = 64 * 1024;
 const HEADER_VALUE_OK = /^[^\r\n\0]*$/;
@@ -638,6 +640,12 @@ export class H2Connection {
   #write(bytes: Uint8Array) {
     if (this.socket.destroyed) return;
     if (!this.socket.write(bytes)) this.#backedUp = true;
+    // DATA waits for 'drain'; what still piles up is answers to the server's own frames (PING,
+    // SETTINGS) or our headers: a server that floods them and stops reading is cut off.
+    if ((this.socket.writableLength ?? 0) > MAX_UNSENT_BYTES) {
+      this.#error ??= streamError("the upstream stopped reading our HTTP/2 frames", "ENOBUFS");
+      this.socket.destroy();
+    }
   }
 
   #writeHeaders(id: number, block: Uint8Array, endStream: boolean) {

@@ -482,3 +482,21 @@ Deno.test("a small answer of known length is handed over only whole; a connectio
   srv.sock.destroy();
   assert((await b.response.then(() => undefined, (e) => e)) instanceof Error);
 });
+
+Deno.test("a server that floods PINGs and stops reading: the unsent bytes are bounded, the connection given up", async () => {
+  let taken = 0;
+  // Takes the preface and SETTINGS, then never takes another byte.
+  const sock = new Duplex({
+    read() {},
+    write(_c: Uint8Array, _e, cb) {
+      if (++taken <= 2) cb();
+    },
+  });
+  const conn = new H2Connection(sock, { settingsTimeoutMs: 5_000 });
+  sock.push(encodeSettings([[Setting.MAX_CONCURRENT_STREAMS, 10]]));
+  await conn.ready;
+  const ping = encodePing(enc.encode("flooding"));
+  for (let i = 0; i < 100_000 && !conn.closed; i++) sock.push(ping);
+  await until("connection given up", () => conn.closed);
+  assert(sock.writableLength <= 1024 * 1024 + 64, `unsent bytes: ${sock.writableLength}`);
+});
