@@ -103,7 +103,7 @@ Deno.test("HTTP/2 cloud: one connection per identity; 150 watches of one identit
 });
 
 Deno.test("HTTP/2 cloud with --upstream-http2 off, and an HTTP/1.1-only cloud: one connection per watch", async () => {
-  for (const [http2, flag] of [[{ maxStreams: 100 }, "off"], [undefined, "auto"]] as const) {
+  for (const [http2, flag] of [[{ maxStreams: 100 }, "off"], [false, "auto"]] as const) {
     const cluster = await startCluster({ http2 });
     const lite = await startLite(cluster, { extra: ["--upstream-http2", flag] });
     try {

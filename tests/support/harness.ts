@@ -60,7 +60,7 @@ export async function startCluster(
      * environment, LITE_TEST_UPSTREAM_H2=<maxStreams> (e.g. 100), so any e2e test runs against an
      * HTTP/2 cloud unchanged; unset, HTTP/1.1 only.
      */
-    http2?: { maxStreams?: number; impl?: "codec" | "nginx" };
+    http2?: { maxStreams?: number; impl?: "codec" | "nginx" } | false;
   } = {},
 ): Promise<Cluster> {
   const pki = await createPki();
@@ -74,7 +74,8 @@ export async function startCluster(
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
     wire: opts.wire,
     tolerationSecondMs: opts.tolerationSecondMs,
-    http2: opts.http2 ?? h2FromEnv(),
+    // false: HTTP/1.1 only, whatever the environment says.
+    http2: opts.http2 === false ? undefined : opts.http2 ?? h2FromEnv(),
   });
   // The SANs in-cluster clients verify (README "In-cluster clients"), and the node address 127.0.0.2.
   const serving = await pki.server("lite-apiserver", [
