@@ -84,7 +84,10 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
   const events = serverEvents();
 
   const { store, queue, cache } = await startCache(config, stack);
-  const agents = new UpstreamAgents(upstreamCa, pairs);
+  const agents = new UpstreamAgents(upstreamCa, pairs, {
+    http2: config.upstreamHttp2,
+    h2: { readIdleMs: config.upstreamHttp2ReadIdleMs, pingTimeoutMs: config.upstreamHttp2PingTimeoutMs },
+  });
   stack.defer(() => agents.destroy());
   const health = upstreamHealth(config, agents);
   health.onChange((online) => events.emit(online ? "online" : "offline"));

@@ -64,6 +64,12 @@ export interface ServeConfig {
   requestBodyBufferBytes: number;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
+  // HTTP/2 to the cloud (issue 21): one multiplexed connection per identity when ALPN picks h2.
+  upstreamHttp2: "auto" | "off";
+  /** An HTTP/2 connection silent this long gets a PING (client-go: 30 s). */
+  upstreamHttp2ReadIdleMs: number;
+  /** A PING unanswered this long: the connection is dead and its watches are cut (client-go: 15 s). */
+  upstreamHttp2PingTimeoutMs: number;
 }
 
 /**
@@ -285,6 +291,26 @@ export const SERVE_FLAGS: readonly Flag[] = [
     name: "admin-identities",
     arg: "show|hide",
     help: "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
+  },
+  // HTTP/2 to the cloud (issue 21).
+  {
+    name: "upstream-http2",
+    arg: "auto|off",
+    help:
+      "auto: offer h2 by ALPN and carry each identity's requests as streams on one connection; off: HTTP/1.1",
+    default: "auto",
+  },
+  {
+    name: "upstream-http2-read-idle",
+    arg: "DURATION",
+    help: "send an HTTP/2 PING on an upstream connection silent this long",
+    default: "30s",
+  },
+  {
+    name: "upstream-http2-ping-timeout",
+    arg: "DURATION",
+    help: "an upstream HTTP/2 PING unanswered this long closes the connection (its watches are cut)",
+    default: "15s",
   },
   // SuperEdge lite-apiserver's names, accepted so existing unit files keep working.
   { name: "timeout", arg: "DURATION", help: "alias of --backend-timeout (SuperEdge)", hidden: true },
@@ -530,6 +556,21 @@ function resolveConfig(raw: Raw): ServeConfig {
   const slowReaderTimeoutMs = parseDuration(value(raw, "slow-reader-timeout")!, "--slow-reader-timeout");
   if (slowReaderTimeoutMs < 100) throw new ConfigError("--slow-reader-timeout: at least 100ms");
   const listenerBounds = parseListenerBounds(raw);
+  const upstreamHttp2 = value(raw, "upstream-http2");
+  if (upstreamHttp2 !== "auto" && upstreamHttp2 !== "off") {
+    throw new ConfigError(`--upstream-http2: "${upstreamHttp2}" is not auto or off`);
+  }
+  const upstreamHttp2ReadIdleMs = parseDuration(
+    value(raw, "upstream-http2-read-idle")!,
+    "--upstream-http2-read-idle",
+  );
+  const upstreamHttp2PingTimeoutMs = parseDuration(
+    value(raw, "upstream-http2-ping-timeout")!,
+    "--upstream-http2-ping-timeout",
+  );
+  if (upstreamHttp2ReadIdleMs < 100 || upstreamHttp2PingTimeoutMs < 100) {
+    throw new ConfigError("--upstream-http2-read-idle and --upstream-http2-ping-timeout: at least 100ms");
+  }
 
   return {
     cacheBounds,
@@ -564,6 +605,9 @@ function resolveConfig(raw: Raw): ServeConfig {
     maxConnections: listenerBounds.maxConnections,
     ...listenerBounds.rest,
     notices,
+    upstreamHttp2,
+    upstreamHttp2ReadIdleMs,
+    upstreamHttp2PingTimeoutMs,
   };
 }
 

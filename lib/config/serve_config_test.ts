@@ -127,3 +127,20 @@ Deno.test("listener bounds (issue 18): defaults, the anonymous share, and one-li
     throws(() => s.parse(...args), (e: Error) => e instanceof ConfigError && re.test(e.message));
   }
 });
+
+Deno.test("--upstream-http2: auto by default, off accepted, anything else a ConfigError; PING timings", () => {
+  using s = scratch();
+  const c = s.parse();
+  assertEquals([c.upstreamHttp2, c.upstreamHttp2ReadIdleMs, c.upstreamHttp2PingTimeoutMs], [
+    "auto",
+    30_000,
+    15_000,
+  ]);
+  assertEquals(s.parse("--upstream-http2", "off").upstreamHttp2, "off");
+  throws(
+    () => s.parse("--upstream-http2", "on"),
+    (e: unknown) => e instanceof ConfigError && /auto or off/.test(e.message),
+  );
+  throws(() => s.parse("--upstream-http2-read-idle", "10ms"), ConfigError);
+  assertEquals(s.parse("--upstream-http2-ping-timeout", "2s").upstreamHttp2PingTimeoutMs, 2000);
+});

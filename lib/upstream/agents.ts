@@ -3,7 +3,7 @@
  * pair (by CN) and one with no client certificate for token and anonymous callers.
  */
 import { type Identity, pairIdentity } from "../identity/identity.ts";
-import { UpstreamPool } from "./pool.ts";
+import { type PoolOptions, UpstreamPool } from "./pool.ts";
 
 export interface PairMaterial {
   cn: string;
@@ -22,14 +22,24 @@ export class UpstreamAgents {
   #agents = new Map<string, UpstreamPool>();
   #anonymous: UpstreamPool;
 
-  constructor(caPem: string, pairs: PairMaterial[] = []) {
+  #protocol: Pick<PoolOptions, "http2" | "h2">;
+
+  /** `protocol`: HTTP/2 use (default off) and its tuning, the same for every pool. */
+  constructor(caPem: string, pairs: PairMaterial[] = [], protocol: Pick<PoolOptions, "http2" | "h2"> = {}) {
     this.#ca = caPem;
+    this.#protocol = protocol;
     this.#anonymous = this.#make();
     for (const p of pairs) this.setPair(p.cn, p);
   }
 
   #make(pair?: PairMaterial): UpstreamPool {
-    return new UpstreamPool({ ...POOL_OPTIONS, ca: this.#ca, cert: pair?.certPem, key: pair?.keyPem });
+    return new UpstreamPool({
+      ...POOL_OPTIONS,
+      ...this.#protocol,
+      ca: this.#ca,
+      cert: pair?.certPem,
+      key: pair?.keyPem,
+    });
   }
 
   /** True when a configured pair asserts exactly this identity: the same CN and set of groups. */

@@ -100,6 +100,8 @@ export interface DialOptions {
   ca: string;
   cert?: string;
   key?: string;
+  /** ALPN protocols to offer (default http/1.1 only); the socket's alpnProtocol says which won. */
+  alpn?: string[];
 }
 
 /** A connection being opened: `cancel` gives up on it (a blackholed upstream never answers). */
@@ -128,7 +130,7 @@ export function makeDial(): Dial {
         ca: opts.ca,
         cert: opts.cert,
         key: opts.key,
-        ALPNProtocols: ["http/1.1"],
+        ALPNProtocols: opts.alpn ?? ["http/1.1"],
       };
       const cancelled = () => Object.assign(new Error("connection attempt cancelled"), { code: "ECANCELED" });
       if (proxy && !bypassProxy(opts.host, noProxy)) {

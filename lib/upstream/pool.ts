@@ -12,6 +12,7 @@ import { type Dial, type Dialing, makeDial } from "./https_proxy.ts";
 import { type ExchangeHandlers, type RequestSpec, UpstreamConnection } from "./connection.ts";
 import type { UpstreamResponse } from "./response.ts";
 import type { ResponseHead } from "../http/head_parser.ts";
+import { H2Connection, type H2Options } from "./h2/connection.ts";
 
 export interface PoolOptions {
   ca: string;
@@ -25,6 +26,10 @@ export interface PoolOptions {
   idleMs?: number;
   /** How connections are opened (direct or through HTTPS_PROXY); replaceable in tests. */
   dial?: Dial;
+  /** "auto": offer h2 by ALPN and multiplex when the server picks it; "off": HTTP/1.1 only. */
+  http2?: "auto" | "off";
+  /** HTTP/2 connection tuning (PING health check, windows); tests shorten the timers. */
+  h2?: H2Options;
 }
 
 /** One request in flight: its answer, and a way to give up on it (closes its connection). */
@@ -44,6 +49,14 @@ interface Waiter {
   take(conn: UpstreamConnection | undefined): void;
 }
 
+/** A request waiting for room on an HTTP/2 connection. */
+interface H2Waiter {
+  got(c: H2Connection): void;
+  /** ALPN chose HTTP/1.1 at this endpoint: go the HTTP/1.1 way. */
+  fallback(): void;
+  failed(err: Error): void;
+}
+
 /** The connections to one endpoint. */
 class HostConnections {
   idle: UpstreamConnection[] = [];
@@ -51,10 +64,21 @@ class HostConnections {
   /** Open or opening connections, busy or idle. */
   open = 0;
   waiting: Waiter[] = [];
+  /** HTTP/2 connections (open slots are counted in `open` too). */
+  h2 = new Set<H2Connection>();
+  h2Waiting: H2Waiter[] = [];
+  /** The HTTP/2 connection being opened (one at a time). */
+  h2Dial?: Dialing;
+  /** ALPN chose HTTP/1.1 here: this pool uses HTTP/1.1 for this endpoint from now on. */
+  h1Only = false;
 }
 
 export class UpstreamPool {
-  readonly options: Required<Omit<PoolOptions, "cert" | "key">> & { cert?: string; key?: string };
+  readonly options: Required<Omit<PoolOptions, "cert" | "key" | "h2">> & {
+    cert?: string;
+    key?: string;
+    h2?: H2Options;
+  };
   #hosts = new Map<string, HostConnections>();
   #sweep?: ReturnType<typeof setInterval>;
   #destroyed = false;
@@ -71,6 +95,8 @@ export class UpstreamPool {
       maxIdle: opts.maxIdle ?? 32,
       idleMs: opts.idleMs ?? 30_000,
       dial: opts.dial ?? makeDial(),
+      http2: opts.http2 ?? "off",
+      h2: opts.h2,
     };
   }
 
@@ -90,6 +116,13 @@ export class UpstreamPool {
    * the request has a connection (a reused one, or a fresh one whose TLS handshake completed).
    */
   request(ep: Endpoint, spec: RequestSpec, events?: { connected?(): void }): UpstreamCall {
+    if (this.options.http2 === "auto" && !spec.upgrade && !this.#host(ep).h1Only) {
+      return this.#requestH2(ep, spec, events);
+    }
+    return this.#requestH1(ep, spec, events);
+  }
+
+  #requestH1(ep: Endpoint, spec: RequestSpec, events?: { connected?(): void }): UpstreamCall {
     let conn: UpstreamConnection | undefined;
     let dialing: Dialing | undefined;
     let aborted = false;
@@ -282,11 +315,12 @@ export class UpstreamPool {
   }
 
   /** A connection slot is free: a waiter may open one. */
-  #closed(_ep: Endpoint, h: HostConnections) {
+  #closed(ep: Endpoint, h: HostConnections) {
     h.open--;
     if (this.#destroyed) return;
     const w = h.waiting.shift();
     if (w) w.take(undefined);
+    else if (h.h2Waiting.length) this.#serveH2(ep, h);
   }
 
   #startSweep() {
@@ -314,13 +348,19 @@ export class UpstreamPool {
    */
   retire(): void {
     this.#retiring = true;
-    for (const h of this.#hosts.values()) for (const c of h.idle.splice(0)) c.destroy();
+    for (const h of this.#hosts.values()) {
+      for (const c of h.idle.splice(0)) c.destroy();
+      for (const c of h.h2) c.goaway();
+    }
   }
 
   /** Exchanges still running on this pool's connections. */
   get busyConnections(): number {
     let n = 0;
-    for (const h of this.#hosts.values()) n += h.all.size - h.idle.length;
+    for (const h of this.#hosts.values()) {
+      n += h.all.size - h.idle.length;
+      for (const c of h.h2) if (c.streams > 0) n++;
+    }
     return n;
   }
 
@@ -333,6 +373,190 @@ export class UpstreamPool {
       for (const w of h.waiting.splice(0)) w.take(undefined);
       h.idle.length = 0;
       for (const c of [...h.all]) c.destroy();
+      const err = Object.assign(new Error("connection pool retired"), { code: "ECANCELED" });
+      for (const w of h.h2Waiting.splice(0)) w.failed(err);
+      h.h2Dial?.cancel();
+      for (const c of [...h.h2]) c.destroy(err);
     }
+  }
+
+  // --- HTTP/2: one multiplexed connection per endpoint for this credential ---
+
+  /** HTTP/2 connections open to any endpoint. */
+  get h2Connections(): number {
+    let n = 0;
+    for (const h of this.#hosts.values()) n += h.h2.size;
+    return n;
+  }
+
+  /**
+   * A request as a stream on this credential's HTTP/2 connection. The first request to an
+   * endpoint dials with ALPN h2,http/1.1; if the server picks HTTP/1.1 the request (and all later
+   * ones) take the HTTP/1.1 path. A stream the server never processed (REFUSED_STREAM, above a
+   * GOAWAY's last-stream-id) is sent once more; so is a replayable request whose connection died
+   * before any answer (the keep-alive race of HTTP/1.1).
+   */
+  #requestH2(ep: Endpoint, spec: RequestSpec, events?: { connected?(): void }): UpstreamCall {
+    let stream: { cancel(): void } | undefined;
+    let inner: UpstreamCall | undefined;
+    let waiter: H2Waiter | undefined;
+    let aborted = false;
+    let retried = false;
+    let answer: UpstreamResponse | undefined;
+    const replayable = REPLAYABLE.has(spec.method) && !spec.stream;
+    const response = new Promise<UpstreamResponse>((resolve, reject) => {
+      const attempt = () => {
+        const w: H2Waiter = {
+          got: (c) => {
+            waiter = undefined;
+            if (aborted) return;
+            const reused = c.opened > 0;
+            events?.connected?.();
+            try {
+              stream = c.request(spec, {
+                response: (res) => {
+                  answer = res;
+                  resolve(res);
+                },
+                released: () => (stream = undefined),
+                error: (err, gotBytes) => {
+                  stream = undefined;
+                  const refused = (err as { retryable?: boolean }).retryable === true;
+                  const again = refused || (reused && !gotBytes && replayable);
+                  if (again && !retried && !aborted && !this.#destroyed) {
+                    retried = true;
+                    return attempt();
+                  }
+                  reject(err);
+                },
+              });
+            } catch (e) {
+              return reject(e);
+            }
+            // A retired pool: this connection takes no stream after this one.
+            if (this.#retiring) c.goaway();
+          },
+          fallback: () => {
+            waiter = undefined;
+            if (aborted) return;
+            inner = this.#requestH1(ep, spec, events);
+            inner.response.then(resolve, reject);
+          },
+          failed: (err) => {
+            waiter = undefined;
+            reject(err);
+          },
+        };
+        waiter = w;
+        this.#acquireH2(ep, w);
+      };
+      attempt();
+    });
+    return {
+      response,
+      abort: () => {
+        aborted = true;
+        if (waiter) {
+          const h = this.#hosts.get(ep.key);
+          const i = h ? h.h2Waiting.indexOf(waiter) : -1;
+          if (i >= 0) h!.h2Waiting.splice(i, 1);
+        }
+        // Only this stream ends: the connection carries other callers' streams.
+        stream?.cancel();
+        inner?.abort();
+        answer?.destroy();
+      },
+    };
+  }
+
+  #acquireH2(ep: Endpoint, w: H2Waiter) {
+    if (this.#destroyed) {
+      return w.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+    }
+    const h = this.#host(ep);
+    if (h.h1Only) return w.fallback();
+    for (const c of h.h2) if (c.capacity > 0) return w.got(c);
+    h.h2Waiting.push(w);
+    this.#serveH2(ep, h);
+  }
+
+  /** Hands waiting requests to connections with room; opens another connection when none has. */
+  #serveH2(ep: Endpoint, h: HostConnections) {
+    while (h.h2Waiting.length) {
+      if (h.h1Only) {
+        for (const w of h.h2Waiting.splice(0)) w.fallback();
+        return;
+      }
+      let room: H2Connection | undefined;
+      for (const c of h.h2) {
+        if (c.capacity > 0) {
+          room = c;
+          break;
+        }
+      }
+      if (!room) break;
+      h.h2Waiting.shift()!.got(room);
+    }
+    if (h.h2Waiting.length && !h.h2Dial && h.open < this.options.maxSockets && !this.#destroyed) {
+      this.#dialH2(ep, h);
+    }
+  }
+
+  #dialH2(ep: Endpoint, h: HostConnections) {
+    h.open++;
+    this.dialed++;
+    const d = this.options.dial({
+      host: ep.hostname,
+      port: ep.port,
+      servername: ep.servername,
+      ca: this.options.ca,
+      cert: this.options.cert,
+      key: this.options.key,
+      alpn: ["h2", "http/1.1"],
+    });
+    h.h2Dial = d;
+    const failAll = (err: Error) => {
+      for (const w of h.h2Waiting.splice(0)) w.failed(err);
+    };
+    d.ready.then(
+      (socket) => {
+        h.h2Dial = undefined;
+        if (this.#destroyed) {
+          socket.destroy();
+          this.#closed(ep, h);
+          return;
+        }
+        if (socket.alpnProtocol !== "h2") {
+          h.h1Only = true;
+          this.#adoptH1(ep, h, socket);
+          return this.#serveH2(ep, h);
+        }
+        const c = new H2Connection(socket, { idleMs: this.options.idleMs, ...this.options.h2 });
+        h.h2.add(c);
+        c.onCapacity = () => this.#serveH2(ep, h);
+        c.onClosed = () => {
+          h.h2.delete(c);
+          this.#closed(ep, h);
+        };
+        c.ready.then(
+          () => this.#serveH2(ep, h),
+          (err) => failAll(err),
+        );
+      },
+      (err) => {
+        h.h2Dial = undefined;
+        this.#closed(ep, h);
+        failAll(err);
+      },
+    );
+  }
+
+  /** A connection dialed for HTTP/2 on which the server chose HTTP/1.1 joins the HTTP/1.1 pool. */
+  #adoptH1(ep: Endpoint, h: HostConnections, socket: TLSSocket) {
+    const c = new UpstreamConnection(socket);
+    h.all.add(c);
+    c.onReusable = (x) => this.#release(ep, x);
+    c.onClosed = (x) => this.#forget(ep, h, x);
+    this.#release(ep, c);
   }
 }

@@ -33,6 +33,21 @@ export interface Cluster {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/**
+ * LITE_TEST_UPSTREAM_H2=<maxStreams>[,nginx]: every test cluster's apiserver speaks HTTP/2 (the
+ * codec front by default, or nginx).
+ */
+function h2FromEnv(): { maxStreams: number; impl: "codec" | "nginx" } | undefined {
+  const v = Deno.env.get("LITE_TEST_UPSTREAM_H2");
+  if (!v) return undefined;
+  const [count, impl = "codec"] = v.split(",");
+  const n = Number(count);
+  if (!Number.isInteger(n) || n < 1 || (impl !== "codec" && impl !== "nginx")) {
+    throw new Error(`LITE_TEST_UPSTREAM_H2=${v}: expected <stream count>[,codec|nginx]`);
+  }
+  return { maxStreams: n, impl };
+}
+
 export async function startCluster(
   opts: {
     bookmarkIntervalMs?: number;
@@ -42,6 +57,12 @@ export async function startCluster(
     tolerationSecondMs?: number;
     /** Serve through the wire relay in this wire mode (apiserver/wire_modes.ts); default: plain TLS. */
     wire?: WireMode | WireModeName;
+    /**
+     * The cloud speaks HTTP/2 (nginx in front, announcing maxStreams). Default: from the
+     * environment, LITE_TEST_UPSTREAM_H2=<maxStreams> (e.g. 100), so any e2e test runs against an
+     * HTTP/2 cloud unchanged; unset, HTTP/1.1 only.
+     */
+    http2?: { maxStreams?: number; impl?: "codec" | "nginx" } | false;
   } = {},
 ): Promise<Cluster> {
   const pki = await createPki();
@@ -55,6 +76,8 @@ export async function startCluster(
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
     wire: opts.wire,
     tolerationSecondMs: opts.tolerationSecondMs,
+    // false: HTTP/1.1 only, whatever the environment says.
+    http2: opts.http2 === false ? undefined : opts.http2 ?? h2FromEnv(),
   });
   // The SANs in-cluster clients verify (README "In-cluster clients"), and the node address 127.0.0.2.
   const serving = await pki.server("lite-apiserver", [

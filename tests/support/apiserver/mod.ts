@@ -22,6 +22,8 @@ import { type ApiserverAddresses, startKubernetesEndpointsReconciler } from "./k
 import { type Obj, ObjectStore } from "./store.ts";
 import type { WireMode, WireModeName } from "./wire_modes.ts";
 import { WireRelay } from "./wire_relay.ts";
+import { frontCert, type H2Front, startH2Front } from "./h2_front.ts";
+import { startCodecH2Front } from "./h2_server.ts";
 
 export type { RequestRecord } from "./handler.ts";
 export type { FaultMode } from "./relay.ts";
@@ -51,6 +53,14 @@ export interface FakeApiServerOptions {
   wire?: WireMode | WireModeName;
   /** How long one tolerationSecond lasts for the node lifecycle simulation (default 1000 ms). */
   tolerationSecondMs?: number;
+  /**
+   * Speak HTTP/2 as the real apiserver does (ALPN h2, then http/1.1), announcing `maxStreams`
+   * concurrent streams per connection. `impl`: "codec" (default), a front built from the project's
+   * own frame/HPACK codec that sends heads at once as Go does (h2_server.ts); "nginx", an
+   * independent server (h2_front.ts; it holds an h2 response head until the first body byte).
+   * Not with `wire`.
+   */
+  http2?: { maxStreams?: number; keepaliveRequests?: number; impl?: "codec" | "nginx" };
 }
 
 /** A running fake apiserver. */
@@ -72,6 +82,16 @@ export interface FakeApiServer {
     namespace: string | undefined,
     name: string,
   ): Record<string, unknown> | undefined;
+  /** TCP connections to the public port: accepted so far, and open now. */
+  connections(): { accepted: number; open: number };
+  /** With http2 impl "codec": announce a new stream limit, or send GOAWAY, on every h2 connection. */
+  h2?: {
+    setMaxStreams(n: number): void;
+    goaway(): void;
+    /** Client-certificate h2 connections go half-open (anonymous probes still answered). */
+    silenceCertConnections(): void;
+    readonly connections: number;
+  };
   /** Forgets history: older resourceVersions now give 410 Gone on watch and continue. */
   compact(): void;
   setFault(mode: FaultMode): Promise<void>;
@@ -120,6 +140,8 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   const sockets = new Set<Socket>();
   /** Client certificates of the wire relay's upstream connections, by their local port. */
   const relayConns = new Map<number, ConnCert>();
+  /** Client certificates the HTTP/2 front verified, by request. */
+  const frontCerts = new WeakMap<IncomingMessage, ConnCert>();
   let publicPort = 0;
 
   const notify = (r: RequestRecord) => {
@@ -133,6 +155,8 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000,
     serverAddress: () => `127.0.0.1:${publicPort}`,
     connCert: (req: IncomingMessage) => {
+      const front = frontCerts.get(req);
+      if (front) return front;
       const s = req.socket as TLSSocket;
       if (!s.encrypted) return relayConns.get(s.remotePort ?? 0) ?? { state: "none" };
       let c = conns.get(s);
@@ -163,7 +187,8 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
   // proxy's tunnel can be checked byte for byte (no SPDY framing is simulated).
   const onUpgrade = (req: IncomingMessage, socket: Socket) => {
     const tls = socket as unknown as TLSSocket;
-    let conn = tls.encrypted ? conns.get(tls) : relayConns.get(socket.remotePort ?? 0) ?? { state: "none" };
+    let conn = frontCerts.get(req) ??
+      (tls.encrypted ? conns.get(tls) : relayConns.get(socket.remotePort ?? 0) ?? { state: "none" });
     if (!conn) conns.set(tls, conn = readConnCert(tls));
     const id = authenticate(conn, req.headers, opts.tokens ?? {});
     const url = new URL(req.url ?? "/", "https://x");
@@ -228,7 +253,58 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     await wireRelay.start();
     wire = { relay: wireRelay, plain };
   }
-  const relay = new FaultRelay(wire ? wire.relay.port : directPort);
+  // With http2: fault relay → nginx (TLS, h2) → internal plain HTTP listener.
+  let h2: { front: H2Front; plain: http.Server } | undefined;
+  let codecFront: Awaited<ReturnType<typeof startCodecH2Front>> | undefined;
+  if (opts.http2 && !wire && (opts.http2.impl ?? "codec") === "codec") {
+    const plain = http.createServer(handler);
+    plain.keepAliveTimeout = 3_600_000;
+    plain.on("upgrade", onUpgrade);
+    plain.on("connection", (s: Socket) => {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", () => resolve()));
+    codecFront = await startCodecH2Front({
+      backendPort: (plain.address() as AddressInfo).port,
+      ca: await Deno.readTextFile(opts.caCert),
+      cert: await Deno.readTextFile(opts.certFile),
+      key: await Deno.readTextFile(opts.keyFile),
+      maxStreams: opts.http2.maxStreams,
+      register: (port, conn) => relayConns.set(port, conn),
+      unregister: (port) => relayConns.delete(port),
+    });
+    h2 = { front: codecFront, plain };
+  } else if (opts.http2 && !wire) {
+    const withCert = (req: IncomingMessage) => {
+      const c = frontCert(req);
+      if (c) frontCerts.set(req, c);
+    };
+    const plain = http.createServer((req, res) => {
+      withCert(req);
+      handler(req, res);
+    });
+    plain.keepAliveTimeout = 3_600_000;
+    plain.on("upgrade", (req: IncomingMessage, socket: Socket) => {
+      withCert(req);
+      onUpgrade(req, socket);
+    });
+    plain.on("connection", (s: Socket) => {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", () => resolve()));
+    const front = await startH2Front({
+      backendPort: (plain.address() as AddressInfo).port,
+      caCert: opts.caCert,
+      certFile: opts.certFile,
+      keyFile: opts.keyFile,
+      maxStreams: opts.http2.maxStreams,
+      keepaliveRequests: opts.http2.keepaliveRequests,
+    });
+    h2 = { front, plain };
+  }
+  const relay = new FaultRelay(wire ? wire.relay.port : h2 ? h2.front.port : directPort);
   try {
     await relay.start(opts.port ?? 0);
   } catch (e) {
@@ -269,6 +345,15 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
     get: (apiVersion, kind, namespace, name) => store.get(defOf(apiVersion, kind), namespace, name),
     compact: () => store.compact(),
     setFault: (mode) => relay.setMode(mode),
+    connections: () => ({ accepted: relay.accepted, open: relay.open }),
+    h2: codecFront && {
+      setMaxStreams: (n: number) => codecFront!.setMaxStreams(n),
+      goaway: () => codecFront!.goaway(),
+      silenceCertConnections: () => codecFront!.silenceCertConnections(),
+      get connections() {
+        return codecFront!.h2Connections;
+      },
+    },
     setWire: (mode) => {
       if (!wire) throw new Error("fake apiserver: started without the `wire` option");
       wire.relay.setMode(mode);
@@ -288,7 +373,8 @@ export async function startFakeApiServer(opts: FakeApiServerOptions): Promise<Fa
       for (const cancel of [...watches]) cancel();
       await relay.close();
       await wire?.relay.close();
-      const closed = [server, ...(wire ? [wire.plain] : [])].map((srv) =>
+      await h2?.front.close();
+      const closed = [server, ...(wire ? [wire.plain] : []), ...(h2 ? [h2.plain] : [])].map((srv) =>
         new Promise<void>((r) => srv.close(() => r()))
       );
       for (const s of sockets) s.destroy();

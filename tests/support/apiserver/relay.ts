@@ -18,6 +18,13 @@ export class FaultRelay {
   private pairs = new Set<Pair>();
   private mode: FaultMode = "none";
   port = 0;
+  /** TCP connections accepted so far (the cloud connections a proxy opened). */
+  accepted = 0;
+
+  /** TCP connections open now. */
+  get open(): number {
+    return this.pairs.size;
+  }
 
   constructor(private readonly targetPort: number) {}
 
@@ -40,6 +47,7 @@ export class FaultRelay {
   }
 
   private accept(client: net.Socket): void {
+    this.accepted++;
     const pair: Pair = { client, frozen: this.mode === "blackhole" };
     this.pairs.add(pair);
     const drop = () => this.drop(pair);
