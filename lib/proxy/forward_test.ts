@@ -20,12 +20,7 @@ import { UpstreamHealth } from "../upstream/health.ts";
 import { forward, type ForwardDeps } from "./forward.ts";
 import { abandonInFlight, InFlightSet, retirePool } from "./deadlines.ts";
 import { endWatch } from "./relay.ts";
-import {
-  ok,
-  removeScriptPki,
-  type ScriptServer,
-  startScriptServer,
-} from "../../tests/support/tls_script_server.ts";
+import { ok, type ScriptServer, startScriptServer } from "../../tests/support/tls_script_server.ts";
 import { eventually, freePort, within } from "../../tests/support/harness.ts";
 
 const enc = new TextEncoder();
@@ -362,5 +357,3 @@ Deno.test("the request's answer rewrite applies where the upstream body is relay
     await s.close();
   }
 });
-
-Deno.test({ name: "script server PKI cleanup", fn: removeScriptPki });

@@ -12,11 +12,7 @@ import type { ResponseHead } from "../http/head_parser.ts";
 import { UpstreamAgents } from "../upstream/agents.ts";
 import { UpstreamHealth } from "../upstream/health.ts";
 import { tunnelUpgrade } from "./upgrade.ts";
-import {
-  removeScriptPki,
-  type ScriptHandler,
-  startScriptServer,
-} from "../../tests/support/tls_script_server.ts";
+import { type ScriptHandler, startScriptServer } from "../../tests/support/tls_script_server.ts";
 import { within } from "../../tests/support/harness.ts";
 
 const enc = new TextEncoder();
@@ -143,5 +139,3 @@ Deno.test("a refusal that never finishes is dropped at the deadline (3 backend t
   assertEquals(await c.ended, "destroyed");
   assertEquals(c.read_().messages.length, 0);
 });
-
-Deno.test({ name: "script server PKI cleanup", fn: removeScriptPki });

@@ -4,7 +4,7 @@ import net from "node:net";
 import { bypassProxy, makeDial } from "./https_proxy.ts";
 import { UpstreamPool } from "./pool.ts";
 import { endpointOf } from "./endpoint.ts";
-import { ok, removeScriptPki, startScriptServer } from "../../tests/support/tls_script_server.ts";
+import { ok, startScriptServer } from "../../tests/support/tls_script_server.ts";
 
 /** A CONNECT proxy that records its tunnels; `refuse` answers 403 instead. */
 async function connectProxy(refuse = false) {
@@ -116,5 +116,3 @@ Deno.test("NO_PROXY matching", () => {
   assertEquals(bypassProxy("10.0.0.1", "10.0.0.1:6443"), true);
   assertEquals(bypassProxy("anything", "*"), true);
 });
-
-Deno.test({ name: "script server PKI cleanup", fn: removeScriptPki });

@@ -13,7 +13,6 @@ import { makeDial } from "./https_proxy.ts";
 import type { UpstreamResponse } from "./response.ts";
 import {
   ok,
-  removeScriptPki,
   type ScriptServer,
   startHoldingServer,
   startScriptServer,
@@ -397,11 +396,6 @@ Deno.test("aborting a finished call does not touch its connection's next exchang
       "/b was not cut and re-sent",
     );
   });
-});
-
-Deno.test({
-  name: "script server PKI cleanup",
-  fn: removeScriptPki,
 });
 
 Deno.test("a call nobody awaits any more fails quietly: no unhandled rejection when its connection dies", async () => {

@@ -38,10 +38,18 @@ export interface ScriptServer {
 
 let shared: Promise<{ pki: Pki; cert: string; key: string }> | undefined;
 
-/** One PKI for every script server of a test run (openssl is slow). */
+/**
+ * One PKI for every script server of a test run (openssl is slow), removed when the test process
+ * ends (a test file needs no "cleanup" test of its own).
+ */
 function material() {
   shared ??= (async () => {
     const pki = await createPki();
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(pki.dir, { recursive: true });
+      } catch { /* removed already */ }
+    });
     const pair = await pki.server("script");
     return { pki, cert: pair.certPem, key: pair.keyPem };
   })();
