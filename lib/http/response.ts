@@ -65,6 +65,10 @@ export class ServerResponse extends Writable {
   #overflow = false;
   #wrote = false;
   #taken = false;
+  /** end(body) sent the whole answer and told the connection: _final has nothing left to do. */
+  #ended = false;
+  /** The head is chosen and serialised (by the fast end, or at the first write). */
+  #prepared = false;
 
   /** The connection's socket (as Node's `res.socket`), when the response was made for one. */
   readonly socket: Duplex | null;
@@ -130,12 +134,42 @@ export class ServerResponse extends Writable {
   /** Sends the head now (a watch's answer starts before its first event). */
   flushHeaders(): void {
     if (this.destroyed || this.#headOut) return;
-    this.#prepare(undefined);
+    if (!this.#prepared) this.#prepare(undefined);
     this.#sendHead(new Uint8Array(), () => {});
   }
 
   override end(chunk?: unknown, encoding?: unknown, cb?: unknown): this {
     if (typeof chunk === "function") return super.end(chunk as () => void);
+    // One body known whole, nothing written yet (the usual small answer): head and body in one
+    // buffer and one socket write, handed over here rather than through Writable's buffering, and
+    // the connection goes on to the next request now, not a tick later.
+    if (
+      chunk != null && !this.#headOut && !this.#wrote && !this.#taken && !this.destroyed &&
+      !this.writableEnded && this.writableLength === 0 &&
+      (typeof chunk !== "string" || encoding == null || typeof encoding === "function")
+    ) {
+      const body = typeof chunk === "string" ? encoder.encode(chunk) : chunk as Uint8Array;
+      if (!this.hasHeader("content-length") && !this.hasHeader("transfer-encoding")) {
+        this.#fields.set("content-length", ["Content-Length", body.byteLength]);
+      }
+      this.#prepare(undefined);
+      if (this.#framing === "length" || this.#framing === "none") {
+        this.#wrote = true;
+        this.#ended = true;
+        let out = body;
+        if (this.#framing === "none") out = new Uint8Array();
+        else if (out.byteLength > this.#length) {
+          this.#overflow = true;
+          out = out.subarray(0, this.#length);
+        }
+        this.#written = out.byteLength;
+        const complete = this.#framing === "none" || this.#written === this.#length;
+        // The next request waits until the socket has taken this answer (a client that pipelines
+        // and stops reading holds at most one answer in the socket's buffer).
+        this.#sendHead(out, () => this.#sink.finished(complete && !this.#overflow, this.#close));
+        return super.end(typeof encoding === "function" ? encoding as () => void : cb as () => void);
+      }
+    }
     // One body known whole, nothing written yet: frame it by its length, in one write.
     if (!this.#headOut && !this.#wrote && chunk != null && !this.hasHeader("content-length")) {
       const len = typeof chunk === "string"
@@ -160,13 +194,13 @@ export class ServerResponse extends Writable {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (this.#taken) return cb();
+    if (this.#taken || this.#ended) return cb();
     const finish = () => {
       cb();
       const complete = this.#framing !== "length" || this.#written === this.#length;
       this.#sink.finished(complete && !this.#overflow, this.#close || this.#framing === "close");
     };
-    if (!this.#headOut) this.#prepare(undefined);
+    if (!this.#prepared) this.#prepare(undefined);
     const tail = this.#framing === "chunked" ? LAST_CHUNK : new Uint8Array();
     if (!this.#headOut) this.#sendHead(tail, finish);
     else if (tail.length) this.#sink.send(tail, finish);
@@ -199,7 +233,7 @@ export class ServerResponse extends Writable {
   #out(chunks: Uint8Array[], cb: (err?: Error | null) => void): void {
     if (this.#taken) return cb();
     this.#wrote = true;
-    if (!this.#headOut) this.#prepare(chunks);
+    if (!this.#prepared) this.#prepare(chunks);
     let body: Uint8Array;
     if (this.#framing === "none") body = new Uint8Array();
     else {
@@ -221,6 +255,7 @@ export class ServerResponse extends Writable {
 
   /** Chooses the framing and serialises the head (not sent yet). */
   #prepare(_chunks: Uint8Array[] | undefined): void {
+    this.#prepared = true;
     this.headersSent = true;
     const f = this.#fields;
     f.delete("transfer-encoding");
