@@ -74,10 +74,7 @@ export function parseV8Flags(text: string): string[] {
  * read by every way of running from source (scripts/run-from-source: `deno task serve`, the
  * source-install unit deploy/lite-apiserver-source.service; the test harness and so the demo;
  * `deno task bench`), so that what users run is what is measured.
- * Young-generation semi-spaces of 2 MiB instead of V8's default (up to 16 MiB): RSS after the
- * bench's proxy load fell from 166-175 MiB to 111-117 MiB, and the 3-8 ms scavenge pauses that made
- * the p99 went away (1-connection p99 11-16 ms -> 5-8 ms), for ~10 % more CPU per request from the
- * more frequent scavenges (bench/results/runs.md, `bench/ab.ts`).
+ * Why each flag: the comments in deploy/v8-flags (measured with bench/ab.ts and `deno task bench`).
  */
 export const V8_FLAGS = parseV8Flags(Deno.readTextFileSync(new URL("../deploy/v8-flags", import.meta.url)));
 
