@@ -9,6 +9,7 @@ import { type Duplex, Writable } from "node:stream";
 import type { OutgoingHttpHeaders } from "node:http";
 import { encodeChunk, LAST_CHUNK } from "./body.ts";
 import { statusText } from "./status_text.ts";
+import { answered } from "./reclaim.ts";
 
 /** The connection a response writes through. */
 export interface ResponseSink {
@@ -61,6 +62,8 @@ export class ServerResponse extends Writable {
   #framing: Framing = "none";
   #length = -1;
   #written = 0;
+  /** Body bytes handed to the connection, whatever the framing (large answers trigger reclaim). */
+  #bytes = 0;
   #close = false;
   #overflow = false;
   #wrote = false;
@@ -162,7 +165,8 @@ export class ServerResponse extends Writable {
           this.#overflow = true;
           out = out.subarray(0, this.#length);
         }
-        this.#written = out.byteLength;
+        this.#written = this.#bytes = out.byteLength;
+        answered(this.#bytes);
         const complete = this.#framing === "none" || this.#written === this.#length;
         // The next request waits until the socket has taken this answer (a client that pipelines
         // and stops reading holds at most one answer in the socket's buffer).
@@ -196,6 +200,7 @@ export class ServerResponse extends Writable {
   override _final(cb: (err?: Error | null) => void): void {
     if (this.#taken || this.#ended) return cb();
     const finish = () => {
+      answered(this.#bytes);
       cb();
       const complete = this.#framing !== "length" || this.#written === this.#length;
       this.#sink.finished(complete && !this.#overflow, this.#close || this.#framing === "close");
@@ -248,6 +253,7 @@ export class ServerResponse extends Writable {
         this.#written += body.length;
       } else if (this.#framing === "chunked") body = encodeChunk(body);
     }
+    this.#bytes += body.length;
     if (!this.#headOut) return this.#sendHead(body, cb);
     if (body.length === 0) return cb();
     this.#sink.send(body, cb);
