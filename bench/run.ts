@@ -40,6 +40,9 @@ const UNIT_ENV = {
   MALLOC_TRIM_THRESHOLD_: "131072",
 };
 const QUICK = Deno.args.includes("--quick");
+/** The 1-minute load average: other work on the machine makes the req/s rows move. */
+const loadAverage = () => Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+const LOAD_AT_START = loadAverage();
 const PROFILE = Deno.args.includes("--profile");
 /** `--only=1,2`: run only these sections (1 proxy overhead + its memory rows, 2+4 offline serving
  * and memory, 3 watch patching, 5 start-up, 6 switch times, 7 memory per open watch). */
@@ -672,6 +675,7 @@ async function watchMemory(cluster: Cluster, caPem: string) {
 interface HistoryEntry {
   date: string;
   quick: boolean;
+  load?: string[];
   values: Record<string, number | undefined>;
 }
 
@@ -747,7 +751,8 @@ function markdown(): string {
     `${
       new Date().toISOString()
     } · ${Deno.build.target} · ${navigator.hardwareConcurrency} CPUs · Deno ${Deno.version.deno}` +
-    " · simulated apiserver and every client on the same machine (loopback)",
+    " · simulated apiserver and every client on the same machine (loopback)" +
+    ` · load average at start ${LOAD_AT_START}, at end ${loadAverage()} (a loaded machine moves req/s, not RSS)`,
     "",
     "| section | measure | result | reference | target | verdict |",
     "| --- | --- | --- | --- | --- | --- |",
@@ -790,7 +795,12 @@ async function main() {
   const historyFile = `${dir}history.jsonl`;
   const history: HistoryEntry[] = (await Deno.readTextFile(historyFile).catch(() => ""))
     .split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  const entry: HistoryEntry = { date: new Date().toISOString(), quick: QUICK, values: summaryValues() };
+  const entry: HistoryEntry = {
+    date: new Date().toISOString(),
+    quick: QUICK,
+    load: [LOAD_AT_START, loadAverage()],
+    values: summaryValues(),
+  };
   history.push(entry);
   await Deno.writeTextFile(historyFile, JSON.stringify(entry) + "\n", { append: true });
   const md = markdown() + "\n" + issueTable(history);
