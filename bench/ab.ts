@@ -2,10 +2,11 @@
  * A/B of the proxied small GET between two lite-apiserver entry points (or one with two sets of V8
  * flags): alternating wrk rounds against an nginx upstream, with the lite process's CPU time per
  * request (less sensitive to a loaded machine than req/s), RSS, and GC pauses when `--trace-gc` is
- * among the flags. Usage:
+ * among the flags. Both run with the release V8 flags (deploy/v8-flags); v8flags are added to them.
+ * Usage:
  * `deno run -A bench/ab.ts <mainA.ts> <mainB.ts> [rounds] [v8flagsB] [v8flagsA]`
  */
-import { freePort, startCluster, startLite, TOKENS } from "../tests/support/harness.ts";
+import { freePort, SOURCE_LAUNCH_ARGS, startCluster, startLite, TOKENS } from "../tests/support/harness.ts";
 import { benchPod } from "./pods.ts";
 import { rssOf, startNginxUpstream, wrk } from "./tools.ts";
 
@@ -42,12 +43,16 @@ for (const [name, main, flags] of [["A", mainA, flagsA], ["B", mainB, flagsB]]) 
     upstream: upstream.url,
     launcher: {
       cmd: Deno.execPath(),
-      args: ["run", "-A", "--quiet", ...(flags ? [`--v8-flags=${flags}`] : []), main],
+      args: [
+        ...SOURCE_LAUNCH_ARGS.map((a) => flags && a.startsWith("--v8-flags=") ? `${a},${flags}` : a),
+        main,
+      ],
       entry: false,
     },
   });
   lites.push({ name, lite, idle: rssOf(lite.child.pid) });
 }
+const cpuPerReq: Record<string, number[]> = {};
 try {
   for (const { lite } of lites) await wrk(lite.url + POD_GET, { connections: 4, seconds: 1, token: TOKEN });
   for (let r = 0; r < rounds; r++) {
@@ -56,6 +61,7 @@ try {
         const cpu0 = cpuMs(lite.child.pid);
         const w = await wrk(lite.url + POD_GET, { connections: c, seconds: 3, token: TOKEN });
         const cpu = cpuMs(lite.child.pid) - cpu0;
+        (cpuPerReq[`c=${c} ${name}`] ??= []).push(cpu * 1000 / w.requests);
         console.log(
           `round ${r} c=${c} ${name}: ${w.rps.toFixed(0)} req/s p50 ${w.p50Ms.toFixed(2)} p99 ${
             w.p99Ms.toFixed(1)
@@ -63,6 +69,17 @@ try {
         );
       }
     }
+  }
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  for (const c of [1, 32]) {
+    const a = median(cpuPerReq[`c=${c} A`]), b = median(cpuPerReq[`c=${c} B`]);
+    console.log(
+      `c=${c}: median CPU/req A ${a.toFixed(0)} µs, B ${b.toFixed(0)} µs (B/A ${
+        (b / a).toFixed(2)
+      }); rounds A ${cpuPerReq[`c=${c} A`].map((x) => x.toFixed(0)).join(" ")}, B ${
+        cpuPerReq[`c=${c} B`].map((x) => x.toFixed(0)).join(" ")
+      }`,
+    );
   }
   for (const { name, lite } of lites) {
     const gcs = lite.lines.filter((l) => /: (Scavenge|Mark-Compact|Mark-Sweep|Minor)/.test(l));

@@ -227,3 +227,13 @@ export function rssOf(pid: number): number {
     return NaN;
   }
 }
+
+/** Anonymous (heap, stacks, buffers) memory of a process in bytes (Linux smaps_rollup), or NaN. */
+export function anonymousOf(pid: number): number {
+  try {
+    const m = /^Anonymous:\s+(\d+) kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}

@@ -59,14 +59,24 @@ export const RUNTIME_PERMISSIONS = [
   "--allow-sys=ca",
 ];
 
+/** Parses deploy/v8-flags: flags separated by spaces or new lines, `#` comments. */
+export function parseV8Flags(text: string): string[] {
+  const flags = text.split("\n").map((l) => l.replace(/#.*/, "")).join(" ").split(/\s+/).filter(Boolean);
+  const bad = flags.find((f) => !/^--[a-z0-9-_]+(=[^,\s]+)?$/.test(f));
+  if (bad !== undefined) {
+    throw new Error(`deploy/v8-flags: ${JSON.stringify(bad)} is not a V8 flag (--name[=value])`);
+  }
+  return flags;
+}
+
 /**
- * V8 flags baked into the binary (and used by `deno task bench`, so it measures what ships).
- * Young-generation semi-spaces of 2 MiB instead of V8's default (up to 16 MiB): RSS after the
- * bench's proxy load fell from 166-175 MiB to 111-117 MiB, and the 3-8 ms scavenge pauses that made
- * the p99 went away (1-connection p99 11-16 ms -> 5-8 ms), for ~10 % more CPU per request from the
- * more frequent scavenges (bench/results/runs.md, `bench/ab.ts`).
+ * V8 flags baked into the binary, read from deploy/v8-flags: the one place they are written, also
+ * read by every way of running from source (scripts/run-from-source: `deno task serve`, the
+ * source-install unit deploy/lite-apiserver-source.service; the test harness and so the demo;
+ * `deno task bench`), so that what users run is what is measured.
+ * Why each flag: the comments in deploy/v8-flags (measured with bench/ab.ts and `deno task bench`).
  */
-export const V8_FLAGS = ["--max-semi-space-size=2"];
+export const V8_FLAGS = parseV8Flags(Deno.readTextFileSync(new URL("../deploy/v8-flags", import.meta.url)));
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** Output folder; LITE_APISERVER_DIST moves it (tests build into a temporary one). */

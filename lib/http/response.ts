@@ -9,6 +9,7 @@ import { type Duplex, Writable } from "node:stream";
 import type { OutgoingHttpHeaders } from "node:http";
 import { encodeChunk, LAST_CHUNK } from "./body.ts";
 import { statusText } from "./status_text.ts";
+import { answered } from "./reclaim.ts";
 
 /** The connection a response writes through. */
 export interface ResponseSink {
@@ -61,10 +62,16 @@ export class ServerResponse extends Writable {
   #framing: Framing = "none";
   #length = -1;
   #written = 0;
+  /** Body bytes handed to the connection, whatever the framing (large answers trigger reclaim). */
+  #bytes = 0;
   #close = false;
   #overflow = false;
   #wrote = false;
   #taken = false;
+  /** end(body) sent the whole answer and told the connection: _final has nothing left to do. */
+  #ended = false;
+  /** The head is chosen and serialised (by the fast end, or at the first write). */
+  #prepared = false;
 
   /** The connection's socket (as Node's `res.socket`), when the response was made for one. */
   readonly socket: Duplex | null;
@@ -119,7 +126,10 @@ export class ServerResponse extends Writable {
     if (Array.isArray(headers)) {
       for (let i = 0; i + 1 < headers.length; i += 2) this.setHeader(headers[i], headers[i + 1]);
     } else if (headers) {
-      for (const [k, v] of Object.entries(headers as OutgoingHttpHeaders)) {
+      // for-in, not Object.entries: no [key, value] array per header on the hot path.
+      const h = headers as OutgoingHttpHeaders;
+      for (const k in h) {
+        const v = h[k];
         if (v !== undefined) this.setHeader(k, v);
       }
     }
@@ -130,12 +140,43 @@ export class ServerResponse extends Writable {
   /** Sends the head now (a watch's answer starts before its first event). */
   flushHeaders(): void {
     if (this.destroyed || this.#headOut) return;
-    this.#prepare(undefined);
+    if (!this.#prepared) this.#prepare(undefined);
     this.#sendHead(new Uint8Array(), () => {});
   }
 
   override end(chunk?: unknown, encoding?: unknown, cb?: unknown): this {
     if (typeof chunk === "function") return super.end(chunk as () => void);
+    // One body known whole, nothing written yet (the usual small answer): head and body in one
+    // buffer and one socket write, handed over here rather than through Writable's buffering, and
+    // the connection goes on to the next request now, not a tick later.
+    if (
+      chunk != null && !this.#headOut && !this.#wrote && !this.#taken && !this.destroyed &&
+      !this.writableEnded && this.writableLength === 0 &&
+      (typeof chunk !== "string" || encoding == null || typeof encoding === "function")
+    ) {
+      const body = typeof chunk === "string" ? encoder.encode(chunk) : chunk as Uint8Array;
+      if (!this.hasHeader("content-length") && !this.hasHeader("transfer-encoding")) {
+        this.#fields.set("content-length", ["Content-Length", body.byteLength]);
+      }
+      this.#prepare(undefined);
+      if (this.#framing === "length" || this.#framing === "none") {
+        this.#wrote = true;
+        this.#ended = true;
+        let out = body;
+        if (this.#framing === "none") out = new Uint8Array();
+        else if (out.byteLength > this.#length) {
+          this.#overflow = true;
+          out = out.subarray(0, this.#length);
+        }
+        this.#written = this.#bytes = out.byteLength;
+        answered(this.#bytes);
+        const complete = this.#framing === "none" || this.#written === this.#length;
+        // The next request waits until the socket has taken this answer (a client that pipelines
+        // and stops reading holds at most one answer in the socket's buffer).
+        this.#sendHead(out, () => this.#sink.finished(complete && !this.#overflow, this.#close));
+        return super.end(typeof encoding === "function" ? encoding as () => void : cb as () => void);
+      }
+    }
     // One body known whole, nothing written yet: frame it by its length, in one write.
     if (!this.#headOut && !this.#wrote && chunk != null && !this.hasHeader("content-length")) {
       const len = typeof chunk === "string"
@@ -160,13 +201,14 @@ export class ServerResponse extends Writable {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (this.#taken) return cb();
+    if (this.#taken || this.#ended) return cb();
     const finish = () => {
+      answered(this.#bytes);
       cb();
       const complete = this.#framing !== "length" || this.#written === this.#length;
       this.#sink.finished(complete && !this.#overflow, this.#close || this.#framing === "close");
     };
-    if (!this.#headOut) this.#prepare(undefined);
+    if (!this.#prepared) this.#prepare(undefined);
     const tail = this.#framing === "chunked" ? LAST_CHUNK : new Uint8Array();
     if (!this.#headOut) this.#sendHead(tail, finish);
     else if (tail.length) this.#sink.send(tail, finish);
@@ -199,7 +241,7 @@ export class ServerResponse extends Writable {
   #out(chunks: Uint8Array[], cb: (err?: Error | null) => void): void {
     if (this.#taken) return cb();
     this.#wrote = true;
-    if (!this.#headOut) this.#prepare(chunks);
+    if (!this.#prepared) this.#prepare(chunks);
     let body: Uint8Array;
     if (this.#framing === "none") body = new Uint8Array();
     else {
@@ -214,6 +256,7 @@ export class ServerResponse extends Writable {
         this.#written += body.length;
       } else if (this.#framing === "chunked") body = encodeChunk(body);
     }
+    this.#bytes += body.length;
     if (!this.#headOut) return this.#sendHead(body, cb);
     if (body.length === 0) return cb();
     this.#sink.send(body, cb);
@@ -221,6 +264,7 @@ export class ServerResponse extends Writable {
 
   /** Chooses the framing and serialises the head (not sent yet). */
   #prepare(_chunks: Uint8Array[] | undefined): void {
+    this.#prepared = true;
     this.headersSent = true;
     const f = this.#fields;
     f.delete("transfer-encoding");
@@ -272,10 +316,11 @@ export class ServerResponse extends Writable {
 
 function checkField(name: string, value: string | number | readonly string[]): void {
   if (!name || INVALID_NAME.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
-  const values = Array.isArray(value) ? value : [value];
-  for (const v of values) {
-    if (INVALID_VALUE.test(String(v))) throw new TypeError(`invalid value for header ${name}`);
-  }
+  if (typeof value === "number") return;
+  const bad = typeof value === "string"
+    ? INVALID_VALUE.test(value)
+    : value.some((v) => INVALID_VALUE.test(String(v)));
+  if (bad) throw new TypeError(`invalid value for header ${name}`);
 }
 
 function join(chunks: Uint8Array[]): Uint8Array {

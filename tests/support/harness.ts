@@ -5,6 +5,7 @@
  */
 import { type CertPair, createPki, type Pki } from "./pki.ts";
 import { type FakeApiServer, startFakeApiServer, type WireMode, type WireModeName } from "./apiserver/mod.ts";
+import { V8_FLAGS } from "../../scripts/compile.ts";
 
 export const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 /** Where kubectl.1.27 ... kubectl.1.33 live (KUBECTL_DIR overrides, e.g. in GitHub Actions). */
@@ -133,14 +134,17 @@ export interface LiteLauncher {
   entry?: boolean;
 }
 
+/** How lite-apiserver runs from source: with the release binary's V8 flags (deploy/v8-flags). */
+export const SOURCE_LAUNCH_ARGS = ["run", "-A", "--quiet", `--v8-flags=${V8_FLAGS.join(",")}`];
+
 /**
- * Runs `deno run -A main.ts <args>` (or `<launcher.cmd> <launcher.args> main.ts <args>`) and collects its
+ * Runs `deno run -A --v8-flags=<deploy/v8-flags> main.ts <args>` (or `<launcher.cmd> <launcher.args> main.ts <args>`) and collects its
  * output (stdout and stderr) line by line.
  */
 export function runLite(args: string[], env: Record<string, string> = {}, launcher?: LiteLauncher) {
   const child = new Deno.Command(launcher?.cmd ?? Deno.execPath(), {
     args: [
-      ...(launcher?.args ?? ["run", "-A", "--quiet"]),
+      ...(launcher?.args ?? SOURCE_LAUNCH_ARGS),
       ...(launcher?.entry === false ? [] : [`${ROOT}/main.ts`]),
       ...args,
     ],
