@@ -29,6 +29,7 @@ Deno.test("300 connections with an untrusted certificate: one log line, then one
     const rogue = await cluster.pki.rogue("intruder");
     const kind = /client certificate did not verify/;
     const start = lite.lines.length;
+    const began = performance.now();
     for (let i = 0; i < 300; i++) {
       // A new client is a new connection: each presents the certificate again.
       const c = httpsClient(lite.url, cluster.pki.caPem, { pair: rogue });
@@ -40,16 +41,16 @@ Deno.test("300 connections with an untrusted certificate: one log line, then one
         c.close();
       }
     }
-    const summary = await lite.waitForLine(
-      /did not verify.* \.\.\. and \d+ more like this in the last \d+ s/,
-      30_000,
-      start,
-    );
-    const lines = lite.lines.slice(start).filter((l) => kind.test(l));
-    // The first connection's line, then summaries: at most one line per 10 s window per kind.
-    assert(lines.length <= 3, `${lines.length} lines:\n${lines.join("\n")}`);
-    const counted = lines.reduce((n, l) => n + Number(/repeated=(\d+)/.exec(l)?.[1] ?? 1), 0);
-    assertEquals(counted, 300, `every connection is counted:\n${lines.join("\n")}`);
+    const ofKind = () => lite.lines.slice(start).filter((l) => kind.test(l));
+    const counted = () => ofKind().reduce((n, l) => n + Number(/repeated=(\d+)/.exec(l)?.[1] ?? 1), 0);
+    // Every connection ends up in a line or a summary (on a slow machine the 300 span several windows).
+    await eventually(() => counted() === 300, "all 300 connections counted in the log", 30_000);
+    const windows = Math.ceil((performance.now() - began) / 10_000);
+    const lines = ofKind();
+    // The first connection's line, then at most one summary per 10 s window of the kind.
+    assert(lines.length <= 1 + windows, `${lines.length} lines in ${windows} windows:\n${lines.join("\n")}`);
+    const summary = lines.find((l) => / \.\.\. and \d+ more like this in the last \d+ s/.test(l));
+    assert(summary, `a summary line:\n${lines.join("\n")}`);
     assertMatch(summary, /cn=intruder/);
   } finally {
     await lite.kill();

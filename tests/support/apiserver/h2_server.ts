@@ -82,6 +82,8 @@ class Session {
   #maxFrame = 16_384;
   #lastId = 0;
   #agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  /** Backend sockets whose close is already watched. */
+  #seen = new WeakSet<net.Socket>();
   #goingAway = false;
   closed = false;
   /** A half-open connection: nothing read is answered, nothing more is sent. */
@@ -246,6 +248,9 @@ class Session {
       const reg = () => this.#opts.register(sock.localPort!, this.#cert);
       if (sock.localPort) reg();
       else sock.once("connect", reg);
+      // The agent reuses sockets: one close listener per socket, not one per request.
+      if (this.#seen.has(sock)) return;
+      this.#seen.add(sock);
       sock.once("close", () => sock.localPort && this.#opts.unregister(sock.localPort));
     });
     req.on("response", (res) => {

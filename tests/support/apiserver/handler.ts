@@ -182,6 +182,9 @@ function objKey(o: Obj): string {
   return `${m.namespace ?? ""}/${m.name}`;
 }
 
+/** A delayed request whose client went away (closed its connection or reset its stream). */
+const CLIENT_GONE = new Error("client went away");
+
 /** The fake apiserver's request handler. */
 export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
@@ -209,12 +212,14 @@ export function createHandler(ctx: HandlerContext): (req: IncomingMessage, res: 
         res.once("close", () => {
           if (ctx.watches.has(cancel)) {
             cancel();
-            reject(new Error("client went away"));
+            reject(CLIENT_GONE);
           }
         });
       }).then(() => handle(ctx, req, res, url, id, rec, acting === "forbidden"))
       : handle(ctx, req, res, url, id, rec, acting === "forbidden");
     handled.catch((e) => {
+      // Nobody to answer: the request stays recorded as unanswered (status 0), as over HTTP/1.1.
+      if (e === CLIENT_GONE) return;
       const err = e instanceof ApiError
         ? e
         : new ApiError(500, "InternalError", `Internal error occurred: ${e}`);
