@@ -30,7 +30,7 @@ async function openWatches(lite: LiteProcess, cluster: Cluster, n: number, extra
         signal: ctl.signal,
       },
     );
-    assertEquals(res.status, 200);
+    if (res.status !== 200) assertEquals(res.status, 200, `watch ${i}: ${await res.text()}`);
     return new WatchStream(res.body!);
   }));
   await eventually(
