@@ -259,6 +259,7 @@ export async function startListener(
     if (!seats.settle(seat, peer.verified ? "privileged" : "anonymous")) return refuse(socket);
     const evicted = seats.takeEvicted();
     if (evicted) evictionLog(evicted, seats);
+    log.debug("connection", { protocol: socket.alpnProtocol || "http/1.1", remote: socket.remotePort });
     if (socket.alpnProtocol === "h2") {
       seat.served = serveH2Stream(socket, limits, opts, peer, () => seats.settle(seat, "privileged"));
       return;
