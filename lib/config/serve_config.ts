@@ -300,7 +300,7 @@ export const SERVE_FLAGS: readonly Flag[] = [
     arg: "on|off",
     help:
       "on: offer h2 by ALPN on the listener (one connection per client, requests as streams); off: HTTP/1.1 only",
-    default: "off",
+    default: "on",
   },
   // HTTP/2 to the cloud (issue 21).
   {
