@@ -30,8 +30,8 @@ import {
   FrameType,
   parseGoaway,
   Setting,
-} from "../lib/upstream/h2/frame.ts";
-import { type HeaderField, HpackEncoder } from "../lib/upstream/h2/hpack.ts";
+} from "../lib/http2/frame.ts";
+import { type HeaderField, HpackEncoder } from "../lib/http2/hpack.ts";
 
 const H2_ON = ["--http2", "on", "--log-level", "debug"];
 

@@ -3,7 +3,7 @@
  * carrying many exchanges as streams. Each stream reaches the request handler as the same
  * ServerRequest / ServerResponse pair an HTTP/1.1 exchange does (the response's head goes out as a
  * HEADERS frame, its body as DATA), so the router, relay, offline serving and watches cannot tell.
- * The frame and HPACK codec is the one the upstream client uses (lib/upstream/h2).
+ * The frame and HPACK codec is the one the upstream client uses (lib/http2).
  *
  * Bounds, whatever the peer does:
  * - header blocks: compressed bytes and decoded list by `maxHeaderListSize`, at most
@@ -42,8 +42,8 @@ import {
   parseWindowUpdate,
   Setting,
   unpad,
-} from "../upstream/h2/frame.ts";
-import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "../upstream/h2/hpack.ts";
+} from "../http2/frame.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "../http2/hpack.ts";
 import { ServerRequest } from "../http/request.ts";
 import { type HeaderValue, type ResponseSink, ServerResponse } from "../http/response.ts";
 import { addHeader, newHeaderMap } from "../http/headers.ts";

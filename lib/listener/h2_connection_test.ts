@@ -21,8 +21,8 @@ import {
   parseGoaway,
   parseRst,
   Setting,
-} from "../upstream/h2/frame.ts";
-import { type HeaderField, HpackDecoder, HpackEncoder } from "../upstream/h2/hpack.ts";
+} from "../http2/frame.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder } from "../http2/hpack.ts";
 import { type H2ServeOptions, H2ServerConnection } from "./h2_connection.ts";
 import type { ServerRequest } from "../http/request.ts";
 import type { ServerResponse } from "../http/response.ts";
