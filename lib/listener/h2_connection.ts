@@ -49,6 +49,7 @@ import { type HeaderValue, type ResponseSink, ServerResponse } from "../http/res
 import { addHeader, newHeaderMap } from "../http/headers.ts";
 import type { RequestHead } from "../http/head_parser.ts";
 import type { ServedConnection } from "../http/server_connection.ts";
+import type { BodyBudget } from "../http/body_budget.ts";
 
 export interface H2ServeOptions {
   /** The preface, SETTINGS and each header block must arrive within this. */
@@ -71,6 +72,8 @@ export interface H2ServeOptions {
   onError?(message: string, status: number): void;
   /** A request with an Authorization header got a 2xx/3xx answer: its token is known upstream. */
   onProven?(): void;
+  /** The process-wide budget for request-body bytes held in memory (shared with HTTP/1.1). */
+  bodyBudget?: BodyBudget;
 }
 
 /** More CONTINUATION frames than this for one header block is a flood. */
@@ -131,6 +134,8 @@ class H2Stream implements ResponseSink {
   /** Body bytes above the reader's high-water mark: granted back once it reads. */
   pendingGrant = 0;
   bodyBytes = 0;
+  /** Request-body bytes this stream holds in the shared budget. */
+  held = 0;
   expectLength = -1;
   queue: Uint8Array[] = [];
   queued = 0;
@@ -183,7 +188,7 @@ export class H2ServerConnection implements ServedConnection {
   #reader: FrameReader;
   #decoder: HpackDecoder;
   #encoder = new HpackEncoder();
-  #opts: Required<Omit<H2ServeOptions, "onError" | "onProven">> & H2ServeOptions;
+  #opts: Required<Omit<H2ServeOptions, "onError" | "onProven" | "bodyBudget">> & H2ServeOptions;
   #preface = 0;
   #gotSettings = false;
   #lastStream = 0;
@@ -524,6 +529,15 @@ export class H2ServerConnection implements ServedConnection {
       // Below the reader's high-water mark the window comes back now; else when it reads (pull).
       if (stream.req!.push(data.slice())) stream.owed += data.byteLength;
       else stream.pendingGrant += data.byteLength;
+      if (!this.#account(stream)) {
+        this.#opts.onError?.("request bodies in flight exceed the memory budget", 503);
+        stream.req!.abort();
+        return this.#answerOrReset(
+          stream,
+          503,
+          "the request bodies in flight exceed this server's memory budget: retry later",
+        );
+      }
     }
     if (f.flags & Flag.END_STREAM) this.#remoteEnd(stream);
     else this.grant(stream);
@@ -531,6 +545,7 @@ export class H2ServerConnection implements ServedConnection {
 
   /** Gives a stream's window back for what its reader has taken. */
   grant(stream: H2Stream): void {
+    this.#account(stream);
     if (stream.closed || stream.remoteEnded) return;
     if (stream.pendingGrant && stream.req!.readableLength < stream.req!.readableHighWaterMark) {
       stream.owed += stream.pendingGrant;
@@ -541,6 +556,17 @@ export class H2ServerConnection implements ServedConnection {
       stream.recvAvail += stream.owed;
       stream.owed = 0;
     }
+  }
+
+  /** Brings the stream's share of the body budget up to what its request holds; false: over. */
+  #account(stream: H2Stream): boolean {
+    const budget = this.#opts.bodyBudget;
+    if (!budget) return true;
+    const req = stream.req!;
+    const now = stream.closed || req.destroyed ? 0 : req.readableLength;
+    const ok = budget.adjust(now - stream.held);
+    stream.held = now;
+    return ok;
   }
 
   #remoteEnd(stream: H2Stream): void {
@@ -725,6 +751,8 @@ export class H2ServerConnection implements ServedConnection {
     if (stream.closed) return;
     stream.closed = true;
     clearTimeout(stream.bodyTimer);
+    if (stream.held) this.#opts.bodyBudget?.adjust(-stream.held);
+    stream.held = 0;
     this.#streams.delete(stream.id);
     stream.queue = [];
     stream.queued = 0;

@@ -25,6 +25,7 @@ import {
 import { type HeaderField, HpackDecoder, HpackEncoder } from "../http2/hpack.ts";
 import { type H2ServeOptions, H2ServerConnection } from "./h2_connection.ts";
 import type { ServerRequest } from "../http/request.ts";
+import { BodyBudget } from "../http/body_budget.ts";
 import type { ServerResponse } from "../http/response.ts";
 
 const enc = new TextEncoder();
@@ -313,6 +314,25 @@ Deno.test("request bodies arrive through the request stream; too large ones get 
   c.send(c.headers(3, post(200_000), Flag.END_HEADERS));
   await until("a 413", () => c.answers(3).length === 1);
   assertEquals(c.answers(3)[0][0], [":status", "413"]);
+  close();
+});
+
+Deno.test("request bodies held unread count in the shared budget: past it, 503 for that stream", async () => {
+  const budget = new BodyBudget(100_000);
+  const { c, start, close } = serve(() => {/* never reads the body */}, { bodyBudget: budget });
+  start();
+  const post: HeaderField[] = [[":method", "POST"], [":scheme", "https"], [":path", "/p"]];
+  c.send(c.headers(1, post, Flag.END_HEADERS));
+  for (let i = 0; i < 4; i++) c.send(encodeFrame(FrameType.DATA, 0, 1, new Uint8Array(15_000)));
+  c.send(c.headers(3, post, Flag.END_HEADERS));
+  for (let i = 0; i < 4; i++) c.send(encodeFrame(FrameType.DATA, 0, 3, new Uint8Array(15_000)));
+  await until("a 503", () => c.answers(3).length === 1);
+  assertEquals(c.answers(3)[0][0], [":status", "503"]);
+  assertEquals(c.answers(1).length, 0);
+  assertEquals(budget.held, 60_000);
+  // The stream that went away gives its bytes back.
+  c.send(encodeRst(1, ErrorCode.CANCEL));
+  await until("the budget released", () => budget.held === 0);
   close();
 });
 

@@ -7,12 +7,13 @@ import type { TLSSocket } from "node:tls";
 import { log } from "../log.ts";
 import type { ConnectionOptions } from "../http/server_connection.ts";
 import type { HttpLimits, ListenerHandlers, Peer } from "./https_listener.ts";
+import type { BodyBudget } from "../http/body_budget.ts";
 import { H2ServerConnection } from "./h2_connection.ts";
 
 export function serveH2Stream(
   socket: TLSSocket,
   limits: HttpLimits,
-  opts: { handlers: ListenerHandlers; errorBody: ConnectionOptions["errorBody"] },
+  opts: { handlers: ListenerHandlers; errorBody: ConnectionOptions["errorBody"]; bodyBudget: BodyBudget },
   peer: Peer,
   onProven: () => void,
 ): H2ServerConnection {
@@ -21,6 +22,7 @@ export function serveH2Stream(
     idleTimeoutMs: limits.idleTimeoutMs,
     maxRequestBodyBytes: limits.maxRequestBodyBytes,
     bodyTimeoutMs: limits.requestBodyTimeoutMs,
+    bodyBudget: opts.bodyBudget,
     errorBody: opts.errorBody,
     onRequest: (req, res) => opts.handlers.request(req, res, peer),
     onProven,

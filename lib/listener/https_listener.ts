@@ -261,7 +261,13 @@ export async function startListener(
     if (evicted) evictionLog(evicted, seats);
     log.debug("connection", { protocol: socket.alpnProtocol || "http/1.1", remote: socket.remotePort });
     if (socket.alpnProtocol === "h2") {
-      seat.served = serveH2Stream(socket, limits, opts, peer, () => seats.settle(seat, "privileged"));
+      seat.served = serveH2Stream(
+        socket,
+        limits,
+        { ...opts, bodyBudget },
+        peer,
+        () => seats.settle(seat, "privileged"),
+      );
       return;
     }
     seat.served = serveConnection(socket, {
