@@ -23,6 +23,7 @@ import {
   encodeFrame,
   encodeRst,
   encodeSettings,
+  encodeWindowUpdate,
   ErrorCode,
   Flag,
   type Frame,
@@ -59,7 +60,13 @@ async function curl(args: string[]): Promise<{ version: string; status: string; 
 }
 
 /** A raw h2 client over TLS (kubelet's certificate) that sends what a test scripts. */
-async function rawH2(lite: LiteProcess, pki: { caPem: string }, pair: { certPem: string; keyPem: string }) {
+async function rawH2(
+  lite: LiteProcess,
+  pki: { caPem: string },
+  pair: { certPem: string; keyPem: string },
+  /** false: never read the socket (Deno.connectTls then stops taking bytes from the kernel). */
+  read = true,
+) {
   const conn = await Deno.connectTls({
     hostname: "127.0.0.1",
     port: lite.port,
@@ -74,6 +81,7 @@ async function rawH2(lite: LiteProcess, pki: { caPem: string }, pair: { certPem:
   let ended = false;
   const reader = new FrameReader(1 << 24, (f) => frames.push({ ...f, payload: f.payload.slice() }));
   const reading = (async () => {
+    if (!read) return;
     const buf = new Uint8Array(64 * 1024);
     try {
       for (;;) {
@@ -295,6 +303,34 @@ Deno.test("watches on streams whose window is never granted are ended by the slo
     assertEquals(
       c.frames.filter((f) => f.type === FrameType.DATA).reduce((s, f) => s + f.payload.byteLength, 0),
       0,
+    );
+    await c.close();
+  } finally {
+    await up.close();
+  }
+});
+
+Deno.test("a client that grants every window but never reads its socket: the watch is ended by the slow-reader budget", async () => {
+  await using cluster = await startCluster();
+  const pair = await cluster.pki.server("stream-cloud");
+  const up = startStreamUpstream({ certPem: pair.certPem, keyPem: pair.keyPem, paceMs: 20 });
+  try {
+    await using lite = await startLite(cluster, {
+      upstream: up.url,
+      extra: [...H2_ON, "--watch-buffer-bytes", String(1 << 30), "--slow-reader-timeout", "1s"],
+    });
+    const c = await rawH2(lite, cluster.pki, cluster.kubelet, false);
+    await c.write(concat([
+      CLIENT_PREFACE,
+      encodeSettings([[Setting.INITIAL_WINDOW_SIZE, 0x7fffffff], [Setting.MAX_FRAME_SIZE, 1 << 20]]),
+      encodeWindowUpdate(0, 0x7fffffff - 65_535),
+      c.headers(1, GET("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=500")),
+    ]));
+    // Only backpressure from the socket itself can stop lite: the windows never do.
+    await eventually(
+      () => up.records.some((r) => r.kind === "watch" && r.closedEarly),
+      "the proxy to end the cloud watch of a client that reads nothing",
+      60_000,
     );
     await c.close();
   } finally {
