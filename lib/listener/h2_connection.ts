@@ -263,7 +263,8 @@ export class H2ServerConnection implements ServedConnection {
 
   #fail(e: unknown): void {
     if (e instanceof H2Error && e.stream === 0) {
-      this.#opts.onError?.(`HTTP/2: ${e.message}`, 400);
+      // ENHANCE_YOUR_CALM: an attack bounded (rapid reset, CONTINUATION flood), worth a warning.
+      this.#opts.onError?.(`HTTP/2: ${e.message}`, e.h2code === ErrorCode.ENHANCE_YOUR_CALM ? 429 : 400);
       this.goaway(e.h2code, e.message);
     } else if (e instanceof HpackError) {
       this.#opts.onError?.(`HTTP/2: ${e.message}`, 400);

@@ -27,7 +27,7 @@ export function serveH2Stream(
     onRequest: (req, res) => opts.handlers.request(req, res, peer),
     onProven,
     onError: (message, status) => {
-      if (status === 429 || message.includes("ENHANCE_YOUR_CALM") || message.includes("rapid reset")) {
+      if (status === 429) {
         log.warn(
           "HTTP/2 client misbehaved",
           { error: message, remote: socket.remoteAddress },
