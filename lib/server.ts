@@ -132,6 +132,7 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
       requestBodyTimeoutMs: config.requestBodyTimeoutMs,
       requestBodyIdleTimeoutMs: config.requestBodyIdleTimeoutMs,
       requestBodyBufferBytes: config.requestBodyBufferBytes,
+      http2: config.http2 === "on",
     },
     errorBody: statusBody,
   });

@@ -64,6 +64,8 @@ export interface ServeConfig {
   requestBodyBufferBytes: number;
   /** Notices about accepted-but-mapped legacy flags, logged at start-up. */
   notices: string[];
+  /** Offer h2 by ALPN on the listener (issue 21 part 2). */
+  http2: "on" | "off";
   // HTTP/2 to the cloud (issue 21): one multiplexed connection per identity when ALPN picks h2.
   upstreamHttp2: "auto" | "off";
   /** An HTTP/2 connection silent this long gets a PING (client-go: 30 s). */
@@ -291,6 +293,14 @@ export const SERVE_FLAGS: readonly Flag[] = [
     name: "admin-identities",
     arg: "show|hide",
     help: "name cached identities in /status and /metrics (default show on loopback; required elsewhere)",
+  },
+  // HTTP/2 for the node's clients (issue 21 part 2).
+  {
+    name: "http2",
+    arg: "on|off",
+    help:
+      "on: offer h2 by ALPN on the listener (one connection per client, requests as streams); off: HTTP/1.1 only",
+    default: "on",
   },
   // HTTP/2 to the cloud (issue 21).
   {
@@ -556,6 +566,8 @@ function resolveConfig(raw: Raw): ServeConfig {
   const slowReaderTimeoutMs = parseDuration(value(raw, "slow-reader-timeout")!, "--slow-reader-timeout");
   if (slowReaderTimeoutMs < 100) throw new ConfigError("--slow-reader-timeout: at least 100ms");
   const listenerBounds = parseListenerBounds(raw);
+  const http2 = value(raw, "http2");
+  if (http2 !== "on" && http2 !== "off") throw new ConfigError(`--http2: "${http2}" is not on or off`);
   const upstreamHttp2 = value(raw, "upstream-http2");
   if (upstreamHttp2 !== "auto" && upstreamHttp2 !== "off") {
     throw new ConfigError(`--upstream-http2: "${upstreamHttp2}" is not auto or off`);
@@ -605,6 +617,7 @@ function resolveConfig(raw: Raw): ServeConfig {
     maxConnections: listenerBounds.maxConnections,
     ...listenerBounds.rest,
     notices,
+    http2,
     upstreamHttp2,
     upstreamHttp2ReadIdleMs,
     upstreamHttp2PingTimeoutMs,

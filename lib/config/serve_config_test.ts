@@ -144,3 +144,13 @@ Deno.test("--upstream-http2: auto by default, off accepted, anything else a Conf
   throws(() => s.parse("--upstream-http2-read-idle", "10ms"), ConfigError);
   assertEquals(s.parse("--upstream-http2-ping-timeout", "2s").upstreamHttp2PingTimeoutMs, 2000);
 });
+
+Deno.test("--http2 (the listener): on by default, off accepted, anything else a ConfigError", () => {
+  using s = scratch();
+  assertEquals(s.parse().http2, "on");
+  assertEquals(s.parse("--http2", "off").http2, "off");
+  throws(
+    () => s.parse("--http2", "auto"),
+    (e: unknown) => e instanceof ConfigError && /--http2: "auto" is not on or off/.test(e.message),
+  );
+});

@@ -45,6 +45,9 @@ function httpDate(): string {
   return dateText;
 }
 
+/** A header's value as set by the handler. */
+export type HeaderValue = string | number | readonly string[];
+
 type Framing = "none" | "length" | "chunked" | "close";
 
 /** A response on a connection we serve. */
@@ -293,12 +296,17 @@ export class ServerResponse extends Writable {
     if (this.#close) f.set("connection", ["Connection", "close"]);
     else if (this.#for.versionMinor === 0) f.set("connection", ["Connection", "keep-alive"]);
     if (!f.has("date")) f.set("date", ["Date", httpDate()]);
-    let head = `HTTP/1.1 ${this.statusCode} ${this.statusMessage || statusText(this.statusCode)}\r\n`;
-    for (const [name, value] of f.values()) {
+    this.#head = this.encodeHead(this.statusCode, f.values());
+  }
+
+  /** The head's bytes (HTTP/2 streams hand the fields to their HEADERS frame instead). */
+  protected encodeHead(status: number, fields: Iterable<[string, HeaderValue]>): Uint8Array {
+    let head = `HTTP/1.1 ${status} ${this.statusMessage || statusText(status)}\r\n`;
+    for (const [name, value] of fields) {
       if (Array.isArray(value)) { for (const v of value) head += `${name}: ${v}\r\n`; }
       else head += `${name}: ${value}\r\n`;
     }
-    this.#head = encoder.encode(head + "\r\n");
+    return encoder.encode(head + "\r\n");
   }
 
   #sendHead(body: Uint8Array, cb: () => void): void {

@@ -21,6 +21,7 @@ import type { ServerRequest } from "../http/request.ts";
 import type { ServerResponse } from "../http/response.ts";
 import { statusText } from "../http/status_text.ts";
 import { clientCertFailure } from "../certs/client_cert_check.ts";
+import { serveH2Stream } from "./h2_serve.ts";
 
 /** What the TLS layer proved about a connection's peer. */
 export interface Peer {
@@ -68,6 +69,8 @@ export interface HttpLimits {
   requestBodyIdleTimeoutMs: number;
   /** Request-body bytes held in memory by all requests together. */
   requestBodyBufferBytes: number;
+  /** Offer h2 by ALPN (issue 21 part 2); clients that do not ask for it get HTTP/1.1. */
+  http2: boolean;
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
@@ -81,6 +84,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   requestBodyTimeoutMs: 60_000,
   requestBodyIdleTimeoutMs: 30_000,
   requestBodyBufferBytes: 32 * 1024 * 1024,
+  http2: false,
 };
 
 export interface Listener {
@@ -255,6 +259,17 @@ export async function startListener(
     if (!seats.settle(seat, peer.verified ? "privileged" : "anonymous")) return refuse(socket);
     const evicted = seats.takeEvicted();
     if (evicted) evictionLog(evicted, seats);
+    log.debug("connection", { protocol: socket.alpnProtocol || "http/1.1", remote: socket.remotePort });
+    if (socket.alpnProtocol === "h2") {
+      seat.served = serveH2Stream(
+        socket,
+        limits,
+        { ...opts, bodyBudget },
+        peer,
+        () => seats.settle(seat, "privileged"),
+      );
+      return;
+    }
     seat.served = serveConnection(socket, {
       headerTimeoutMs: limits.headerTimeoutMs,
       idleTimeoutMs: limits.idleTimeoutMs,
@@ -282,8 +297,8 @@ export async function startListener(
         ...tlsOptions(),
         requestCert: true,
         rejectUnauthorized: false,
-        // kubectl and client-go speak HTTP/1.1 fine; node:http2 is unstable under load here.
-        ALPNProtocols: ["http/1.1"],
+        // h2 is served by our own codec (lib/listener/h2_connection.ts), not node:http2.
+        ALPNProtocols: limits.http2 ? ["h2", "http/1.1"] : ["http/1.1"],
         handshakeTimeout: limits.tlsHandshakeTimeoutMs,
       });
       server.on("connection", accepted);

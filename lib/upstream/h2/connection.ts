@@ -37,8 +37,8 @@ import {
   parseWindowUpdate,
   Setting,
   unpad,
-} from "./frame.ts";
-import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+} from "../../http2/frame.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder, HpackError } from "../../http2/hpack.ts";
 import { UpstreamResponse } from "../response.ts";
 import type { ExchangeHandlers, RequestSpec } from "../connection.ts";
 import { addHeader, newHeaderMap } from "../../http/headers.ts";

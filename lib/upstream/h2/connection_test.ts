@@ -22,8 +22,8 @@ import {
   parseRst,
   parseWindowUpdate,
   Setting,
-} from "./frame.ts";
-import { type HeaderField, HpackDecoder, HpackEncoder } from "./hpack.ts";
+} from "../../http2/frame.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder } from "../../http2/hpack.ts";
 import { H2Connection, type H2Options } from "./connection.ts";
 import type { ExchangeHandlers, RequestSpec } from "../connection.ts";
 import type { UpstreamResponse } from "../response.ts";

@@ -28,8 +28,8 @@ import {
   parseWindowUpdate,
   Setting,
   unpad,
-} from "../../../lib/upstream/h2/frame.ts";
-import { type HeaderField, HpackDecoder, HpackEncoder } from "../../../lib/upstream/h2/hpack.ts";
+} from "../../../lib/http2/frame.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder } from "../../../lib/http2/hpack.ts";
 import { type ConnCert, readConnCert } from "./auth.ts";
 
 export interface CodecH2FrontOptions {
