@@ -13,6 +13,7 @@ import { type ExchangeHandlers, type RequestSpec, UpstreamConnection } from "./c
 import type { UpstreamResponse } from "./response.ts";
 import type { ResponseHead } from "../http/head_parser.ts";
 import { H2Connection, type H2Options } from "./h2/connection.ts";
+import { LiteError, withCode } from "../errors.ts";
 
 export interface PoolOptions {
   ca: string;
@@ -233,7 +234,7 @@ export class UpstreamPool {
     },
   ) {
     if (this.#destroyed) {
-      return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+      return cb.failed(new LiteError("ECANCELED", "connection pool retired"));
     }
     const h = this.#host(ep);
     if (!fresh) {
@@ -244,7 +245,7 @@ export class UpstreamPool {
     }
     const open = () => {
       if (this.#destroyed) {
-        return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+        return cb.failed(new LiteError("ECANCELED", "connection pool retired"));
       }
       cb.onDialing(this.#dialOne(ep, (err, c) => err || !c ? cb.failed(err!) : cb.got(c, false)));
     };
@@ -280,7 +281,7 @@ export class UpstreamPool {
         if (this.#destroyed) {
           socket.destroy();
           this.#closed(ep, h);
-          return done(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+          return done(new LiteError("ECANCELED", "connection pool retired"));
         }
         const c = new UpstreamConnection(socket);
         h.all.add(c);
@@ -290,7 +291,7 @@ export class UpstreamPool {
       },
       (err) => {
         this.#closed(ep, h);
-        done(err);
+        done(withCode(err));
       },
     );
     return d;
@@ -373,7 +374,7 @@ export class UpstreamPool {
       for (const w of h.waiting.splice(0)) w.take(undefined);
       h.idle.length = 0;
       for (const c of [...h.all]) c.destroy();
-      const err = Object.assign(new Error("connection pool retired"), { code: "ECANCELED" });
+      const err = new LiteError("ECANCELED", "connection pool retired");
       for (const w of h.h2Waiting.splice(0)) w.failed(err);
       h.h2Dial?.cancel();
       for (const c of [...h.h2]) c.destroy(err);
@@ -471,7 +472,7 @@ export class UpstreamPool {
 
   #acquireH2(ep: Endpoint, w: H2Waiter) {
     if (this.#destroyed) {
-      return w.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+      return w.failed(new LiteError("ECANCELED", "connection pool retired"));
     }
     const h = this.#host(ep);
     if (h.h1Only) return w.fallback();
@@ -546,7 +547,7 @@ export class UpstreamPool {
       (err) => {
         h.h2Dial = undefined;
         this.#closed(ep, h);
-        failAll(err);
+        failAll(withCode(err));
       },
     );
   }
