@@ -17,7 +17,7 @@ import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
 import { abandonInFlight, InFlightSet } from "./proxy/deadlines.ts";
-import { createRouter } from "./proxy/router.ts";
+import { createRouter } from "./router.ts";
 import { statusBody } from "./exchange/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { listedKind } from "./offline/cached_lists.ts";

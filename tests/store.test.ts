@@ -15,7 +15,8 @@ import { once } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { Cache } from "../lib/cache/cache.ts";
 import { WriteQueue } from "../lib/cache/write_queue.ts";
-import { type CachePlan, tapResponse } from "../lib/cache/response_tap.ts";
+import type { CachePlan } from "../lib/cache/cache_plan.ts";
+import { tapResponse } from "../lib/cache/response_tap.ts";
 
 type Backend = "sqlite" | "file";
 const BACKENDS: Backend[] = ["sqlite", "file"];
