@@ -51,7 +51,8 @@ export class Timers {
     this.#timerAt = Infinity;
     const now = performance.now();
     for (const [sweep, at] of [...this.#due]) {
-      if (at > now || !this.#due.has(sweep)) continue;
+      // Timers round their delay: a sweep due within a millisecond runs now rather than after another wake-up.
+      if (at > now + 1 || !this.#due.has(sweep)) continue;
       if (sweep.run(now) && this.#due.has(sweep)) this.#due.set(sweep, now + sweep.periodMs);
       else this.#due.delete(sweep);
     }
@@ -78,7 +79,8 @@ export class Timers {
     this.#timer = undefined;
     this.#timerAt = next;
     if (next === Infinity) return;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, next - performance.now()));
+    // Whole milliseconds, rounded up: a fractional delay may be cut short and wake us before anything is due.
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(next - performance.now())));
     this.#ref(keepAlive);
   }
 
