@@ -19,8 +19,8 @@ async function servingSerial(port: number, caPem: string): Promise<string> {
 }
 
 Deno.test("certificates are followed without a restart", async (t) => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster);
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster);
   const stop = { now: false };
   const failures: string[] = [];
   let loops = 0;
@@ -126,8 +126,6 @@ Deno.test("certificates are followed without a restart", async (t) => {
   } finally {
     stop.now = true;
     await within(loop, "the read loop to finish its last read");
-    await lite.kill();
-    await cluster.close();
   }
 });
 

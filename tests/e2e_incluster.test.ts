@@ -87,7 +87,7 @@ function podCurl(port: number, caFile: string, path: string, token?: string) {
 }
 
 Deno.test("in-cluster clients: kube-proxy sees the node address; others the truth; pods read as themselves", async (t) => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   const kubeProxy = await addKubeProxy(cluster);
   grantPodServiceAccount(cluster.apiserver);
   const serving = await cluster.pki.server("lite-incluster", [`IP:${NODE_IP}`, ...SERVICE_SANS]);
@@ -345,7 +345,6 @@ Deno.test("in-cluster clients: kube-proxy sees the node address; others the trut
     for (const c of clients) c.close();
     await lite.kill();
     await cluster.apiserver.setFault("none").catch(() => {});
-    await cluster.close();
   }
 });
 
@@ -434,7 +433,7 @@ Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", asy
   );
 
   await t.step("default with only 127.0.0.1: off, no check, kube-proxy sees the truth", async () => {
-    const lite = await startLite(cluster);
+    await using lite = await startLite(cluster);
     const kp = httpsClient(lite.url, cluster.pki.caPem, { pair: kubeProxy });
     try {
       assertMatch(
@@ -446,7 +445,6 @@ Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", asy
       assert(!lite.lines.some((l) => /SANs/.test(l)), "no SAN check when the rewrite is off");
     } finally {
       kp.close();
-      await lite.kill();
     }
   });
 

@@ -417,8 +417,8 @@ Deno.test("seats: raw TCP connections count, anonymous ones give way, kubelet is
 });
 
 Deno.test("the accept loop recovers after the process ran out of files", async () => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster, {
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster, {
     extra: ["--tls-handshake-timeout", "60s"],
     launcher: { cmd: "prlimit", args: ["--nofile=160:160", Deno.execPath(), "run", "-A", "--quiet"] },
   });
@@ -443,7 +443,5 @@ Deno.test("the accept loop recovers after the process ran out of files", async (
     assert(status);
   } finally {
     for (const c of conns) c.close();
-    await lite.kill();
-    await cluster.close();
   }
 });

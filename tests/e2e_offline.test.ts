@@ -436,9 +436,9 @@ for (const backend of ["sqlite", "file"] as const) {
 }
 
 Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, saying it may have been applied", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   // Probes that take long to give up keep the proxy "online", so the write really goes upstream.
-  const lite = await startLite(cluster, {
+  await using lite = await startLite(cluster, {
     extra: ["--write-timeout", "1500ms", "--health-check-interval", "30s", "--health-check-failures", "10"],
   });
   const admin = httpsClient(lite.url, cluster.pki.caPem, { token: "admin-token" });
@@ -460,7 +460,5 @@ Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, sa
   } finally {
     admin.close();
     await cluster.apiserver.setFault("none");
-    await lite.kill();
-    await cluster.close();
   }
 });
