@@ -11,7 +11,8 @@ import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
 import process from "node:process";
-import { serveConnection } from "../lib/http/server_connection.ts";
+import { connectionDeadlines, serveConnection } from "../lib/http/server_connection.ts";
+import { Timers } from "../lib/timers.ts";
 
 const TLS = Deno.args.includes("--tls");
 const SECONDS = Number(Deno.args.find((a) => !a.startsWith("--")) ?? "3");
@@ -113,8 +114,10 @@ async function run(name: string, server: net.Server): Promise<void> {
 }
 
 const pair = TLS ? servingPair() : undefined;
+const deadlines = connectionDeadlines(new Timers(), { headerTimeoutMs: 60_000, idleTimeoutMs: 120_000 });
 const serveOurs = (socket: net.Socket) =>
   serveConnection(socket, {
+    deadlines,
     headerTimeoutMs: 60_000,
     idleTimeoutMs: 120_000,
     maxRequestBodyBytes: 3 << 20,

@@ -17,7 +17,8 @@ import type { Store } from "./store/store.ts";
 import { UpstreamAgents } from "./upstream/agents.ts";
 import { UpstreamHealth } from "./upstream/health.ts";
 import { abandonInFlight, InFlightSet } from "./proxy/deadlines.ts";
-import { createRouter } from "./proxy/router.ts";
+import { createRouter } from "./router.ts";
+import { Timers } from "./timers.ts";
 import { statusBody } from "./exchange/status.ts";
 import { HeldWatches } from "./offline/held_watches.ts";
 import { listedKind } from "./offline/cached_lists.ts";
@@ -84,7 +85,11 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
   const events = serverEvents();
 
   const { store, queue, cache } = await startCache(config, stack);
+  // One timer service for the server's sweeps (connection, request and idle-connection deadlines).
+  const timers = new Timers();
+  stack.defer(() => timers.close());
   const agents = new UpstreamAgents(upstreamCa, pairs, {
+    timers,
     http2: config.upstreamHttp2,
     h2: { readIdleMs: config.upstreamHttp2ReadIdleMs, pingTimeoutMs: config.upstreamHttp2PingTimeoutMs },
   });
@@ -100,7 +105,7 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
     bookmarkIntervalMs: Math.max(1000, config.healthIntervalMs),
     kindOf: (ctx) => listedKind(cache, ctx),
   });
-  const inflight = new InFlightSet();
+  const inflight = new InFlightSet(timers);
   stack.defer(() => {
     watches.endAll();
     abandonInFlight(inflight, "shutdown");
@@ -135,6 +140,7 @@ async function start(config: ServeConfig, stack: AsyncDisposableStack): Promise<
       http2: config.http2 === "on",
     },
     errorBody: statusBody,
+    timers,
   });
   stack.defer(() => listener.close());
   inCluster.listening(listener.port, serving.certPem);

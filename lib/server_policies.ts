@@ -9,7 +9,7 @@ import type { ClientPair, ServingMaterial } from "./certs/mod.ts";
 import type { Listener } from "./listener/https_listener.ts";
 import type { HeldWatches } from "./offline/held_watches.ts";
 import { abandonInFlight, type InFlightSet, retirePool } from "./proxy/deadlines.ts";
-import type { Router } from "./proxy/router.ts";
+import type { Router } from "./router.ts";
 import type { UpstreamAgents } from "./upstream/agents.ts";
 
 export type ServerEvents = {

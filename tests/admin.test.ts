@@ -54,12 +54,8 @@ function sum(text: string, name: string, labels: Record<string, string>): number
 }
 
 async function withCluster(fn: (cluster: Cluster) => Promise<void>) {
-  const cluster = await startCluster();
-  try {
-    await fn(cluster);
-  } finally {
-    await cluster.close();
-  }
+  await using cluster = await startCluster();
+  await fn(cluster);
 }
 
 Deno.test("admin listener: healthz, readyz online/offline, metrics, status command", async () => {

@@ -20,7 +20,7 @@ type Group = {
 };
 
 Deno.test("simulated apiserver: discovery per Accept (v2, v2beta1, legacy)", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   const c = httpsClient(cluster.apiserver.url, cluster.pki.caPem, { token: "admin-token" });
   try {
     const cases: Array<[string, string, string | undefined]> = [
@@ -52,6 +52,5 @@ Deno.test("simulated apiserver: discovery per Accept (v2, v2beta1, legacy)", asy
     assert(apps.versions[0].resources.some((r) => r.resource === "deployments"), JSON.stringify(apps));
   } finally {
     c.close();
-    await cluster.close();
   }
 });

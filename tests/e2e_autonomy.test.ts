@@ -117,7 +117,7 @@ function verbOf(r: { method: string; path: string; query: string }): string {
 }
 
 Deno.test("autonomy: labelled node's pods survive a cut past their toleration, unlabelled ones are evicted", async (t) => {
-  const cluster = await startCluster({
+  await using cluster = await startCluster({
     tokens: SA_TOKENS,
     tolerationSecondMs: SECOND_MS,
     bookmarkIntervalMs: 300,
@@ -352,7 +352,6 @@ Deno.test("autonomy: labelled node's pods survive a cut past their toleration, u
   } finally {
     await ctl.kill();
     admin.close();
-    await cluster.close();
   }
 });
 

@@ -42,24 +42,19 @@ function post(port: number, ca: string, mb: number, chunked: boolean): Promise<s
 }
 
 Deno.test("request bodies over the limit get 413 even when the cloud is black-holed", async () => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster, { extra: ["--max-request-body-bytes", String(2 << 20)] });
-  try {
-    await cluster.apiserver.setFault("blackhole");
-    const chunked = await within(
-      post(lite.port, cluster.pki.caPem, 16, true),
-      "the answer to a 16 MiB chunked POST",
-      30_000,
-    );
-    assert.equal(chunked, "HTTP/1.1 413 Content Too Large");
-    const sized = await within(
-      post(lite.port, cluster.pki.caPem, 16, false),
-      "the answer to a 16 MiB POST with Content-Length",
-      30_000,
-    );
-    assert.equal(sized, "HTTP/1.1 413 Content Too Large");
-  } finally {
-    await lite.kill();
-    await cluster.close();
-  }
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster, { extra: ["--max-request-body-bytes", String(2 << 20)] });
+  await cluster.apiserver.setFault("blackhole");
+  const chunked = await within(
+    post(lite.port, cluster.pki.caPem, 16, true),
+    "the answer to a 16 MiB chunked POST",
+    30_000,
+  );
+  assert.equal(chunked, "HTTP/1.1 413 Content Too Large");
+  const sized = await within(
+    post(lite.port, cluster.pki.caPem, 16, false),
+    "the answer to a 16 MiB POST with Content-Length",
+    30_000,
+  );
+  assert.equal(sized, "HTTP/1.1 413 Content Too Large");
 });

@@ -19,8 +19,8 @@ async function servingSerial(port: number, caPem: string): Promise<string> {
 }
 
 Deno.test("certificates are followed without a restart", async (t) => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster);
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster);
   const stop = { now: false };
   const failures: string[] = [];
   let loops = 0;
@@ -126,13 +126,11 @@ Deno.test("certificates are followed without a restart", async (t) => {
   } finally {
     stop.now = true;
     await within(loop, "the read loop to finish its last read");
-    await lite.kill();
-    await cluster.close();
   }
 });
 
 Deno.test("SIGHUP reloads a serving certificate swapped where the file watcher cannot see it", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   // A Secret volume's layout: tls.crt -> ..data/tls.crt, ..data -> ..v1. Swapping `..data` to a new
   // folder changes what tls.crt reads without an event on any name the watcher follows, so only the
   // reload on SIGHUP (or the 5-minute re-read) can pick it up.
@@ -147,26 +145,21 @@ Deno.test("SIGHUP reloads a serving certificate swapped where the file watcher c
   await version("..v1", cluster.serving);
   await Deno.symlink("..data/tls.crt", `${dir}/tls.crt`);
   await Deno.symlink("..data/tls.key", `${dir}/tls.key`);
-  const lite = await startLite({
+  await using lite = await startLite({
     ...cluster,
     serving: { ...cluster.serving, cert: `${dir}/tls.crt`, key: `${dir}/tls.key` },
   });
-  try {
-    assertEquals(await servingSerial(lite.port, cluster.pki.caPem), strip0(cluster.serving.serial));
-    const next = await cluster.pki.server("lite-apiserver-v2");
-    await version("..v2", next);
-    assertEquals(
-      await servingSerial(lite.port, cluster.pki.caPem),
-      strip0(cluster.serving.serial),
-      "not picked up by the file watcher (else this test would not prove the SIGHUP reload)",
-    );
-    lite.child.kill("SIGHUP");
-    await eventually(
-      async () => (await servingSerial(lite.port, cluster.pki.caPem)) === strip0(next.serial),
-      "the new serving certificate presented after SIGHUP",
-    );
-  } finally {
-    await lite.kill();
-    await cluster.close();
-  }
+  assertEquals(await servingSerial(lite.port, cluster.pki.caPem), strip0(cluster.serving.serial));
+  const next = await cluster.pki.server("lite-apiserver-v2");
+  await version("..v2", next);
+  assertEquals(
+    await servingSerial(lite.port, cluster.pki.caPem),
+    strip0(cluster.serving.serial),
+    "not picked up by the file watcher (else this test would not prove the SIGHUP reload)",
+  );
+  lite.child.kill("SIGHUP");
+  await eventually(
+    async () => (await servingSerial(lite.port, cluster.pki.caPem)) === strip0(next.serial),
+    "the new serving certificate presented after SIGHUP",
+  );
 });

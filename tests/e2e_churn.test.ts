@@ -7,8 +7,8 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { eventually, httpsClient, startCluster, startLite } from "./support/harness.ts";
 
 Deno.test("readers and watchers through repeated cuts and restores never see a failed read", async () => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster);
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster);
   const stop = { now: false };
   const failures: string[] = [];
   const counts = { reads: 0, cached: 0, watchesOpened: 0, watchesEnded: 0 };
@@ -96,7 +96,5 @@ Deno.test("readers and watchers through repeated cuts and restores never see a f
     stop.now = true;
     await Promise.all(workers);
     await cluster.apiserver.setFault("none");
-    await lite.kill();
-    await cluster.close();
   }
 });

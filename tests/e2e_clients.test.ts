@@ -40,7 +40,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async (t) => {
     const entry = await installClients();
-    const cluster = await startCluster({ wire: "split" });
+    await using cluster = await startCluster({ wire: "split" });
     const api = cluster.apiserver;
     const cm = (name: string, v: string) => ({
       apiVersion: "v1",
@@ -57,7 +57,7 @@ Deno.test({
       return items.map((o) => ({ name: o.metadata.name, data: JSON.stringify(o.data ?? {}) }))
         .sort((a, b) => a.name.localeCompare(b.name));
     };
-    const lite = await startLite(cluster, { extra: STEADY });
+    await using lite = await startLite(cluster, { extra: STEADY });
     const clients: { name: string; p: ClientProcess }[] = [];
     try {
       const kcNode = await writeKubeconfig(
@@ -164,8 +164,6 @@ Deno.test({
     } finally {
       for (const c of clients) await c.p.kill();
       admin.close();
-      await lite.kill();
-      await cluster.close();
     }
   },
 });

@@ -222,41 +222,36 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const cluster = await startCluster();
-    const lite = await startLite(cluster);
+    await using cluster = await startCluster();
+    await using lite = await startLite(cluster);
     const ca = cluster.pki.caPem;
-    try {
-      const v = await exchange(
+    const v = await exchange(
+      lite.port,
+      ca,
+      "GET /version HTTP/1.2\r\nHost: x\r\nAuthorization: Bearer admin-token\r\n\r\n",
+      "GET /version over HTTP/1.2",
+      false,
+    );
+    assertEquals(v.reader.messages[0]?.head.statusCode, 200, v.text.slice(0, 200));
+    const post = (name: string, ext: string) => {
+      const body = JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name } });
+      const a = body.slice(0, 10), b = body.slice(10);
+      return exchange(
         lite.port,
         ca,
-        "GET /version HTTP/1.2\r\nHost: x\r\nAuthorization: Bearer admin-token\r\n\r\n",
-        "GET /version over HTTP/1.2",
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\n" +
+          "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          `${a.length.toString(16)}${ext}\r\n${a}\r\n${b.length.toString(16)}\r\n${b}\r\n0\r\n\r\n`,
+        `a chunked POST with extension ${JSON.stringify(ext)}`,
         false,
       );
-      assertEquals(v.reader.messages[0]?.head.statusCode, 200, v.text.slice(0, 200));
-      const post = (name: string, ext: string) => {
-        const body = JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name } });
-        const a = body.slice(0, 10), b = body.slice(10);
-        return exchange(
-          lite.port,
-          ca,
-          "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\n" +
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
-            `${a.length.toString(16)}${ext}\r\n${a}\r\n${b.length.toString(16)}\r\n${b}\r\n0\r\n\r\n`,
-          `a chunked POST with extension ${JSON.stringify(ext)}`,
-          false,
-        );
-      };
-      const created = await post("bws-ext", " ;a=1");
-      assertEquals(created.reader.messages[0]?.head.statusCode, 201, created.text.slice(0, 300));
-      assert(cluster.apiserver.get("v1", "ConfigMap", "default", "bws-ext"), "the configmap was created");
-      const refused = await post("empty-ext", ";");
-      assertEquals(refused.reader.messages[0]?.head.statusCode, 400, refused.text.slice(0, 300));
-      assertEquals(cluster.apiserver.get("v1", "ConfigMap", "default", "empty-ext"), undefined);
-    } finally {
-      await lite.kill();
-      await cluster.close();
-    }
+    };
+    const created = await post("bws-ext", " ;a=1");
+    assertEquals(created.reader.messages[0]?.head.statusCode, 201, created.text.slice(0, 300));
+    assert(cluster.apiserver.get("v1", "ConfigMap", "default", "bws-ext"), "the configmap was created");
+    const refused = await post("empty-ext", ";");
+    assertEquals(refused.reader.messages[0]?.head.statusCode, 400, refused.text.slice(0, 300));
+    assertEquals(cluster.apiserver.get("v1", "ConfigMap", "default", "empty-ext"), undefined);
   },
 });
 
@@ -265,35 +260,30 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const cluster = await startCluster();
-    const lite = await startLite(cluster);
-    try {
-      for (
-        const [who, auth, status] of [["anonymous", "", 403], [
-          "a bad token",
-          "Authorization: Bearer nope\r\n",
-          401,
-        ]]
-      ) {
-        const x = await exchange(
-          lite.port,
-          cluster.pki.caPem,
-          "POST /api/v1/namespaces/default/pods/nginx-1/exec?command=sh&stdin=true HTTP/1.1\r\nHost: x\r\n" +
-            `${auth}Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`,
-          `exec as ${who}`,
-          true,
-        );
-        assertEquals(x.reader.error, undefined, `${who}: the answer parses: ${x.text}`);
-        assertEquals(x.reader.messages.length, 1, `${who}: one whole answer: ${x.text}`);
-        const m = x.reader.messages[0];
-        assertEquals(m.head.statusCode, status);
-        const body = JSON.parse(new TextDecoder().decode(m.body));
-        assertEquals([body.kind, body.code], ["Status", status]);
-        assert(x.closed, "the connection closes after a refused upgrade");
-      }
-    } finally {
-      await lite.kill();
-      await cluster.close();
+    await using cluster = await startCluster();
+    await using lite = await startLite(cluster);
+    for (
+      const [who, auth, status] of [["anonymous", "", 403], [
+        "a bad token",
+        "Authorization: Bearer nope\r\n",
+        401,
+      ]]
+    ) {
+      const x = await exchange(
+        lite.port,
+        cluster.pki.caPem,
+        "POST /api/v1/namespaces/default/pods/nginx-1/exec?command=sh&stdin=true HTTP/1.1\r\nHost: x\r\n" +
+          `${auth}Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`,
+        `exec as ${who}`,
+        true,
+      );
+      assertEquals(x.reader.error, undefined, `${who}: the answer parses: ${x.text}`);
+      assertEquals(x.reader.messages.length, 1, `${who}: one whole answer: ${x.text}`);
+      const m = x.reader.messages[0];
+      assertEquals(m.head.statusCode, status);
+      const body = JSON.parse(new TextDecoder().decode(m.body));
+      assertEquals([body.kind, body.code], ["Status", status]);
+      assert(x.closed, "the connection closes after a refused upgrade");
     }
   },
 });

@@ -59,139 +59,119 @@ function addConfigMap(cluster: Cluster, name: string, w: number) {
 }
 
 Deno.test("HTTP/2 cloud: one connection per identity; 150 watches of one identity on 2 (100 streams each)", async (t) => {
-  const cluster = await startCluster({ http2: { maxStreams: 100 } });
-  const lite = await startLite(cluster);
-  try {
-    await t.step("a certificate and a token each reach the apiserver as themselves", async () => {
-      const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
-      const reader = httpsClient(lite.url, cluster.pki.caPem, { token: "reader-token" });
-      try {
-        for (let i = 0; i < 5; i++) {
-          assertEquals((await node.json("/api/v1/namespaces/default/pods")).status, 200);
-          assertEquals((await reader.json("/api/v1/namespaces/default/pods")).status, 200);
-        }
-        const seen = cluster.apiserver.requests.filter((r) => r.path === "/api/v1/namespaces/default/pods");
-        assertEquals(seen.filter((r) => r.user === "system:node:edge-1" && r.authn === "cert").length, 5);
-        assertEquals(seen.filter((r) => r.user === "reader" && r.authn === "token").length, 5);
-      } finally {
-        node.close();
-        reader.close();
+  await using cluster = await startCluster({ http2: { maxStreams: 100 } });
+  await using lite = await startLite(cluster);
+  await t.step("a certificate and a token each reach the apiserver as themselves", async () => {
+    const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+    const reader = httpsClient(lite.url, cluster.pki.caPem, { token: "reader-token" });
+    try {
+      for (let i = 0; i < 5; i++) {
+        assertEquals((await node.json("/api/v1/namespaces/default/pods")).status, 200);
+        assertEquals((await reader.json("/api/v1/namespaces/default/pods")).status, 200);
       }
-    });
+      const seen = cluster.apiserver.requests.filter((r) => r.path === "/api/v1/namespaces/default/pods");
+      assertEquals(seen.filter((r) => r.user === "system:node:edge-1" && r.authn === "cert").length, 5);
+      assertEquals(seen.filter((r) => r.user === "reader" && r.authn === "token").length, 5);
+    } finally {
+      node.close();
+      reader.close();
+    }
+  });
 
-    await t.step("150 watches: 2 more cloud connections at most; events flow on them", async () => {
-      const before = cluster.apiserver.connections().accepted;
-      const w = await openWatches(lite, cluster, 150);
-      try {
-        const opened = cluster.apiserver.connections().accepted - before;
-        assert(opened <= 2, `cloud connections opened for 150 watches of one identity: ${opened}`);
-        addConfigMap(cluster, "h2-event", 149);
-        assert(await w.watches[149].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
-      } finally {
-        await w.close();
-      }
-      // The cloud saw every watch as the node, never as another identity.
-      const watches = cluster.apiserver.requests.filter((r) => r.query.includes("watch=1"));
-      assert(watches.every((r) => r.user === "system:node:edge-1"));
-      // Open connections in all: the node's (at most 2) and the anonymous/token pool's.
-      assert(cluster.apiserver.connections().open <= 4, `open: ${cluster.apiserver.connections().open}`);
-    });
-  } finally {
-    await lite.kill();
-    await cluster.close();
-  }
+  await t.step("150 watches: 2 more cloud connections at most; events flow on them", async () => {
+    const before = cluster.apiserver.connections().accepted;
+    const w = await openWatches(lite, cluster, 150);
+    try {
+      const opened = cluster.apiserver.connections().accepted - before;
+      assert(opened <= 2, `cloud connections opened for 150 watches of one identity: ${opened}`);
+      addConfigMap(cluster, "h2-event", 149);
+      assert(await w.watches[149].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
+    } finally {
+      await w.close();
+    }
+    // The cloud saw every watch as the node, never as another identity.
+    const watches = cluster.apiserver.requests.filter((r) => r.query.includes("watch=1"));
+    assert(watches.every((r) => r.user === "system:node:edge-1"));
+    // Open connections in all: the node's (at most 2) and the anonymous/token pool's.
+    assert(cluster.apiserver.connections().open <= 4, `open: ${cluster.apiserver.connections().open}`);
+  });
 });
 
 Deno.test("HTTP/2 cloud with --upstream-http2 off, and an HTTP/1.1-only cloud: one connection per watch", async () => {
   for (const [http2, flag] of [[{ maxStreams: 100 }, "off"], [false, "auto"]] as const) {
-    const cluster = await startCluster({ http2 });
-    const lite = await startLite(cluster, { extra: ["--upstream-http2", flag] });
+    await using cluster = await startCluster({ http2 });
+    await using lite = await startLite(cluster, { extra: ["--upstream-http2", flag] });
+    const before = cluster.apiserver.connections().accepted;
+    const w = await openWatches(lite, cluster, 20);
     try {
-      const before = cluster.apiserver.connections().accepted;
-      const w = await openWatches(lite, cluster, 20);
-      try {
-        const opened = cluster.apiserver.connections().accepted - before;
-        assert(opened >= 20, `cloud connections for 20 watches (${flag}, h2 cloud: ${!!http2}): ${opened}`);
-        addConfigMap(cluster, "h1-event", 3);
-        assert(await w.watches[3].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
-      } finally {
-        await w.close();
-      }
+      const opened = cluster.apiserver.connections().accepted - before;
+      assert(opened >= 20, `cloud connections for 20 watches (${flag}, h2 cloud: ${!!http2}): ${opened}`);
+      addConfigMap(cluster, "h1-event", 3);
+      assert(await w.watches[3].until((ev) => ev.some((e) => e.type === "ADDED"), "the ADDED event"));
     } finally {
-      await lite.kill();
-      await cluster.close();
+      await w.close();
     }
   }
 });
 
 Deno.test("HTTP/2 cloud: GOAWAY mid-watch and a lowered stream limit", async (t) => {
-  const cluster = await startCluster({ http2: { maxStreams: 100 } });
-  const lite = await startLite(cluster);
+  await using cluster = await startCluster({ http2: { maxStreams: 100 } });
+  await using lite = await startLite(cluster);
   const h2 = cluster.apiserver.h2!;
-  try {
-    await t.step("GOAWAY: the watch in flight goes on; the next request opens a new connection", async () => {
-      const w = await openWatches(lite, cluster, 1);
-      try {
-        const before = cluster.apiserver.connections().accepted;
-        h2.goaway();
-        addConfigMap(cluster, "after-goaway", 0);
-        assert(await w.watches[0].until((ev) => ev.some((e) => e.type === "ADDED"), "an event after GOAWAY"));
-        const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
-        try {
-          assertEquals((await node.json("/api/v1/namespaces/default/pods")).status, 200);
-        } finally {
-          node.close();
-        }
-        assert(cluster.apiserver.connections().accepted > before, "a new connection after GOAWAY");
-      } finally {
-        await w.close();
-      }
-    });
-
-    await t.step("the server lowers MAX_CONCURRENT_STREAMS to 2: 6 watches need 3 connections", async () => {
-      // Connections made from now on announce 2; open ones are told so.
-      h2.setMaxStreams(2);
-      const before = cluster.apiserver.connections().accepted;
-      const w = await openWatches(lite, cluster, 6);
-      try {
-        const opened = cluster.apiserver.connections().accepted - before;
-        assert(opened >= 2 && opened <= 4, `connections for 6 watches at 2 streams each: ${opened}`);
-        addConfigMap(cluster, "limit-event", 5);
-        assert(await w.watches[5].until((ev) => ev.some((e) => e.type === "ADDED"), "the event on watch 6"));
-      } finally {
-        await w.close();
-      }
-    });
-  } finally {
-    await lite.kill();
-    await cluster.close();
-  }
-});
-
-Deno.test("HTTP/2 cloud: a half-open connection (PING never answered) is declared dead; its watch takes the watch-cut path", async () => {
-  const cluster = await startCluster({ http2: { maxStreams: 100 } });
-  const lite = await startLite(cluster, {
-    extra: ["--upstream-http2-read-idle", "300ms", "--upstream-http2-ping-timeout", "500ms"],
-  });
-  try {
-    // A list first: the cache follows the watch, so a cut watch can be held and carried on.
-    const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
-    const list = await node.json("/api/v1/namespaces/default/configmaps");
-    node.close();
-    const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
-    const w = await openWatches(lite, cluster, 1, `&resourceVersion=${rv}`);
+  await t.step("GOAWAY: the watch in flight goes on; the next request opens a new connection", async () => {
+    const w = await openWatches(lite, cluster, 1);
     try {
-      const from = lite.lines.length;
-      // The node's connection goes half-open; the anonymous health probes are still answered,
-      // so only the PING can find it.
-      cluster.apiserver.h2!.silenceCertConnections();
-      await lite.waitForLine(/upstream watch cut/, 15_000, from);
-      assert(!lite.lines.slice(from).some((l) => /upstream unreachable: offline/.test(l)), "still online");
+      const before = cluster.apiserver.connections().accepted;
+      h2.goaway();
+      addConfigMap(cluster, "after-goaway", 0);
+      assert(await w.watches[0].until((ev) => ev.some((e) => e.type === "ADDED"), "an event after GOAWAY"));
+      const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+      try {
+        assertEquals((await node.json("/api/v1/namespaces/default/pods")).status, 200);
+      } finally {
+        node.close();
+      }
+      assert(cluster.apiserver.connections().accepted > before, "a new connection after GOAWAY");
     } finally {
       await w.close();
     }
+  });
+
+  await t.step("the server lowers MAX_CONCURRENT_STREAMS to 2: 6 watches need 3 connections", async () => {
+    // Connections made from now on announce 2; open ones are told so.
+    h2.setMaxStreams(2);
+    const before = cluster.apiserver.connections().accepted;
+    const w = await openWatches(lite, cluster, 6);
+    try {
+      const opened = cluster.apiserver.connections().accepted - before;
+      assert(opened >= 2 && opened <= 4, `connections for 6 watches at 2 streams each: ${opened}`);
+      addConfigMap(cluster, "limit-event", 5);
+      assert(await w.watches[5].until((ev) => ev.some((e) => e.type === "ADDED"), "the event on watch 6"));
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+Deno.test("HTTP/2 cloud: a half-open connection (PING never answered) is declared dead; its watch takes the watch-cut path", async () => {
+  await using cluster = await startCluster({ http2: { maxStreams: 100 } });
+  await using lite = await startLite(cluster, {
+    extra: ["--upstream-http2-read-idle", "300ms", "--upstream-http2-ping-timeout", "500ms"],
+  });
+  // A list first: the cache follows the watch, so a cut watch can be held and carried on.
+  const node = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
+  const list = await node.json("/api/v1/namespaces/default/configmaps");
+  node.close();
+  const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
+  const w = await openWatches(lite, cluster, 1, `&resourceVersion=${rv}`);
+  try {
+    const from = lite.lines.length;
+    // The node's connection goes half-open; the anonymous health probes are still answered,
+    // so only the PING can find it.
+    cluster.apiserver.h2!.silenceCertConnections();
+    await lite.waitForLine(/upstream watch cut/, 15_000, from);
+    assert(!lite.lines.slice(from).some((l) => /upstream unreachable: offline/.test(l)), "still online");
   } finally {
-    await lite.kill();
-    await cluster.close();
+    await w.close();
   }
 });

@@ -87,7 +87,7 @@ function podCurl(port: number, caFile: string, path: string, token?: string) {
 }
 
 Deno.test("in-cluster clients: kube-proxy sees the node address; others the truth; pods read as themselves", async (t) => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   const kubeProxy = await addKubeProxy(cluster);
   grantPodServiceAccount(cluster.apiserver);
   const serving = await cluster.pki.server("lite-incluster", [`IP:${NODE_IP}`, ...SERVICE_SANS]);
@@ -345,146 +345,140 @@ Deno.test("in-cluster clients: kube-proxy sees the node address; others the trut
     for (const c of clients) c.close();
     await lite.kill();
     await cluster.apiserver.setFault("none").catch(() => {});
-    await cluster.close();
   }
 });
 
 Deno.test("in-cluster clients: SAN warning, defaults and refusals at start", async (t) => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   const kubeProxy = await addKubeProxy(cluster);
-  try {
-    await t.step(
-      "a serving certificate without the Service's SANs is named in a warning, again on reload",
-      async () => {
-        const bare = await cluster.pki.server("lite-no-service-sans");
-        const lite = await startLite(cluster, {
-          extra: [
-            "--tls-cert-file",
-            bare.cert,
-            "--tls-private-key-file",
-            bare.key,
-            "--kubernetes-service-endpoint",
-            `${NODE_IP}:6443`,
-          ],
-        });
-        try {
-          const line = await lite.waitForLine(/lacks SANs|has the kubernetes Service's SANs/);
-          assertMatch(line, /WARN/);
-          assertMatch(
-            line,
-            new RegExp(`lacks SANs that in-cluster clients verify: ${SERVICE_SANS.join(", ")};`),
-          );
-          assertMatch(
-            await lite.waitForLine(/is shown the kubernetes Service at/),
-            new RegExp(`at ${NODE_IP}:6443 `),
-          );
-          // A renewed certificate with the SANs is checked again when it is picked up.
-          const from = lite.lines.length;
-          await Deno.writeTextFile(bare.cert, cluster.serving.certPem);
-          await Deno.writeTextFile(bare.key, cluster.serving.keyPem);
-          assertMatch(
-            await lite.waitForLine(/has the kubernetes Service's SANs/, 30_000, from),
-            /clusterIp=10\.96\.0\.1/,
-          );
-        } finally {
-          await lite.kill();
-        }
-      },
-    );
-
-    await t.step(
-      "with the SANs, flags for another ClusterIP and cluster domain name what is missing",
-      async () => {
-        const serving = await cluster.pki.server("lite-sans", SERVICE_SANS);
-        const kubeletOnly = `${cluster.dir}/tls-config-kubelet-only.json`;
-        await Deno.writeTextFile(
-          kubeletOnly,
-          JSON.stringify([{ cert: cluster.kubelet.combined, key: cluster.kubelet.combined }]),
-        );
-        const lite = await startLite(cluster, {
-          extra: [
-            "--tls-cert-file",
-            serving.cert,
-            "--tls-private-key-file",
-            serving.key,
-            "--kubernetes-service-endpoint",
-            NODE_IP,
-            "--kubernetes-service-ip",
-            "10.43.0.1",
-            "--cluster-domain",
-            "edge.local",
-            "--tls-config-file",
-            kubeletOnly,
-          ],
-        });
-        try {
-          const line = await lite.waitForLine(/lacks SANs|has the kubernetes Service's SANs/);
-          assertMatch(
-            line,
-            /lacks SANs that in-cluster clients verify: IP:10\.43\.0\.1, DNS:kubernetes\.default\.svc\.edge\.local;/,
-          );
-          // kube-proxy's pair is not configured: the operator is told its requests are not rewritten.
-          assertMatch(
-            await lite.waitForLine(/no client pair for kube-proxy's identity/),
-            /WARN .* identities=system:kube-proxy/,
-          );
-        } finally {
-          await lite.kill();
-        }
-      },
-    );
-
-    await t.step("default with only 127.0.0.1: off, no check, kube-proxy sees the truth", async () => {
-      const lite = await startLite(cluster);
-      const kp = httpsClient(lite.url, cluster.pki.caPem, { pair: kubeProxy });
+  await t.step(
+    "a serving certificate without the Service's SANs is named in a warning, again on reload",
+    async () => {
+      const bare = await cluster.pki.server("lite-no-service-sans");
+      const lite = await startLite(cluster, {
+        extra: [
+          "--tls-cert-file",
+          bare.cert,
+          "--tls-private-key-file",
+          bare.key,
+          "--kubernetes-service-endpoint",
+          `${NODE_IP}:6443`,
+        ],
+      });
       try {
+        const line = await lite.waitForLine(/lacks SANs|has the kubernetes Service's SANs/);
+        assertMatch(line, /WARN/);
         assertMatch(
-          await lite.waitForLine(/in-cluster clients:/),
-          /the kubernetes Service is not rewritten reason="no node address/,
+          line,
+          new RegExp(`lacks SANs that in-cluster clients verify: ${SERVICE_SANS.join(", ")};`),
         );
-        const get = await kp.json("/api/v1/namespaces/default/endpoints/kubernetes");
-        assertEquals(epAddrs(get.body), ["192.168.50.1"]);
-        assert(!lite.lines.some((l) => /SANs/.test(l)), "no SAN check when the rewrite is off");
+        assertMatch(
+          await lite.waitForLine(/is shown the kubernetes Service at/),
+          new RegExp(`at ${NODE_IP}:6443 `),
+        );
+        // A renewed certificate with the SANs is checked again when it is picked up.
+        const from = lite.lines.length;
+        await Deno.writeTextFile(bare.cert, cluster.serving.certPem);
+        await Deno.writeTextFile(bare.key, cluster.serving.keyPem);
+        assertMatch(
+          await lite.waitForLine(/has the kubernetes Service's SANs/, 30_000, from),
+          /clusterIp=10\.96\.0\.1/,
+        );
       } finally {
-        kp.close();
         await lite.kill();
       }
-    });
+    },
+  );
 
-    await t.step("on with only loopback, or a bad endpoint: one clear line, non-zero exit", async () => {
-      for (
-        const [flags, re] of [
-          [["--kubernetes-service-rewrite", "on"], /--kubernetes-service-rewrite on needs a node address/],
-          [
-            ["--kubernetes-service-endpoint", "node-1:443"],
-            /--kubernetes-service-endpoint: "node-1:443" is not IP/,
-          ],
-        ] as const
-      ) {
-        const p = runLite([
-          "serve",
-          "--kube-apiserver-url",
-          cluster.apiserver.url,
-          "--ca-file",
-          cluster.pki.caCert,
+  await t.step(
+    "with the SANs, flags for another ClusterIP and cluster domain name what is missing",
+    async () => {
+      const serving = await cluster.pki.server("lite-sans", SERVICE_SANS);
+      const kubeletOnly = `${cluster.dir}/tls-config-kubelet-only.json`;
+      await Deno.writeTextFile(
+        kubeletOnly,
+        JSON.stringify([{ cert: cluster.kubelet.combined, key: cluster.kubelet.combined }]),
+      );
+      const lite = await startLite(cluster, {
+        extra: [
           "--tls-cert-file",
-          cluster.serving.cert,
+          serving.cert,
           "--tls-private-key-file",
-          cluster.serving.key,
-          "--cache-dir",
-          `${cluster.dir}/cache-refused`,
-          "--admin-port",
-          "0",
-          ...flags,
-        ]);
-        const status = await p.status;
-        const lines = p.lines.filter((l) => l.trim());
-        assert(status.code !== 0, `exit code ${status.code}`);
-        assertEquals(lines.length, 1, lines.join("\n"));
-        assertMatch(lines[0], re);
+          serving.key,
+          "--kubernetes-service-endpoint",
+          NODE_IP,
+          "--kubernetes-service-ip",
+          "10.43.0.1",
+          "--cluster-domain",
+          "edge.local",
+          "--tls-config-file",
+          kubeletOnly,
+        ],
+      });
+      try {
+        const line = await lite.waitForLine(/lacks SANs|has the kubernetes Service's SANs/);
+        assertMatch(
+          line,
+          /lacks SANs that in-cluster clients verify: IP:10\.43\.0\.1, DNS:kubernetes\.default\.svc\.edge\.local;/,
+        );
+        // kube-proxy's pair is not configured: the operator is told its requests are not rewritten.
+        assertMatch(
+          await lite.waitForLine(/no client pair for kube-proxy's identity/),
+          /WARN .* identities=system:kube-proxy/,
+        );
+      } finally {
+        await lite.kill();
       }
-    });
-  } finally {
-    await cluster.close();
-  }
+    },
+  );
+
+  await t.step("default with only 127.0.0.1: off, no check, kube-proxy sees the truth", async () => {
+    await using lite = await startLite(cluster);
+    const kp = httpsClient(lite.url, cluster.pki.caPem, { pair: kubeProxy });
+    try {
+      assertMatch(
+        await lite.waitForLine(/in-cluster clients:/),
+        /the kubernetes Service is not rewritten reason="no node address/,
+      );
+      const get = await kp.json("/api/v1/namespaces/default/endpoints/kubernetes");
+      assertEquals(epAddrs(get.body), ["192.168.50.1"]);
+      assert(!lite.lines.some((l) => /SANs/.test(l)), "no SAN check when the rewrite is off");
+    } finally {
+      kp.close();
+    }
+  });
+
+  await t.step("on with only loopback, or a bad endpoint: one clear line, non-zero exit", async () => {
+    for (
+      const [flags, re] of [
+        [["--kubernetes-service-rewrite", "on"], /--kubernetes-service-rewrite on needs a node address/],
+        [
+          ["--kubernetes-service-endpoint", "node-1:443"],
+          /--kubernetes-service-endpoint: "node-1:443" is not IP/,
+        ],
+      ] as const
+    ) {
+      const p = runLite([
+        "serve",
+        "--kube-apiserver-url",
+        cluster.apiserver.url,
+        "--ca-file",
+        cluster.pki.caCert,
+        "--tls-cert-file",
+        cluster.serving.cert,
+        "--tls-private-key-file",
+        cluster.serving.key,
+        "--cache-dir",
+        `${cluster.dir}/cache-refused`,
+        "--admin-port",
+        "0",
+        ...flags,
+      ]);
+      const status = await p.status;
+      const lines = p.lines.filter((l) => l.trim());
+      assert(status.code !== 0, `exit code ${status.code}`);
+      assertEquals(lines.length, 1, lines.join("\n"));
+      assertMatch(lines[0], re);
+    }
+  });
 });

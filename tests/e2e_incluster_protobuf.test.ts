@@ -22,7 +22,7 @@ const addresses = (body: Uint8Array) =>
   sub(envelope(body).raw, 2).flatMap((s) => sub(s, 1).map((a) => stringField(readFields(a), 1)));
 
 Deno.test("in-cluster clients: protobuf-only answers are rewritten too (object and watch frames)", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   const kubeProxy = await cluster.pki.client("system:kube-proxy", [], { name: "kube-proxy-client" });
   await Deno.writeTextFile(
     cluster.tlsConfigFile,
@@ -100,6 +100,5 @@ Deno.test("in-cluster clients: protobuf-only answers are rewritten too (object a
     for (const res of watches) res.destroy();
     stub.closeAllConnections();
     await new Promise((r) => stub.close(r));
-    await cluster.close();
   }
 });

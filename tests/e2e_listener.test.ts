@@ -165,195 +165,186 @@ Deno.test("several requests on one keep-alive connection are all answered when t
 });
 
 Deno.test("the listener's HTTP/1.1 layer", async (t) => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster, {
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster, {
     extra: ["--request-header-timeout", "1s", "--max-request-body-bytes", "65536"],
   });
-  try {
-    await t.step("pipelined requests are answered in order on one connection", async () => {
-      const c = await raw(lite.port, cluster, ["GET", "GET", "HEAD", "GET"], cluster.kubelet);
-      const paths = [
-        "/api/v1/nodes/edge-1",
-        "/version",
-        "/api/v1/namespaces/default/pods",
-        "/api/v1/namespaces/default/configmaps",
-      ];
-      c.send(
-        `GET ${paths[0]} HTTP/1.1\r\nHost: x\r\n\r\nGET ${paths[1]} HTTP/1.1\r\nHost: x\r\n\r\n` +
-          `HEAD ${paths[2]} HTTP/1.1\r\nHost: x\r\n\r\nGET ${paths[3]} HTTP/1.1\r\nHost: x\r\n\r\n`,
-      );
-      const rs = await c.responses(4);
-      assertEquals(rs.map((r) => r.status), [200, 200, 200, 200]);
-      assertEquals(JSON.parse(rs[0].body).metadata.name, "edge-1");
-      assert(JSON.parse(rs[1].body).gitVersion, "the /version answer second");
-      assertEquals(rs[2].body, "", "HEAD has no body");
-      assertEquals(JSON.parse(rs[3].body).kind, "ConfigMapList");
-      assert(!c.isClosed(), "the connection stays open");
-      c.socket.destroy();
-    });
-
-    await t.step("Expect: 100-continue gets a 100 when the body is read, then the answer", async () => {
-      const c = await raw(lite.port, cluster, ["PUT", "POST"]);
-      const body = JSON.stringify({
-        apiVersion: "v1",
-        kind: "ConfigMap",
-        metadata: { name: "expect-continue", namespace: "default" },
-        data: { a: "b" },
-      });
-      c.send(
-        `POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
-          `Authorization: Bearer admin-token\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`,
-      );
-      const [cont] = await c.responses(1);
-      assertEquals(cont.status, 100);
-      c.send(body);
-      const rs = await c.responses(2);
-      assertEquals(rs[1].status, 201, rs[1].body);
-      assertEquals(JSON.parse(rs[1].body).metadata.name, "expect-continue");
-      c.socket.destroy();
-    });
-
-    await t.step(
-      "a body over --max-request-body-bytes is refused with a 413 Status before it is read",
-      async () => {
-        const seen = cluster.apiserver.requests.length;
-        const c = await raw(lite.port, cluster, ["POST"], cluster.kubelet);
-        c.send(
-          "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
-            "Expect: 100-continue\r\nContent-Length: 10485760\r\n\r\n",
-        );
-        const [r] = await c.responses(1);
-        assertEquals(r.status, 413);
-        const status = JSON.parse(r.body);
-        assertEquals([status.kind, status.code, status.reason], ["Status", 413, "RequestEntityTooLarge"]);
-        assertEquals(r.headers.connection, "close");
-        await c.closed;
-        assertEquals(
-          cluster.apiserver.requests.slice(seen).filter((x) => x.method === "POST").length,
-          0,
-          "nothing went upstream",
-        );
-      },
+  await t.step("pipelined requests are answered in order on one connection", async () => {
+    const c = await raw(lite.port, cluster, ["GET", "GET", "HEAD", "GET"], cluster.kubelet);
+    const paths = [
+      "/api/v1/nodes/edge-1",
+      "/version",
+      "/api/v1/namespaces/default/pods",
+      "/api/v1/namespaces/default/configmaps",
+    ];
+    c.send(
+      `GET ${paths[0]} HTTP/1.1\r\nHost: x\r\n\r\nGET ${paths[1]} HTTP/1.1\r\nHost: x\r\n\r\n` +
+        `HEAD ${paths[2]} HTTP/1.1\r\nHost: x\r\n\r\nGET ${paths[3]} HTTP/1.1\r\nHost: x\r\n\r\n`,
     );
+    const rs = await c.responses(4);
+    assertEquals(rs.map((r) => r.status), [200, 200, 200, 200]);
+    assertEquals(JSON.parse(rs[0].body).metadata.name, "edge-1");
+    assert(JSON.parse(rs[1].body).gitVersion, "the /version answer second");
+    assertEquals(rs[2].body, "", "HEAD has no body");
+    assertEquals(JSON.parse(rs[3].body).kind, "ConfigMapList");
+    assert(!c.isClosed(), "the connection stays open");
+    c.socket.destroy();
+  });
 
-    await t.step("a chunked body that grows over the limit is cut with a 413", async () => {
-      // A caller allowed to create: the upstream waits for the whole body, so only the limit ends it.
-      const c = await raw(lite.port, cluster, ["POST"]);
+  await t.step("Expect: 100-continue gets a 100 when the body is read, then the answer", async () => {
+    const c = await raw(lite.port, cluster, ["PUT", "POST"]);
+    const body = JSON.stringify({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "expect-continue", namespace: "default" },
+      data: { a: "b" },
+    });
+    c.send(
+      `POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Authorization: Bearer admin-token\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    const [cont] = await c.responses(1);
+    assertEquals(cont.status, 100);
+    c.send(body);
+    const rs = await c.responses(2);
+    assertEquals(rs[1].status, 201, rs[1].body);
+    assertEquals(JSON.parse(rs[1].body).metadata.name, "expect-continue");
+    c.socket.destroy();
+  });
+
+  await t.step(
+    "a body over --max-request-body-bytes is refused with a 413 Status before it is read",
+    async () => {
+      const seen = cluster.apiserver.requests.length;
+      const c = await raw(lite.port, cluster, ["POST"], cluster.kubelet);
       c.send(
         "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
-          "Authorization: Bearer admin-token\r\nTransfer-Encoding: chunked\r\n\r\n",
+          "Expect: 100-continue\r\nContent-Length: 10485760\r\n\r\n",
       );
-      const chunk = "x".repeat(8192);
-      for (let i = 0; i < 10 && !c.isClosed(); i++) c.send(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
       const [r] = await c.responses(1);
       assertEquals(r.status, 413);
-      assertEquals(JSON.parse(r.body).reason, "RequestEntityTooLarge");
+      const status = JSON.parse(r.body);
+      assertEquals([status.kind, status.code, status.reason], ["Status", 413, "RequestEntityTooLarge"]);
+      assertEquals(r.headers.connection, "close");
       await c.closed;
-    });
+      assertEquals(
+        cluster.apiserver.requests.slice(seen).filter((x) => x.method === "POST").length,
+        0,
+        "nothing went upstream",
+      );
+    },
+  );
 
-    await t.step("malformed and smuggling requests get a 400 and the connection closes", async () => {
-      for (
-        const bad of [
-          "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-          "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-          "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n  folded\r\n\r\n",
-          "GET / HTTP/1.1\nHost: x\n\n",
-          "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
-        ]
-      ) {
-        const c = await raw(lite.port, cluster, ["GET"]);
-        c.send(bad);
-        const [r] = await c.responses(1);
-        assertEquals(r.status, 400, JSON.stringify(bad));
-        assertEquals(JSON.parse(r.body).kind, "Status");
-        await c.closed;
-      }
-    });
-
-    await t.step("a client sending its head one byte at a time is cut after the header timeout", async () => {
-      // The second request of a keep-alive connection: the header timeout runs per request.
-      const c = await raw(lite.port, cluster, ["GET", "GET"]);
-      c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
-      assertEquals((await c.responses(1))[0].status, 200);
-      const head = "GET /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(10_000);
-      const t0 = performance.now();
-      let i = 0;
-      // One byte every 50 ms: the head would take over 8 minutes; the timeout is 1 s.
-      const drip = setInterval(() => !c.isClosed() && c.send(head[i++ % head.length]), 50);
-      try {
-        const [, r] = await c.responses(2, 15_000);
-        assertEquals(r?.status, 408, "a 408 answer");
-        await c.closed;
-        const ms = performance.now() - t0;
-        assert(ms >= 900, `cut after ${ms} ms, not before the timeout`);
-      } finally {
-        clearInterval(drip);
-      }
-    });
-
-    await t.step(
-      "a keep-alive connection idle between requests is not cut by the header timeout",
-      async () => {
-        const c = await raw(lite.port, cluster, ["GET", "GET"], cluster.kubelet);
-        c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
-        await c.responses(1);
-        // Idle for longer than the header timeout (1 s): a later request still gets its answer. The
-        // wait is on a condition: the first request after the idle period is sent once 1.5 s passed.
-        const sentAt = performance.now();
-        await new Promise<void>((r) => {
-          const tick = () => performance.now() - sentAt >= 1500 ? r() : setTimeout(tick, 100);
-          tick();
-        });
-        assert(!c.isClosed(), "an idle keep-alive connection is kept (idle timeout 120 s)");
-        c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
-        const rs = await c.responses(2);
-        assertEquals(rs.map((r) => r.status), [200, 200]);
-        c.socket.destroy();
-      },
+  await t.step("a chunked body that grows over the limit is cut with a 413", async () => {
+    // A caller allowed to create: the upstream waits for the whole body, so only the limit ends it.
+    const c = await raw(lite.port, cluster, ["POST"]);
+    c.send(
+      "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+        "Authorization: Bearer admin-token\r\nTransfer-Encoding: chunked\r\n\r\n",
     );
-  } finally {
-    await lite.kill();
-    await cluster.close();
-  }
+    const chunk = "x".repeat(8192);
+    for (let i = 0; i < 10 && !c.isClosed(); i++) c.send(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+    const [r] = await c.responses(1);
+    assertEquals(r.status, 413);
+    assertEquals(JSON.parse(r.body).reason, "RequestEntityTooLarge");
+    await c.closed;
+  });
+
+  await t.step("malformed and smuggling requests get a 400 and the connection closes", async () => {
+    for (
+      const bad of [
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n  folded\r\n\r\n",
+        "GET / HTTP/1.1\nHost: x\n\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+      ]
+    ) {
+      const c = await raw(lite.port, cluster, ["GET"]);
+      c.send(bad);
+      const [r] = await c.responses(1);
+      assertEquals(r.status, 400, JSON.stringify(bad));
+      assertEquals(JSON.parse(r.body).kind, "Status");
+      await c.closed;
+    }
+  });
+
+  await t.step("a client sending its head one byte at a time is cut after the header timeout", async () => {
+    // The second request of a keep-alive connection: the header timeout runs per request.
+    const c = await raw(lite.port, cluster, ["GET", "GET"]);
+    c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+    assertEquals((await c.responses(1))[0].status, 200);
+    const head = "GET /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(10_000);
+    const t0 = performance.now();
+    let i = 0;
+    // One byte every 50 ms: the head would take over 8 minutes; the timeout is 1 s.
+    const drip = setInterval(() => !c.isClosed() && c.send(head[i++ % head.length]), 50);
+    try {
+      const [, r] = await c.responses(2, 15_000);
+      assertEquals(r?.status, 408, "a 408 answer");
+      await c.closed;
+      const ms = performance.now() - t0;
+      assert(ms >= 900, `cut after ${ms} ms, not before the timeout`);
+    } finally {
+      clearInterval(drip);
+    }
+  });
+
+  await t.step(
+    "a keep-alive connection idle between requests is not cut by the header timeout",
+    async () => {
+      const c = await raw(lite.port, cluster, ["GET", "GET"], cluster.kubelet);
+      c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+      await c.responses(1);
+      // Idle for longer than the header timeout (1 s): a later request still gets its answer. The
+      // condition: a witness connection opened after this one went idle, with half a head sent, is
+      // cut by the header timeout (408); by then this one has been idle longer than that timeout.
+      const witness = await raw(lite.port, cluster, ["GET"], cluster.kubelet);
+      witness.send("GET /version HTTP/1.1\r\n");
+      const [cut] = await witness.responses(1, 15_000);
+      assertEquals(cut?.status, 408, "the witness's half head is cut by the header timeout");
+      await witness.closed;
+      assert(!c.isClosed(), "an idle keep-alive connection is kept (idle timeout 120 s)");
+      c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+      const rs = await c.responses(2);
+      assertEquals(rs.map((r) => r.status), [200, 200]);
+      c.socket.destroy();
+    },
+  );
 });
 
 Deno.test("connections beyond --max-connections get a 503 Status and are closed", async () => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster, { extra: ["--max-connections", "4"] });
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster, { extra: ["--max-connections", "4"] });
+  const open: Raw[] = [];
   try {
-    const open: Raw[] = [];
-    try {
-      // Hold the cap's worth of connections, each proven served by one request.
-      for (let i = 0; i < 4; i++) {
-        const c = await raw(lite.port, cluster, ["GET", "GET"], cluster.kubelet);
-        c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
-        const [r] = await c.responses(1);
-        assertEquals(r.status, 200, `connection ${i + 1} is served`);
-        open.push(c);
-      }
-      const extra = await raw(lite.port, cluster, ["GET"], cluster.kubelet);
-      const [r] = await extra.responses(1);
-      assertEquals(r.status, 503);
-      assertEquals(JSON.parse(r.body).reason, "ServiceUnavailable");
-      await extra.closed;
-      await lite.waitForLine(/connection refused: too many open connections/, 10_000);
-      // A connection that closes frees its place.
-      open.pop()!.socket.destroy();
-      let served = false;
-      for (let attempt = 0; attempt < 50 && !served; attempt++) {
-        const again = await raw(lite.port, cluster, ["GET"], cluster.kubelet);
-        again.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
-        const [a] = await again.responses(1);
-        served = a?.status === 200;
-        if (served) open.push(again);
-        else await again.closed;
-      }
-      assert(served, "a place freed by a closed connection is taken by a new one");
-    } finally {
-      for (const c of open) c.socket.destroy();
+    // Hold the cap's worth of connections, each proven served by one request.
+    for (let i = 0; i < 4; i++) {
+      const c = await raw(lite.port, cluster, ["GET", "GET"], cluster.kubelet);
+      c.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+      const [r] = await c.responses(1);
+      assertEquals(r.status, 200, `connection ${i + 1} is served`);
+      open.push(c);
     }
+    const extra = await raw(lite.port, cluster, ["GET"], cluster.kubelet);
+    const [r] = await extra.responses(1);
+    assertEquals(r.status, 503);
+    assertEquals(JSON.parse(r.body).reason, "ServiceUnavailable");
+    await extra.closed;
+    await lite.waitForLine(/connection refused: too many open connections/, 10_000);
+    // A connection that closes frees its place.
+    open.pop()!.socket.destroy();
+    let served = false;
+    for (let attempt = 0; attempt < 50 && !served; attempt++) {
+      const again = await raw(lite.port, cluster, ["GET"], cluster.kubelet);
+      again.send("GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+      const [a] = await again.responses(1);
+      served = a?.status === 200;
+      if (served) open.push(again);
+      else await again.closed;
+    }
+    assert(served, "a place freed by a closed connection is taken by a new one");
   } finally {
-    await lite.kill();
-    await cluster.close();
+    for (const c of open) c.socket.destroy();
   }
 });

@@ -62,10 +62,22 @@ for (const backend of ["sqlite", "file"] as const) {
     const offlineSince = (proc: LiteProcess, from = 0) =>
       proc.waitForLine(/upstream unreachable: offline/, 30_000, from);
     try {
+      // The steps form one scenario and hand state on: the kubelet's client (`n`, new after the
+      // restart), what priming learnt (`podsRv`, `issuedToken`) and the cloud's fault (`cloud`:
+      // cut by "refuse" from the second cut step until the last step reconnects it). Each step
+      // states what it needs from the earlier ones with `need`, so a step run out of order fails
+      // saying which precondition is missing rather than with a confusing answer.
       let n = client({ pair: cluster.kubelet });
       const reader = client({ token: "reader-token" });
       let podsRv = "";
       let issuedToken = "";
+      let cloud: "up" | "refused" = "up";
+      const need = (what: string, holds: boolean) => assert(holds, `precondition not met: ${what}`);
+      const needPrimed = () => need("the cache was primed online (podsRv)", podsRv !== "");
+      const needOffline = () => {
+        needPrimed();
+        need("the cloud is cut (refuse) and the proxy went offline", cloud === "refused");
+      };
 
       await t.step("prime the cache online", async () => {
         for (
@@ -102,6 +114,7 @@ for (const backend of ["sqlite", "file"] as const) {
       });
 
       await t.step("a change delivered by a watch before the cut is in the cache", async () => {
+        needPrimed();
         const res = await n.request(`/api/v1/namespaces/default/pods?watch=1&resourceVersion=${podsRv}`);
         assertEquals(res.status, 200);
         const pod = cluster.apiserver.get("v1", "Pod", "default", "nginx-1")! as Obj;
@@ -120,6 +133,7 @@ for (const backend of ["sqlite", "file"] as const) {
 
       for (const mode of ["blackhole", "refuse"] as const) {
         await t.step(`cut (${mode}): a read sent into the cut is answered from the cache`, async () => {
+          needPrimed();
           const from = lite.lines.length;
           // A watch open across the cut is held from the cache (BOOKMARKs, as it asked), not ended.
           const open = await n.request(
@@ -128,6 +142,7 @@ for (const backend of ["sqlite", "file"] as const) {
           assertEquals(open.status, 200);
           const openReader = open.body!.pipeThrough(new TextDecoderStream()).getReader();
           await cluster.apiserver.setFault(mode);
+          if (mode === "refuse") cloud = "refused";
           // One read sent into the cut, no retry: the cache answers it at the backend timeout at the
           // latest (a blackholed upstream never would). The time it takes is measured in bench/.
           const first = await within(
@@ -153,6 +168,7 @@ for (const backend of ["sqlite", "file"] as const) {
       }
 
       await t.step("offline: every primed read is served from the cache", async () => {
+        needOffline();
         const list = await n.json("/api/v1/namespaces/default/pods");
         const changed = (list.body.items as Obj[]).find((p) => p.metadata.name === "nginx-1")!;
         assertEquals(
@@ -183,6 +199,7 @@ for (const backend of ["sqlite", "file"] as const) {
       });
 
       await t.step("offline: selectors and paging are applied to a broader cached list", async () => {
+        needOffline();
         const redis = await n.json("/api/v1/namespaces/default/pods?labelSelector=app%3Dredis");
         assertEquals(redis.status, 200);
         assertEquals(names(redis.body), ["redis-0"]);
@@ -208,6 +225,8 @@ for (const backend of ["sqlite", "file"] as const) {
       await t.step(
         "offline: protobuf-preferring clients get JSON, and a still-valid token is handed out again",
         async () => {
+          needOffline();
+          need("a token was issued while online", issuedToken !== "");
           const proto = await n.json("/api/v1/namespaces/kube-system/pods", {
             headers: { accept: PROTOBUF_FIRST },
           });
@@ -241,6 +260,7 @@ for (const backend of ["sqlite", "file"] as const) {
       );
 
       await t.step("offline: a miss is an honest 503, and writes fail fast with a Status", async () => {
+        needOffline();
         const missing = await n.json("/api/v1/namespaces/kube-system/configmaps");
         assertEquals([missing.status, missing.body.kind, missing.body.reason], [
           503,
@@ -270,6 +290,7 @@ for (const backend of ["sqlite", "file"] as const) {
       });
 
       await t.step("offline: one identity never reads another's cache", async () => {
+        needOffline();
         const own = await reader.json("/api/v1/namespaces/default/pods");
         assertEquals(own.status, 200, "the token user's own cached list");
         const secret = await reader.json("/api/v1/namespaces/default/secrets/db-password");
@@ -289,6 +310,7 @@ for (const backend of ["sqlite", "file"] as const) {
       });
 
       await t.step("offline: watches are held open, with bookmarks and initial events", async () => {
+        needOffline();
         const list = await n.json("/api/v1/namespaces/default/pods");
         const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
         const res = await n.request(
@@ -334,6 +356,7 @@ for (const backend of ["sqlite", "file"] as const) {
       });
 
       await t.step("kill -9 while offline, restart on the same cache, read again", async () => {
+        needOffline();
         for (const c of clients.splice(0)) c.close();
         await lite.kill("SIGKILL");
         lite = await startLite(cluster, { backend, cacheDir });
@@ -357,6 +380,7 @@ for (const backend of ["sqlite", "file"] as const) {
       });
 
       await t.step("cache files are private (0600 files, 0700 directories)", async () => {
+        need("the cache was written (primed online)", podsRv !== "");
         const walk = async (dir: string) => {
           for await (const e of Deno.readDir(dir)) {
             const p = `${dir}/${e.name}`;
@@ -373,6 +397,7 @@ for (const backend of ["sqlite", "file"] as const) {
       await t.step(
         "recovery: held watches resume from the cloud and a change made during the outage is seen",
         async () => {
+          needOffline();
           await offlineSince(lite);
           const list = await n.json("/api/v1/namespaces/default/pods");
           const rv = (list.body.metadata as { resourceVersion: string }).resourceVersion;
@@ -386,6 +411,7 @@ for (const backend of ["sqlite", "file"] as const) {
             spec: { nodeName: "edge-1", containers: [{ name: "c", image: "busybox" }] },
           });
           await cluster.apiserver.setFault("none");
+          cloud = "up";
           // The held watch is resumed from the cloud: the outage's change arrives on the same stream.
           await readUntil(
             watchReader,
@@ -410,9 +436,9 @@ for (const backend of ["sqlite", "file"] as const) {
 }
 
 Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, saying it may have been applied", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   // Probes that take long to give up keep the proxy "online", so the write really goes upstream.
-  const lite = await startLite(cluster, {
+  await using lite = await startLite(cluster, {
     extra: ["--write-timeout", "1500ms", "--health-check-interval", "30s", "--health-check-failures", "10"],
   });
   const admin = httpsClient(lite.url, cluster.pki.caPem, { token: "admin-token" });
@@ -434,7 +460,5 @@ Deno.test("a write stuck behind a dead link gets a 504 after --write-timeout, sa
   } finally {
     admin.close();
     await cluster.apiserver.setFault("none");
-    await lite.kill();
-    await cluster.close();
   }
 });

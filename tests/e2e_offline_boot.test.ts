@@ -54,14 +54,13 @@ Deno.test("offline reboot: black-holed cloud → cached answers at once; slow cl
     };
     cluster.apiserver.update({ ...cm, data: { ...cm.data, "log.level": "warn" } });
     cluster.apiserver.setDelay(/^\/(readyz|api\/v1\/namespaces\/default\/configmaps)/, 2_000);
-    const slow = await startLite(cluster, { cacheDir, extra: SLOW_PROBES });
+    await using slow = await startLite(cluster, { cacheDir, extra: SLOW_PROBES });
     try {
       const r = await kubectl("1.33", await kc(slow.url), get);
       assertEquals([r.code, r.stdout], [0, "warn"], `the slow cloud's answer: ${r.stderr}`);
       assertEquals(slow.lines.filter((l) => /upstream unreachable/.test(l)), [], "never offline");
     } finally {
       cluster.apiserver.setDelay(undefined);
-      await slow.kill();
     }
   } finally {
     await cluster.close();

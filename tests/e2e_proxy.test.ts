@@ -241,7 +241,7 @@ Deno.test("online proxying with the caller's own identity", async (t) => {
 });
 
 Deno.test("with several upstream URLs, one request sent while the first refuses is answered by the second", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   // The first endpoint: a TCP forwarder to the apiserver that can be made to refuse at will.
   const net = await import("node:net");
   const upstreamPort = cluster.apiserver.port;
@@ -260,7 +260,7 @@ Deno.test("with several upstream URLs, one request sent while the first refuses 
   await new Promise<void>((r) => first.listen(0, "127.0.0.1", () => r()));
   const firstUrl = `https://127.0.0.1:${(first.address() as import("node:net").AddressInfo).port}`;
   // Probes an hour apart: only the proxy's own failover can move this request to the second endpoint.
-  const lite = await startLite(cluster, {
+  await using lite = await startLite(cluster, {
     upstream: `${firstUrl},${cluster.apiserver.url}`,
     extra: ["--health-check-interval", "1h"],
   });
@@ -289,13 +289,11 @@ Deno.test("with several upstream URLs, one request sent while the first refuses 
     c.close();
     for (const s of sockets) s.destroy();
     first.close();
-    await lite.kill();
-    await cluster.close();
   }
 });
 
 Deno.test("HTTPS_PROXY is honoured for the upstream, and NO_PROXY bypasses it", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   // A minimal CONNECT proxy that records its tunnels.
   const tunnels: string[] = [];
   const sockets = new Set<import("node:net").Socket>();
@@ -346,13 +344,12 @@ Deno.test("HTTPS_PROXY is honoured for the upstream, and NO_PROXY bypasses it", 
   } finally {
     for (const s of sockets) s.destroy();
     await new Promise((r) => proxy.close(r));
-    await cluster.close();
   }
 });
 
 Deno.test("a slow but healthy upstream: waited for when nothing is cached, the cache answers when it can", async () => {
-  const cluster = await startCluster();
-  const lite = await startLite(cluster); // --backend-timeout 1s
+  await using cluster = await startCluster();
+  await using lite = await startLite(cluster); // --backend-timeout 1s
   const c = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
   try {
     const path = "/api/v1/namespaces/default/configmaps";
@@ -380,13 +377,11 @@ Deno.test("a slow but healthy upstream: waited for when nothing is cached, the c
   } finally {
     cluster.apiserver.setDelay(undefined);
     c.close();
-    await lite.kill();
-    await cluster.close();
   }
 });
 
 Deno.test("SIGTERM stops promptly with open watches and keep-alive connections", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   const lite = await startLite(cluster);
   const c = httpsClient(lite.url, cluster.pki.caPem, { pair: cluster.kubelet });
   try {
@@ -422,6 +417,5 @@ Deno.test("SIGTERM stops promptly with open watches and keep-alive connections",
     cluster.apiserver.setDelay(undefined);
     c.close();
     await lite.kill("SIGKILL");
-    await cluster.close();
   }
 });

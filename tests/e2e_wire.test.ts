@@ -85,7 +85,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async (t) => {
-    const cluster = await startCluster({ wire: "gentle" });
+    await using cluster = await startCluster({ wire: "gentle" });
     seedBulk(cluster);
     let lite: (LiteProcess & { cacheDir: string }) | undefined;
     try {
@@ -245,7 +245,6 @@ Deno.test({
       }
     } finally {
       await lite?.kill();
-      await cluster.close();
     }
   },
 });

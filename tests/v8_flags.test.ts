@@ -47,7 +47,7 @@ Deno.test("deno tasks and the source-install unit run through scripts/run-from-s
 });
 
 Deno.test("lite-apiserver runs with deploy/v8-flags from run-from-source and from the harness", async () => {
-  const cluster = await startCluster();
+  await using cluster = await startCluster();
   const started = [];
   try {
     // The harness's default (the demo, the tests) and scripts/run-from-source (deno task serve, the unit).
@@ -67,6 +67,5 @@ Deno.test("lite-apiserver runs with deploy/v8-flags from run-from-source and fro
       await lite.kill();
       await Deno.remove(lite.cacheDir, { recursive: true }).catch(() => {});
     }
-    await cluster.close();
   }
 });

@@ -9,6 +9,7 @@ import { itemKeyOf, metaOf, splitList } from "./list_codec.ts";
 import { cacheKeyString } from "./cache_key.ts";
 import { log } from "../log.ts";
 import type { InitialSnapshot } from "./initial_events.ts";
+import type { WatchEvent } from "./watch_event.ts";
 import { createHash } from "node:crypto";
 import { CacheBudget } from "./cache_budget.ts";
 import { type CacheBounds, DEFAULT_BOUNDS } from "../config/cache_bounds.ts";
@@ -33,16 +34,6 @@ interface PendingPages {
   items: Array<[string, Uint8Array]>;
   expectContinue: string;
   startedAt: number;
-}
-
-export interface WatchEvent {
-  type: string;
-  object: unknown;
-  /** The object's JSON exactly as received, when known (saves serialising it again). */
-  raw?: Uint8Array;
-  /** `namespace/name` and resourceVersion, when read without parsing the object. */
-  itemKey?: string;
-  resourceVersion?: string;
 }
 
 export class Cache {

@@ -2,6 +2,7 @@
  * Decides, per request, what the cache records from the answer, and so what the cache may answer
  * offline: objects, itemised JSON lists, watch events, whole Tables, TokenRequests.
  */
+import { createHash } from "node:crypto";
 import type { Identity } from "../identity/identity.ts";
 import { queryFlag, type RequestInfo } from "../request/request_info.ts";
 import {
@@ -10,8 +11,51 @@ import {
   representationOfContentType,
 } from "../request/representation.ts";
 import { cacheKeyFor } from "./cache_key.ts";
-import type { CachePlan } from "./response_tap.ts";
-import { tokenRequestPlan } from "./token_requests.ts";
+import type { CacheKey } from "../store/store.ts";
+import { isTokenRequest } from "./token_requests.ts";
+
+/**
+ * How far a watch relayed to the client has got: what a held watch carries on from when the
+ * upstream stream is cut (lib/offline/held_watches.ts).
+ */
+export interface WatchProgress {
+  /** The resourceVersion of the last whole event relayed ("" before the first). */
+  lastRv: string;
+  /** kind and apiVersion of the watched objects, from the last event (for BOOKMARKs). */
+  kind: string;
+  apiVersion: string;
+  /** The client has part of an event, or the watch is no longer followed: it cannot carry on cleanly. */
+  partial: boolean;
+}
+
+/** What to do with a cacheable response. */
+export interface CachePlan {
+  /**
+   * object: put as is; list: itemise (JSON lists); watch: patch the list under `key`; follow: a
+   * watch that is not recorded (Tables), only followed for its progress.
+   */
+  kind: "object" | "list" | "watch" | "follow";
+  key: CacheKey;
+  /** The continue token the client sent, for paged lists. */
+  requestContinue: string;
+  /** A list stored as one object: cached only if the answer is not a first page of several. */
+  wholeListOnly?: boolean;
+  /**
+   * Objects whose key depends on the answer (discovery: the version the apiserver chose): the key
+   * for the answer's Content-Type, undefined to not cache it. Without it, `key` is used.
+   */
+  keyFor?: (contentType: string) => CacheKey | undefined;
+  /** The status that is cached (200, or 201 for a TokenRequest). */
+  status?: number;
+  /**
+   * Watches with `sendInitialEvents=true` (WatchList): the events up to the initial-events-end
+   * BOOKMARK replace the list under `key`. Consumed by the first tapped stream: a resumed watch
+   * (same plan) has no initial events.
+   */
+  initialEvents?: boolean;
+  /** Watches: updated as events are relayed. */
+  progress?: WatchProgress;
+}
 
 const CACHEABLE_REPS = new Set<Representation>([
   "json",
@@ -71,4 +115,19 @@ export function planFor(
     default:
       return undefined;
   }
+}
+
+/** TokenRequests (see token_requests.ts): keyed by the request body, cached as the 201 answered. */
+export function tokenRequestPlan(
+  identity: Identity,
+  info: RequestInfo,
+  rep: Representation,
+  body: Uint8Array,
+): CachePlan | undefined {
+  if (!isTokenRequest(info) || (rep !== "json" && rep !== "protobuf-only")) return undefined;
+  const key = cacheKeyFor(identity.cacheId, { ...info, verb: "get" }, "json");
+  const hash = createHash("sha256").update(body).digest("hex").slice(0, 32);
+  const name = `${key.name}~b=${hash}`;
+  if (name.length > 200 || rep !== "json") return undefined;
+  return { kind: "object", key: { ...key, name }, requestContinue: "", status: 201 };
 }

@@ -4,7 +4,7 @@
  * and, at the bookmark, become the cached list (replacing the old one in one write). A stream cut
  * before the bookmark, an ERROR, or a snapshot over the byte bound leaves the cache as it was.
  */
-import type { WatchEvent } from "./cache.ts";
+import type { WatchEvent } from "./watch_event.ts";
 import { itemKeyOf, metaOf } from "./list_codec.ts";
 
 const enc = new TextEncoder();

@@ -3,55 +3,13 @@
  * objects and lists, event by event for watches. The client's bytes are never delayed by it.
  */
 import zlib from "node:zlib";
-import type { CacheKey } from "../store/store.ts";
-import type { Cache, WatchEvent } from "./cache.ts";
+import type { Cache } from "./cache.ts";
+import type { WatchEvent } from "./watch_event.ts";
 import { log } from "../log.ts";
 import { LineSplitter } from "./line_splitter.ts";
 import { metaOf } from "./list_codec.ts";
 import { InitialEventsCollector } from "./initial_events.ts";
-
-/**
- * How far a watch relayed to the client has got: what a held watch carries on from when the
- * upstream stream is cut (lib/offline/held_watches.ts).
- */
-export interface WatchProgress {
-  /** The resourceVersion of the last whole event relayed ("" before the first). */
-  lastRv: string;
-  /** kind and apiVersion of the watched objects, from the last event (for BOOKMARKs). */
-  kind: string;
-  apiVersion: string;
-  /** The client has part of an event, or the watch is no longer followed: it cannot carry on cleanly. */
-  partial: boolean;
-}
-
-/** What to do with a cacheable response. */
-export interface CachePlan {
-  /**
-   * object: put as is; list: itemise (JSON lists); watch: patch the list under `key`; follow: a
-   * watch that is not recorded (Tables), only followed for its progress.
-   */
-  kind: "object" | "list" | "watch" | "follow";
-  key: CacheKey;
-  /** The continue token the client sent, for paged lists. */
-  requestContinue: string;
-  /** A list stored as one object: cached only if the answer is not a first page of several. */
-  wholeListOnly?: boolean;
-  /**
-   * Objects whose key depends on the answer (discovery: the version the apiserver chose): the key
-   * for the answer's Content-Type, undefined to not cache it. Without it, `key` is used.
-   */
-  keyFor?: (contentType: string) => CacheKey | undefined;
-  /** The status that is cached (200, or 201 for a TokenRequest). */
-  status?: number;
-  /**
-   * Watches with `sendInitialEvents=true` (WatchList): the events up to the initial-events-end
-   * BOOKMARK replace the list under `key`. Consumed by the first tapped stream: a resumed watch
-   * (same plan) has no initial events.
-   */
-  initialEvents?: boolean;
-  /** Watches: updated as events are relayed. */
-  progress?: WatchProgress;
-}
+import type { CachePlan, WatchProgress } from "./cache_plan.ts";
 
 /** An upstream answer as the tap reads it (it emits "aborted" when its body is cut short). */
 export interface TappedResponse extends NodeJS.ReadableStream {

@@ -3,12 +3,7 @@
  * to this same identity for this same request body is a real token until it expires, so it may be
  * handed out again offline. Never a locally minted one.
  */
-import { createHash } from "node:crypto";
-import type { Identity } from "../identity/identity.ts";
 import type { RequestInfo } from "../request/request_info.ts";
-import type { Representation } from "../request/representation.ts";
-import type { CachePlan } from "./response_tap.ts";
-import { cacheKeyFor } from "./cache_key.ts";
 
 /** A token is handed out offline only while it has at least this long left. */
 export const MIN_TOKEN_LIFETIME_MS = 60_000;
@@ -17,20 +12,6 @@ export function isTokenRequest(info: RequestInfo): boolean {
   return info.isResourceRequest && info.verb === "create" && info.group === "" &&
     info.resource === "serviceaccounts" &&
     info.subresource === "token" && info.name !== "";
-}
-
-export function tokenRequestPlan(
-  identity: Identity,
-  info: RequestInfo,
-  rep: Representation,
-  body: Uint8Array,
-): CachePlan | undefined {
-  if (!isTokenRequest(info) || (rep !== "json" && rep !== "protobuf-only")) return undefined;
-  const key = cacheKeyFor(identity.cacheId, { ...info, verb: "get" }, "json");
-  const hash = createHash("sha256").update(body).digest("hex").slice(0, 32);
-  const name = `${key.name}~b=${hash}`;
-  if (name.length > 200 || rep !== "json") return undefined;
-  return { kind: "object", key: { ...key, name }, requestContinue: "", status: 201 };
 }
 
 /** The cached answer, if its token is still valid for a while. */

@@ -1,6 +1,7 @@
 /**
  * Everything known about one client request as it moves through the proxy. Shared by the online
- * path (proxy/) and the offline one (offline/), which do not import each other.
+ * path (proxy/) and the offline one (offline/), which do not import each other: lib/router.ts, above
+ * both, joins them (tests/import_graph.test.ts checks it).
  */
 import type { ServerRequest } from "../http/request.ts";
 import type { ServerResponse } from "../http/response.ts";
@@ -8,7 +9,7 @@ import type { Identity } from "../identity/identity.ts";
 import type { Peer } from "../listener/https_listener.ts";
 import type { RequestInfo } from "../request/request_info.ts";
 import type { Representation } from "../request/representation.ts";
-import type { CachePlan } from "../cache/response_tap.ts";
+import type { CachePlan } from "../cache/cache_plan.ts";
 import type { AnswerRewrite } from "../rewrite/answer_rewrite.ts";
 
 export interface RequestContext {

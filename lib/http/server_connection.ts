@@ -15,6 +15,7 @@ import { type ReadGate, readGate } from "./read_gate.ts";
 import { ServerRequest } from "./request.ts";
 import { type ResponseSink, ServerResponse } from "./response.ts";
 import { statusText } from "./status_text.ts";
+import { DeadlineSet, type Expiring, type Timers } from "../timers.ts";
 
 /** How a connection is served. */
 export interface ConnectionOptions {
@@ -47,6 +48,8 @@ export interface ConnectionOptions {
   bodyBudget?: BodyBudget;
   /** A request with an Authorization header got a 2xx/3xx answer: its token is known upstream. */
   onProven?(): void;
+  /** The server's connection deadlines (`connectionDeadlines`): one sweep for all its connections. */
+  deadlines: DeadlineSet<Expiring>;
 }
 
 /** What the listener may ask of a served connection. */
@@ -128,7 +131,7 @@ class Connection implements ResponseSink {
     // The first request's head is timed from the connection, the next ones from their first byte.
     this.headerDeadline = first;
     this.deadline = performance.now() + (first ? this.opts.headerTimeoutMs : this.opts.idleTimeoutMs);
-    track(this);
+    this.opts.deadlines.register(this);
   }
 
   private data(chunk: Uint8Array): void {
@@ -213,7 +216,7 @@ class Connection implements ResponseSink {
     this.head = head;
     if (head.upgrade) {
       this.state = UPGRADED;
-      untrack(this);
+      this.opts.deadlines.unregister(this);
       this.socket.off("data", this.onData);
       // The handler reads the socket from now on (its pause/resume are its own).
       this.gate.start();
@@ -318,7 +321,7 @@ class Connection implements ResponseSink {
     const at = Math.min(total, idle);
     this.deadline = at === Infinity ? 0 : at;
     this.headerDeadline = false;
-    if (this.deadline) track(this);
+    if (this.deadline) this.opts.deadlines.register(this);
   }
 
   private bodyDone(): void {
@@ -469,7 +472,7 @@ class Connection implements ResponseSink {
     this.resume();
     this.deadline = performance.now() + LINGER_MS;
     this.headerDeadline = false;
-    track(this);
+    this.opts.deadlines.register(this);
   }
 
   busy(): boolean {
@@ -499,7 +502,7 @@ class Connection implements ResponseSink {
 
   private closed(): void {
     this.state = CLOSED;
-    untrack(this);
+    this.opts.deadlines.unregister(this);
     this.release();
     this.pending = undefined;
     this.req?.abort();
@@ -518,46 +521,24 @@ function join(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-// One sweep for all connections' deadlines instead of a timer per request.
-const tracked = new Set<Connection>();
-let sweep: ReturnType<typeof setInterval> | undefined;
-let sweepMs = 1000;
-let sweepRunningMs = 0;
-
-function track(c: Connection): void {
-  tracked.add(c);
-  if (sweep && sweepRunningMs > sweepMs) {
-    clearInterval(sweep);
-    sweep = undefined;
-  }
-  if (!sweep) {
-    sweepRunningMs = sweepMs;
-    sweep = setInterval(() => {
-      const now = performance.now();
-      for (const t of tracked) if (t.deadline && now >= t.deadline) t.expire();
-      if (tracked.size === 0) {
-        clearInterval(sweep);
-        sweep = undefined;
-      }
-    }, sweepMs);
-  }
-}
-
-function untrack(c: Connection): void {
-  tracked.delete(c);
-}
-
 /**
- * Serves HTTP/1.1 on `socket` until it closes or is upgraded. Timeouts are checked by one shared
- * sweep, at a tenth of the shortest timeout (at most once a second).
+ * The deadlines of one server's connections, checked by one sweep of its timer service at a tenth of
+ * the shortest timeout (at most once a second, at least every 50 ms). Made once per server.
  */
-export function serveConnection(socket: Duplex, opts: ConnectionOptions): ServedConnection {
+export function connectionDeadlines(
+  timers: Timers,
+  opts: Pick<ConnectionOptions, "headerTimeoutMs" | "idleTimeoutMs" | "bodyIdleTimeoutMs" | "bodyTimeoutMs">,
+): DeadlineSet<Expiring> {
   const shortest = Math.min(
     opts.headerTimeoutMs,
     opts.idleTimeoutMs,
     opts.bodyIdleTimeoutMs || Infinity,
     opts.bodyTimeoutMs || Infinity,
   );
-  sweepMs = Math.max(50, Math.min(sweepMs, Math.floor(shortest / 10)));
+  return new DeadlineSet(timers, Math.max(50, Math.min(1000, Math.floor(shortest / 10))));
+}
+
+/** Serves HTTP/1.1 on `socket` until it closes or is upgraded. */
+export function serveConnection(socket: Duplex, opts: ConnectionOptions): ServedConnection {
   return new Connection(socket, opts);
 }

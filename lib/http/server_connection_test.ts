@@ -5,7 +5,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import net from "node:net";
 import { PassThrough } from "node:stream";
-import { type ConnectionOptions, serveConnection } from "./server_connection.ts";
+import { connectionDeadlines, type ConnectionOptions, serveConnection } from "./server_connection.ts";
+import { Timers } from "../timers.ts";
 import type { ServerRequest } from "./request.ts";
 import type { ServerResponse } from "./response.ts";
 
@@ -19,9 +20,13 @@ async function withServer(
   extra: Partial<ConnectionOptions> = {},
 ) {
   const sockets = new Set<net.Socket>();
+  const timers = new Timers();
+  const timeouts = { headerTimeoutMs: 5000, idleTimeoutMs: 5000, ...extra };
+  const deadlines = connectionDeadlines(timers, timeouts);
   const server = net.createServer((s) => {
     sockets.add(s);
     serveConnection(s, {
+      deadlines,
       headerTimeoutMs: 5000,
       idleTimeoutMs: 5000,
       maxRequestBodyBytes: 1 << 20,
@@ -41,6 +46,7 @@ async function withServer(
   } finally {
     for (const s of sockets) s.destroy();
     await new Promise((r) => server.close(r));
+    timers.close();
   }
 }
 

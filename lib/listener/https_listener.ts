@@ -13,7 +13,13 @@ import type { Duplex } from "node:stream";
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log.ts";
 import type { Socket } from "node:net";
-import { type ConnectionOptions, serveConnection, type ServedConnection } from "../http/server_connection.ts";
+import {
+  connectionDeadlines,
+  type ConnectionOptions,
+  serveConnection,
+  type ServedConnection,
+} from "../http/server_connection.ts";
+import type { Timers } from "../timers.ts";
 import { BodyBudget } from "../http/body_budget.ts";
 import { type Seat, Seats } from "./seats.ts";
 import { AcceptWatchdog } from "./accept_watchdog.ts";
@@ -175,6 +181,8 @@ export async function startListener(
     limits?: Partial<HttpLimits>;
     /** The body of the listener's own error answers (e.g. a Kubernetes Status). */
     errorBody: ConnectionOptions["errorBody"];
+    /** The server's timer service: one sweep checks every connection's deadlines. */
+    timers: Timers;
   },
 ): Promise<Listener> {
   const limits = { ...DEFAULT_HTTP_LIMITS, ...opts.limits };
@@ -186,6 +194,12 @@ export async function startListener(
   /** The seat of each accepted TCP connection, found again from its TLS socket (`_parent`). */
   const seatOf = new WeakMap<object, ListenerSeat>();
   const bodyBudget = new BodyBudget(limits.requestBodyBufferBytes);
+  const deadlines = connectionDeadlines(opts.timers, {
+    headerTimeoutMs: limits.headerTimeoutMs,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    bodyTimeoutMs: limits.requestBodyTimeoutMs,
+    bodyIdleTimeoutMs: limits.requestBodyIdleTimeoutMs,
+  });
   // Out of files: unprivileged connections give theirs back, a tenth at a time.
   const watchdog = new AcceptWatchdog({
     shed: () => seats.shed(Math.max(1, Math.ceil(seats.unprivileged / 10))),
@@ -278,6 +292,7 @@ export async function startListener(
       bodyTimeoutMs: limits.requestBodyTimeoutMs,
       bodyIdleTimeoutMs: limits.requestBodyIdleTimeoutMs,
       bodyBudget,
+      deadlines,
       errorBody: opts.errorBody,
       onRequest: (req, res) => opts.handlers.request(req, res, peer),
       onUpgrade: (req, sock, head) => opts.handlers.upgrade(req, sock, head, peer),

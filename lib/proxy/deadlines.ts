@@ -1,11 +1,11 @@
 /**
  * Requests waiting on the upstream, and their deadlines. A read must start answering within the
  * backend timeout (else the cache may answer it); a write gets the apiserver's own request timeout.
- * One shared sweep checks every deadline rather than a timer per request: creating and clearing a
- * timer per request was a measurable share of the proxy's CPU.
+ * One shared sweep checks every deadline rather than a timer per request (lib/timers.ts).
  */
 import type { RequestContext } from "../exchange/context.ts";
 import type { UpstreamPool } from "../upstream/pool.ts";
+import { DeadlineSet, type Timers } from "../timers.ts";
 
 /** Why requests in flight are given up on as a group. */
 export type AbandonReason = "offline" | "shutdown";
@@ -29,30 +29,26 @@ export interface InFlight {
 const SWEEP_MS = 10;
 
 /**
- * The requests in flight of one server, whose deadlines one sweep checks while any are waiting
- * (the timer is the set's own: two servers in one process do not share it).
+ * The requests in flight of one server, whose deadlines one sweep of the server's timer service
+ * checks every 10 ms while any are waiting (lib/timers.ts).
  */
 export class InFlightSet extends Set<InFlight> {
-  #timer?: ReturnType<typeof setInterval>;
+  #deadlines: DeadlineSet<InFlight>;
+
+  constructor(timers: Timers) {
+    super();
+    this.#deadlines = new DeadlineSet<InFlight>(timers, SWEEP_MS, { clearOnExpiry: true });
+  }
 
   /** Registers a request in flight; its deadline is checked from now on. */
   track(entry: InFlight): void {
     this.add(entry);
-    this.#timer ??= setInterval(() => this.#sweep(), SWEEP_MS);
+    this.#deadlines.register(entry);
   }
 
-  #sweep(): void {
-    const now = performance.now();
-    for (const e of this) {
-      if (e.deadline && now >= e.deadline) {
-        e.deadline = 0;
-        e.expire();
-      }
-    }
-    if (this.size === 0) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-    }
+  override delete(entry: InFlight): boolean {
+    this.#deadlines.unregister(entry);
+    return super.delete(entry);
   }
 }
 

@@ -14,13 +14,16 @@ const CONNECT_ERRORS = new Set([
   "EAI_AGAIN",
 ]);
 
-/** The endpoint could not be reached or dropped the connection before answering. */
-export function isConnectError(err: { code?: string; message: string }): boolean {
-  return CONNECT_ERRORS.has(err.code ?? "") || /timeout|socket hang up/i.test(err.message);
+/**
+ * The endpoint could not be reached or dropped the connection before answering. Decided on the code
+ * alone: lib/upstream gives every error one where it enters (lib/errors.ts withCode).
+ */
+export function isConnectError(err: { code?: string }): boolean {
+  return CONNECT_ERRORS.has(err.code ?? "");
 }
 
 export function shouldFailOver(
-  err: { code?: string; message: string },
+  err: { code?: string },
   attempt: number,
   endpoints: number,
   replayable: boolean,

@@ -19,6 +19,7 @@ import { UpstreamAgents } from "../upstream/agents.ts";
 import { UpstreamHealth } from "../upstream/health.ts";
 import { forward, type ForwardDeps } from "./forward.ts";
 import { abandonInFlight, InFlightSet, retirePool } from "./deadlines.ts";
+import { Timers } from "../timers.ts";
 import { endWatch } from "./relay.ts";
 import { ok, type ScriptServer, startScriptServer } from "../../tests/support/tls_script_server.ts";
 import { eventually, freePort, within } from "../../tests/support/harness.ts";
@@ -83,7 +84,8 @@ async function withWorld(
   fn: (w: World) => Promise<void>,
   opts: { cached?: string; backendTimeoutMs?: number; writeTimeoutMs?: number } = {},
 ) {
-  const agents = new UpstreamAgents(s.pki.caPem);
+  const timers = new Timers();
+  const agents = new UpstreamAgents(s.pki.caPem, [], { timers });
   const health = new UpstreamHealth({
     endpoints,
     intervalMs: 60_000,
@@ -94,7 +96,7 @@ async function withWorld(
   // Not started, and closed: no probes run; request failures still mark endpoints.
   health.close();
   const w: World = { health, agents, unreachable: [], cut: [], observed: [], slowReads: 0, deps: undefined! };
-  const inflight = new InFlightSet();
+  const inflight = new InFlightSet(timers);
   w.deps = {
     agents,
     health,
@@ -128,6 +130,7 @@ async function withWorld(
   } finally {
     abandonInFlight(inflight, "shutdown");
     agents.destroy();
+    timers.close();
   }
 }
 

@@ -22,10 +22,14 @@ export class UpstreamAgents {
   #agents = new Map<string, UpstreamPool>();
   #anonymous: UpstreamPool;
 
-  #protocol: Pick<PoolOptions, "http2" | "h2">;
+  #protocol: Pick<PoolOptions, "http2" | "h2" | "timers">;
 
-  /** `protocol`: HTTP/2 use (default off) and its tuning, the same for every pool. */
-  constructor(caPem: string, pairs: PairMaterial[] = [], protocol: Pick<PoolOptions, "http2" | "h2"> = {}) {
+  /** `protocol`: HTTP/2 use (default off) and its tuning, and the server's timer service, the same for every pool. */
+  constructor(
+    caPem: string,
+    pairs: PairMaterial[] = [],
+    protocol: Pick<PoolOptions, "http2" | "h2" | "timers"> = {},
+  ) {
     this.#ca = caPem;
     this.#protocol = protocol;
     this.#anonymous = this.#make();

@@ -19,6 +19,7 @@ import { HttpError } from "../http/errors.ts";
 import { NEED_MORE, type ResponseHead, ResponseHeadParser } from "../http/head_parser.ts";
 import { UpstreamResponse } from "./response.ts";
 import { type ReadGate, readGate } from "../http/read_gate.ts";
+import { LiteError, withCode } from "../errors.ts";
 
 export type OutgoingHeaders = Record<string, string | number | readonly string[] | undefined>;
 
@@ -56,10 +57,6 @@ const NO_BODY_METHODS = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "CONNECT", 
 /** The error code of an upstream that answered 101 to a request without an upgrade (a 502). */
 export const UNEXPECTED_SWITCH = "EUNEXPECTEDSWITCH";
 
-export function connError(message: string, code: string): Error {
-  return Object.assign(new Error(message), { code });
-}
-
 export class UpstreamConnection {
   readonly socket: TLSSocket;
   /** Exchanges completed on this connection (more than 0: a reused connection). */
@@ -96,7 +93,8 @@ export class UpstreamConnection {
     socket.on("data", (c: Uint8Array) => this.#onData(c));
     socket.on("end", () => this.#onEnd());
     socket.on("error", (e: Error) => {
-      this.#error ??= e;
+      // Where socket errors enter: from here on every error has a code.
+      this.#error ??= withCode(e);
       socket.destroy();
     });
     socket.on("close", () => this.#onClose());
@@ -211,7 +209,7 @@ export class UpstreamConnection {
     const at = this.#parser.feed(chunk, start);
     if (at === NEED_MORE) return;
     if (at instanceof HttpError) {
-      return this.#failHead(connError(`invalid response from the upstream: ${at.message}`, "EPROTO"));
+      return this.#failHead(new LiteError("EPROTO", `invalid response from the upstream: ${at.message}`));
     }
     const head = this.#parser.head!;
     const status = head.statusCode;
@@ -223,10 +221,12 @@ export class UpstreamConnection {
     }
     if (status === 101) {
       // A protocol switch nobody asked for is not an interim answer: what follows is not ours to read.
-      return this.#failHead(connError(
-        "the upstream switched protocols (101) for a request that asked for no upgrade",
-        UNEXPECTED_SWITCH,
-      ));
+      return this.#failHead(
+        new LiteError(
+          UNEXPECTED_SWITCH,
+          "the upstream switched protocols (101) for a request that asked for no upgrade",
+        ),
+      );
     }
     if (head.informational) {
       // 100 Continue and other interim answers: the real one follows.
@@ -267,7 +267,7 @@ export class UpstreamConnection {
     const decoder = this.#decoder!;
     const at = decoder.feed(bytes, start);
     if (at instanceof HttpError) {
-      this.#error ??= connError(`invalid response body from the upstream: ${at.message}`, "EPROTO");
+      this.#error ??= new LiteError("EPROTO", `invalid response body from the upstream: ${at.message}`);
       return this.destroy();
     }
     if (decoder.done) {
@@ -322,7 +322,7 @@ export class UpstreamConnection {
     if (this.closed) return;
     this.closed = true;
     if (this.#state === "head") {
-      this.#failHead(this.#error ?? connError("socket hang up", "ECONNRESET"));
+      this.#failHead(this.#error ?? new LiteError("ECONNRESET", "socket hang up"));
     } else if (this.#state === "body") {
       // Close-delimited bodies included: see #onEnd.
       this.#res?.abort();
@@ -361,6 +361,8 @@ export class UpstreamConnection {
 }
 
 function headerLine(name: string, value: string): string {
-  if (!HEADER_VALUE_OK.test(value)) throw connError(`header ${name} holds a line break`, "ERR_INVALID_CHAR");
+  if (!HEADER_VALUE_OK.test(value)) {
+    throw new LiteError("ERR_INVALID_CHAR", `header ${name} holds a line break`);
+  }
   return `${name}: ${value}\r\n`;
 }

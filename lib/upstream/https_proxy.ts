@@ -6,6 +6,7 @@ import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { HttpError } from "../http/errors.ts";
 import { NEED_MORE, ResponseHeadParser } from "../http/head_parser.ts";
+import { LiteError } from "../errors.ts";
 
 function env(name: string): string | undefined {
   try {
@@ -132,7 +133,7 @@ export function makeDial(): Dial {
         key: opts.key,
         ALPNProtocols: opts.alpn ?? ["http/1.1"],
       };
-      const cancelled = () => Object.assign(new Error("connection attempt cancelled"), { code: "ECANCELED" });
+      const cancelled = () => new LiteError("ECANCELED", "connection attempt cancelled");
       if (proxy && !bypassProxy(opts.host, noProxy)) {
         const raw = tunnel(
           proxy,

@@ -13,6 +13,8 @@ import { type ExchangeHandlers, type RequestSpec, UpstreamConnection } from "./c
 import type { UpstreamResponse } from "./response.ts";
 import type { ResponseHead } from "../http/head_parser.ts";
 import { H2Connection, type H2Options } from "./h2/connection.ts";
+import { LiteError, withCode } from "../errors.ts";
+import { type Sweep, Timers } from "../timers.ts";
 
 export interface PoolOptions {
   ca: string;
@@ -30,6 +32,8 @@ export interface PoolOptions {
   http2?: "auto" | "off";
   /** HTTP/2 connection tuning (PING health check, windows); tests shorten the timers. */
   h2?: H2Options;
+  /** The server's timer service, which sweeps idle connections (default: the pool's own). */
+  timers?: Timers;
 }
 
 /** One request in flight: its answer, and a way to give up on it (closes its connection). */
@@ -74,13 +78,17 @@ class HostConnections {
 }
 
 export class UpstreamPool {
-  readonly options: Required<Omit<PoolOptions, "cert" | "key" | "h2">> & {
+  readonly options: Required<Omit<PoolOptions, "cert" | "key" | "h2" | "timers">> & {
     cert?: string;
     key?: string;
     h2?: H2Options;
   };
   #hosts = new Map<string, HostConnections>();
-  #sweep?: ReturnType<typeof setInterval>;
+  #timers: Timers;
+  /** The pool made its timer service (none was given): it closes it when destroyed. */
+  #ownTimers: boolean;
+  /** Closes connections idle longer than idleMs; runs while any connection is idle. */
+  #idleSweep: Sweep;
   #destroyed = false;
   #retiring = false;
   /** Connections opened, for tests and metrics. */
@@ -97,6 +105,14 @@ export class UpstreamPool {
       dial: opts.dial ?? makeDial(),
       http2: opts.http2 ?? "off",
       h2: opts.h2,
+    };
+    this.#ownTimers = !opts.timers;
+    this.#timers = opts.timers ?? new Timers();
+    this.#idleSweep = {
+      periodMs: Math.max(50, Math.min(5_000, this.options.idleMs / 2)),
+      // Idle connections must not keep the process alive.
+      keepAlive: false,
+      run: (now) => this.#sweepIdle(now),
     };
   }
 
@@ -233,7 +249,7 @@ export class UpstreamPool {
     },
   ) {
     if (this.#destroyed) {
-      return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+      return cb.failed(new LiteError("ECANCELED", "connection pool retired"));
     }
     const h = this.#host(ep);
     if (!fresh) {
@@ -244,7 +260,7 @@ export class UpstreamPool {
     }
     const open = () => {
       if (this.#destroyed) {
-        return cb.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+        return cb.failed(new LiteError("ECANCELED", "connection pool retired"));
       }
       cb.onDialing(this.#dialOne(ep, (err, c) => err || !c ? cb.failed(err!) : cb.got(c, false)));
     };
@@ -280,7 +296,7 @@ export class UpstreamPool {
         if (this.#destroyed) {
           socket.destroy();
           this.#closed(ep, h);
-          return done(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+          return done(new LiteError("ECANCELED", "connection pool retired"));
         }
         const c = new UpstreamConnection(socket);
         h.all.add(c);
@@ -290,7 +306,7 @@ export class UpstreamPool {
       },
       (err) => {
         this.#closed(ep, h);
-        done(err);
+        done(withCode(err));
       },
     );
     return d;
@@ -324,22 +340,17 @@ export class UpstreamPool {
   }
 
   #startSweep() {
-    if (this.#sweep) return;
-    const every = Math.max(50, Math.min(5_000, this.options.idleMs / 2));
-    this.#sweep = setInterval(() => {
-      const cutoff = performance.now() - this.options.idleMs;
-      let any = false;
-      for (const h of this.#hosts.values()) {
-        for (const c of [...h.idle]) if (c.idleSince <= cutoff) c.destroy();
-        if (h.idle.length) any = true;
-      }
-      if (!any) {
-        clearInterval(this.#sweep);
-        this.#sweep = undefined;
-      }
-    }, every);
-    // Idle connections must not keep the process alive.
-    Deno.unrefTimer(this.#sweep as unknown as number);
+    this.#timers.start(this.#idleSweep);
+  }
+
+  #sweepIdle(now: number): boolean {
+    const cutoff = now - this.options.idleMs;
+    let any = false;
+    for (const h of this.#hosts.values()) {
+      for (const c of [...h.idle]) if (c.idleSince <= cutoff) c.destroy();
+      if (h.idle.length) any = true;
+    }
+    return any;
   }
 
   /**
@@ -367,13 +378,13 @@ export class UpstreamPool {
   /** Closes every connection, busy ones included; later requests fail. */
   destroy(): void {
     this.#destroyed = true;
-    clearInterval(this.#sweep);
-    this.#sweep = undefined;
+    this.#timers.stop(this.#idleSweep);
+    if (this.#ownTimers) this.#timers.close();
     for (const h of this.#hosts.values()) {
       for (const w of h.waiting.splice(0)) w.take(undefined);
       h.idle.length = 0;
       for (const c of [...h.all]) c.destroy();
-      const err = Object.assign(new Error("connection pool retired"), { code: "ECANCELED" });
+      const err = new LiteError("ECANCELED", "connection pool retired");
       for (const w of h.h2Waiting.splice(0)) w.failed(err);
       h.h2Dial?.cancel();
       for (const c of [...h.h2]) c.destroy(err);
@@ -471,7 +482,7 @@ export class UpstreamPool {
 
   #acquireH2(ep: Endpoint, w: H2Waiter) {
     if (this.#destroyed) {
-      return w.failed(Object.assign(new Error("connection pool retired"), { code: "ECANCELED" }));
+      return w.failed(new LiteError("ECANCELED", "connection pool retired"));
     }
     const h = this.#host(ep);
     if (h.h1Only) return w.fallback();
@@ -546,7 +557,7 @@ export class UpstreamPool {
       (err) => {
         h.h2Dial = undefined;
         this.#closed(ep, h);
-        failAll(err);
+        failAll(withCode(err));
       },
     );
   }

@@ -44,6 +44,7 @@ import type { ExchangeHandlers, RequestSpec } from "../connection.ts";
 import { addHeader, newHeaderMap } from "../../http/headers.ts";
 import { statusText } from "../../http/status_text.ts";
 import type { ResponseHead } from "../../http/head_parser.ts";
+import { LiteError, withCode } from "../../errors.ts";
 
 export interface H2Options {
   /** Send a PING after this long without reading anything (client-go: 30 s). */
@@ -98,11 +99,6 @@ const CONNECTION_SPECIFIC = new Set([
   "http2-settings",
 ]);
 const NO_BODY_METHODS = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "CONNECT", "TRACE"]);
-
-/** A stream failure; `retryable` when the server never processed the request (refused, GOAWAY). */
-export function streamError(message: string, code: string, retryable = false): Error {
-  return Object.assign(new Error(message), { code, retryable });
-}
 
 class Stream {
   /** Final response head arrived. */
@@ -205,7 +201,8 @@ export class H2Connection {
     socket.on("data", (c: Uint8Array) => this.#onData(c));
     socket.on("end", () => this.destroy());
     socket.on("error", (e: Error) => {
-      this.#error ??= e;
+      // Where socket errors enter: from here on every error has a code.
+      this.#error ??= withCode(e);
       socket.destroy();
     });
     socket.on("close", () => this.#onClose());
@@ -225,7 +222,7 @@ export class H2Connection {
     }
     this.#write(concat(hello));
     this.#settingsTimer = setTimeout(() => {
-      if (!this.#settled) this.#fail(streamError("the upstream sent no HTTP/2 SETTINGS", "ETIMEDOUT"));
+      if (!this.#settled) this.#fail(new LiteError("ETIMEDOUT", "the upstream sent no HTTP/2 SETTINGS"));
     }, this.opts.settingsTimeoutMs);
     this.#armIdle();
     this.#armEmpty();
@@ -244,7 +241,9 @@ export class H2Connection {
 
   /** Sends one request as a new stream; the answer comes through `handlers` as on HTTP/1.1. */
   request(spec: RequestSpec, handlers: ExchangeHandlers): { cancel(): void } {
-    if (this.capacity <= 0) throw streamError("no room for another HTTP/2 stream", "EAGAIN", true);
+    if (this.capacity <= 0) {
+      throw new LiteError("EAGAIN", "no room for another HTTP/2 stream", { retryable: true });
+    }
     const fields = requestFields(spec);
     const id = this.#nextId;
     this.#nextId += 2;
@@ -264,7 +263,9 @@ export class H2Connection {
       s.endAfterQueue = true;
       this.#flush();
     } else if (spec.stream) this.#pump(s, spec.stream);
-    return { cancel: () => this.#reset(s, ErrorCode.CANCEL, streamError("request cancelled", "ECANCELED")) };
+    return {
+      cancel: () => this.#reset(s, ErrorCode.CANCEL, new LiteError("ECANCELED", "request cancelled")),
+    };
   }
 
   /** Our GOAWAY (a retired credential): no new streams, in-flight ones finish, then the socket closes. */
@@ -404,7 +405,7 @@ export class H2Connection {
     const why = `the upstream sent GOAWAY ${errorName(code)}${debug ? ` (${debug})` : ""}`;
     for (const s of [...this.#streams.values()]) {
       // Above last-stream-id: never processed, safe to send again elsewhere.
-      if (s.id > lastStream) this.#closeStream(s, streamError(why, "ECONNRESET", true));
+      if (s.id > lastStream) this.#closeStream(s, new LiteError("ECONNRESET", why, { retryable: true }));
     }
     this.#closeIfDrained();
   }
@@ -423,11 +424,15 @@ export class H2Connection {
     const s = this.#streams.get(f.stream);
     if (!s) return;
     if (inc === 0) {
-      return this.#reset(s, ErrorCode.PROTOCOL_ERROR, streamError("WINDOW_UPDATE of 0", "EPROTO"));
+      return this.#reset(s, ErrorCode.PROTOCOL_ERROR, new LiteError("EPROTO", "WINDOW_UPDATE of 0"));
     }
     s.sendWindow += inc;
     if (s.sendWindow > MAX_WINDOW) {
-      return this.#reset(s, ErrorCode.FLOW_CONTROL_ERROR, streamError("stream window over 2^31-1", "EPROTO"));
+      return this.#reset(
+        s,
+        ErrorCode.FLOW_CONTROL_ERROR,
+        new LiteError("EPROTO", "stream window over 2^31-1"),
+      );
     }
     this.#flush();
   }
@@ -444,7 +449,9 @@ export class H2Connection {
     const refused = code === ErrorCode.REFUSED_STREAM;
     this.#closeStream(
       s,
-      streamError(`the upstream reset the stream: ${errorName(code)}`, "ECONNRESET", refused),
+      new LiteError("ECONNRESET", `the upstream reset the stream: ${errorName(code)}`, {
+        retryable: refused,
+      }),
     );
   }
 
@@ -490,7 +497,11 @@ export class H2Connection {
     if (s.answered) {
       // Trailers: they must end the stream; their content is not relayed.
       if (!endStream) {
-        return this.#reset(s, ErrorCode.PROTOCOL_ERROR, streamError("trailers without END_STREAM", "EPROTO"));
+        return this.#reset(
+          s,
+          ErrorCode.PROTOCOL_ERROR,
+          new LiteError("EPROTO", "trailers without END_STREAM"),
+        );
       }
       return this.#endRemote(s);
     }
@@ -498,7 +509,7 @@ export class H2Connection {
     if (head instanceof Error) return this.#reset(s, ErrorCode.PROTOCOL_ERROR, head);
     if (head.informational) {
       if (endStream) {
-        return this.#reset(s, ErrorCode.PROTOCOL_ERROR, streamError("1xx ended the stream", "EPROTO"));
+        return this.#reset(s, ErrorCode.PROTOCOL_ERROR, new LiteError("EPROTO", "1xx ended the stream"));
       }
       return;
     }
@@ -536,14 +547,18 @@ export class H2Connection {
       return this.#reset(
         s,
         ErrorCode.FLOW_CONTROL_ERROR,
-        streamError("DATA beyond the stream window", "EPROTO"),
+        new LiteError("EPROTO", "DATA beyond the stream window"),
       );
     }
     s.recvAvail -= len;
     if (!s.answered || !s.res) {
       this.#connConsumed += len;
       this.#grantConn();
-      return this.#reset(s, ErrorCode.PROTOCOL_ERROR, streamError("DATA before the response head", "EPROTO"));
+      return this.#reset(
+        s,
+        ErrorCode.PROTOCOL_ERROR,
+        new LiteError("EPROTO", "DATA before the response head"),
+      );
     }
     const body = unpad(f);
     // Padding is flow-controlled but never read: it is given back at once.
@@ -554,7 +569,11 @@ export class H2Connection {
     }
     s.pushed += body.byteLength;
     if (s.expectLength >= 0 && s.pushed > s.expectLength) {
-      return this.#reset(s, ErrorCode.PROTOCOL_ERROR, streamError("more body than content-length", "EPROTO"));
+      return this.#reset(
+        s,
+        ErrorCode.PROTOCOL_ERROR,
+        new LiteError("EPROTO", "more body than content-length"),
+      );
     }
     if (body.byteLength && !s.res.destroyed) s.res.push(body);
     if (pad) this.#grant(s);
@@ -606,7 +625,7 @@ export class H2Connection {
         return this.#reset(
           s,
           ErrorCode.PROTOCOL_ERROR,
-          streamError("body shorter than content-length", "EPROTO"),
+          new LiteError("EPROTO", "body shorter than content-length"),
         );
       }
       res.complete = true;
@@ -643,7 +662,7 @@ export class H2Connection {
     // DATA waits for 'drain'; what still piles up is answers to the server's own frames (PING,
     // SETTINGS) or our headers: a server that floods them and stops reading is cut off.
     if ((this.socket.writableLength ?? 0) > MAX_UNSENT_BYTES) {
-      this.#error ??= streamError("the upstream stopped reading our HTTP/2 frames", "ENOBUFS");
+      this.#error ??= new LiteError("ENOBUFS", "the upstream stopped reading our HTTP/2 frames");
       this.socket.destroy();
     }
   }
@@ -681,7 +700,11 @@ export class H2Connection {
     // The client gave up mid-body: only this stream is reset, never the connection.
     const onAbort = () => {
       detach();
-      this.#reset(s, ErrorCode.CANCEL, streamError("the client's request body was cut short", "ECONNRESET"));
+      this.#reset(
+        s,
+        ErrorCode.CANCEL,
+        new LiteError("ECONNRESET", "the client's request body was cut short"),
+      );
     };
     const detach = () => {
       source.off("data", onData);
@@ -731,7 +754,7 @@ export class H2Connection {
     this.#write(encodeRst(s.id, code));
     s.localEnded = true;
     s.remoteEnded = true;
-    this.#closeStream(s, err ?? streamError("stream reset", "ECONNRESET"));
+    this.#closeStream(s, err ?? new LiteError("ECONNRESET", "stream reset"));
   }
 
   /** Forgets a stream; a pending caller gets `err`, a started answer is aborted. */
@@ -777,7 +800,7 @@ export class H2Connection {
     if (this.closed) return;
     this.#write(encodeGoaway(0, code, message.slice(0, 200)));
     this.#fail(
-      Object.assign(new Error(`HTTP/2 protocol error from the upstream: ${message}`), { code: "EPROTO" }),
+      new LiteError("EPROTO", `HTTP/2 protocol error from the upstream: ${message}`),
     );
   }
 
@@ -794,7 +817,7 @@ export class H2Connection {
     clearTimeout(this.#pingTimer);
     clearTimeout(this.#emptyTimer);
     clearTimeout(this.#settingsTimer);
-    const err = this.#error ?? streamError("the upstream closed the HTTP/2 connection", "ECONNRESET");
+    const err = this.#error ?? new LiteError("ECONNRESET", "the upstream closed the HTTP/2 connection");
     this.#rejectReady(err);
     this.#deliver();
     for (const s of [...this.#streams.values()]) this.#closeStream(s, err);
@@ -817,7 +840,7 @@ export class H2Connection {
     this.#pingData = crypto.getRandomValues(new Uint8Array(8));
     this.#write(encodePing(this.#pingData));
     this.#pingTimer = setTimeout(() => {
-      this.#fail(streamError("the upstream did not answer an HTTP/2 PING", "ETIMEDOUT"));
+      this.#fail(new LiteError("ETIMEDOUT", "the upstream did not answer an HTTP/2 PING"));
     }, this.opts.pingTimeoutMs);
     Deno.unrefTimer(this.#pingTimer as unknown as number);
   }
@@ -859,7 +882,7 @@ function isSensitive(name: string): boolean {
 export function requestFields(spec: RequestSpec): HeaderField[] {
   const h = spec.headers;
   const authority = h.host ?? h[":authority"];
-  if (authority === undefined) throw streamError("request without a host", "ERR_INVALID_ARG_VALUE");
+  if (authority === undefined) throw new LiteError("ERR_INVALID_ARG_VALUE", "request without a host");
   const fields: HeaderField[] = [
     [":method", spec.method],
     [":scheme", "https"],
@@ -882,7 +905,7 @@ export function requestFields(spec: RequestSpec): HeaderField[] {
     }
     for (const one of typeof v === "object" ? v : [String(v)]) {
       if (!HEADER_VALUE_OK.test(one)) {
-        throw streamError(`header ${name} holds a line break`, "ERR_INVALID_CHAR");
+        throw new LiteError("ERR_INVALID_CHAR", `header ${name} holds a line break`);
       }
       fields.push([name, one]);
     }
@@ -903,27 +926,27 @@ function responseHead(fields: HeaderField[]): ResponseHead | Error {
   for (const [name, value] of fields) {
     if (name.startsWith(":")) {
       if (regular || name !== ":status" || status !== -1) {
-        return streamError(`bad pseudo-header ${name}`, "EPROTO");
+        return new LiteError("EPROTO", `bad pseudo-header ${name}`);
       }
-      if (!/^\d{3}$/.test(value)) return streamError(`bad :status ${value}`, "EPROTO");
+      if (!/^\d{3}$/.test(value)) return new LiteError("EPROTO", `bad :status ${value}`);
       status = Number(value);
       continue;
     }
     regular = true;
     if (name !== name.toLowerCase() || CONNECTION_SPECIFIC.has(name) && name !== "host") {
-      return streamError(`malformed response field ${name}`, "EPROTO");
+      return new LiteError("EPROTO", `malformed response field ${name}`);
     }
     if (!HEADER_VALUE_OK.test(value)) {
-      return streamError(`response field ${name} holds a line break`, "EPROTO");
+      return new LiteError("EPROTO", `response field ${name} holds a line break`);
     }
     addHeader(headers, name, value);
     rawHeaders.push(name, value);
   }
-  if (status < 100) return streamError("response without :status", "EPROTO");
+  if (status < 100) return new LiteError("EPROTO", "response without :status");
   const cl = headers["content-length"];
   let contentLength = -1;
   if (cl !== undefined) {
-    if (!/^\d{1,15}$/.test(String(cl))) return streamError(`bad content-length ${cl}`, "EPROTO");
+    if (!/^\d{1,15}$/.test(String(cl))) return new LiteError("EPROTO", `bad content-length ${cl}`);
     contentLength = Number(cl);
   }
   return {

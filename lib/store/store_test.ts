@@ -5,17 +5,18 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { ConfigError } from "../lib/config/errors.ts";
-import { configureLog } from "../lib/log.ts";
-import { removeTree } from "../lib/store/file_store.ts";
-import { openStore } from "../lib/store/open_store.ts";
-import type { CacheKey, ListMeta, Store } from "../lib/store/store.ts";
+import { ConfigError } from "../config/errors.ts";
+import { configureLog } from "../log.ts";
+import { removeTree } from "./file_store.ts";
+import { openStore } from "./open_store.ts";
+import type { CacheKey, ListMeta, Store } from "./store.ts";
 import { PassThrough } from "node:stream";
 import { once } from "node:events";
 import type { IncomingMessage } from "node:http";
-import { Cache } from "../lib/cache/cache.ts";
-import { WriteQueue } from "../lib/cache/write_queue.ts";
-import { type CachePlan, tapResponse } from "../lib/cache/response_tap.ts";
+import { Cache } from "../cache/cache.ts";
+import { WriteQueue } from "../cache/write_queue.ts";
+import type { CachePlan } from "../cache/cache_plan.ts";
+import { tapResponse } from "../cache/response_tap.ts";
 
 type Backend = "sqlite" | "file";
 const BACKENDS: Backend[] = ["sqlite", "file"];

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { parseRequestInfo, type RequestInfo } from "../lib/request/request_info.ts";
+import { parseRequestInfo, type RequestInfo } from "./request_info.ts";
 
 type Expect = Partial<Omit<RequestInfo, "query">>;
 

@@ -5,17 +5,17 @@ import {
   rewriteDocument,
   rewriteObject,
   rewriteWatchLine,
-} from "../lib/rewrite/kubernetes_endpoints.ts";
-import { answerRewriteFor } from "../lib/rewrite/answer_rewrite.ts";
-import { parseRequestInfo } from "../lib/request/request_info.ts";
-import { parseServiceEndpoint, resolveKubernetesService } from "../lib/config/kubernetes_service_config.ts";
-import { ConfigError } from "../lib/config/errors.ts";
-import type { Identity } from "../lib/identity/identity.ts";
+} from "./kubernetes_endpoints.ts";
+import { answerRewriteFor } from "./answer_rewrite.ts";
+import { parseRequestInfo } from "../request/request_info.ts";
+import { parseServiceEndpoint, resolveKubernetesService } from "../config/kubernetes_service_config.ts";
+import { ConfigError } from "../config/errors.ts";
+import type { Identity } from "../identity/identity.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
 const epIps = (o: Any) => o.subsets.flatMap((x: Any) => x.addresses.map((a: Any) => a.ip));
-const TESTDATA = new URL("./testdata/k8s", import.meta.url).pathname;
+const TESTDATA = new URL("../../tests/testdata/k8s", import.meta.url).pathname;
 const to = { ip: "192.168.1.10", port: 51003 };
 
 /** Real serializer output (every field filled), renamed to be the kubernetes Service's. */

@@ -1,36 +1,38 @@
 /**
  * Routes each request: who it is (identity), what it asks (request info, representation), what
  * the cache keeps of it (plan), then online to the upstream or offline to the cache. Also
- * counts and logs each answer.
+ * counts and logs each answer. It sits above both paths (proxy/: online, offline/: from the cache),
+ * which do not import each other: the closures it hands the online path (unreachable, watch cut,
+ * slow read) are how an online request falls back to the offline one.
  */
-import type { ServerRequest } from "../http/request.ts";
-import type { ServerResponse } from "../http/response.ts";
+import type { ServerRequest } from "./http/request.ts";
+import type { ServerResponse } from "./http/response.ts";
 import type { Duplex } from "node:stream";
-import type { ServeConfig } from "../config/serve_config.ts";
-import { log, logEnabled } from "../log.ts";
-import type { Peer } from "../listener/https_listener.ts";
-import { describeIdentity, resolveIdentity } from "../identity/resolve.ts";
-import { parseRequestInfo } from "../request/request_info.ts";
-import { representationOf } from "../request/representation.ts";
-import { SelectorError } from "../request/selectors.ts";
-import { planFor } from "../cache/cache_plan.ts";
-import type { Cache } from "../cache/cache.ts";
-import type { UpstreamAgents } from "../upstream/agents.ts";
-import type { UpstreamHealth } from "../upstream/health.ts";
-import type { HeldWatches, ResumeWatch } from "../offline/held_watches.ts";
-import { cachedReadAnswer, serveOffline } from "../offline/serve_offline.ts";
-import { sendCached } from "../offline/send.ts";
-import type { ProxyMetrics } from "../admin/metrics.ts";
-import type { RequestContext } from "../exchange/context.ts";
-import { sendStatus } from "../exchange/status.ts";
-import { forward } from "./forward.ts";
-import type { InFlightSet } from "./deadlines.ts";
-import type { SlowReader } from "./slow_reader.ts";
-import { readSmallBody } from "./request_body.ts";
-import { refuseUpgrade, tunnelUpgrade } from "./upgrade.ts";
-import { identityNamedInConnection } from "./headers.ts";
-import { resumeContext } from "./watch_resume.ts";
-import { answerRewriteFor, type KubernetesServiceRewrite } from "../rewrite/answer_rewrite.ts";
+import type { ServeConfig } from "./config/serve_config.ts";
+import { log, logEnabled } from "./log.ts";
+import type { Peer } from "./listener/https_listener.ts";
+import { describeIdentity, resolveIdentity } from "./identity/resolve.ts";
+import { parseRequestInfo } from "./request/request_info.ts";
+import { representationOf } from "./request/representation.ts";
+import { SelectorError } from "./request/selectors.ts";
+import { planFor } from "./cache/cache_plan.ts";
+import type { Cache } from "./cache/cache.ts";
+import type { UpstreamAgents } from "./upstream/agents.ts";
+import type { UpstreamHealth } from "./upstream/health.ts";
+import type { HeldWatches, ResumeWatch } from "./offline/held_watches.ts";
+import { cachedReadAnswer, serveOffline } from "./offline/serve_offline.ts";
+import { sendCached } from "./offline/send.ts";
+import type { ProxyMetrics } from "./admin/metrics.ts";
+import type { RequestContext } from "./exchange/context.ts";
+import { sendStatus } from "./exchange/status.ts";
+import { forward } from "./proxy/forward.ts";
+import type { InFlightSet } from "./proxy/deadlines.ts";
+import type { SlowReader } from "./proxy/slow_reader.ts";
+import { readSmallBody } from "./proxy/request_body.ts";
+import { refuseUpgrade, tunnelUpgrade } from "./proxy/upgrade.ts";
+import { identityNamedInConnection } from "./proxy/headers.ts";
+import { resumeContext } from "./proxy/watch_resume.ts";
+import { answerRewriteFor, type KubernetesServiceRewrite } from "./rewrite/answer_rewrite.ts";
 
 export interface RouterDeps {
   agents: UpstreamAgents;

@@ -6,16 +6,16 @@ import {
   encodeSegment,
   identitySegment,
   listKeyFor,
-} from "../lib/cache/cache_key.ts";
-import { parseRequestInfo } from "../lib/request/request_info.ts";
+} from "./cache_key.ts";
+import { parseRequestInfo } from "../request/request_info.ts";
 import {
   discoveryPreferences,
   type Representation,
   representationOf,
   representationOfContentType,
-} from "../lib/request/representation.ts";
-import { SelectorError } from "../lib/request/selectors.ts";
-import type { CacheKey } from "../lib/store/store.ts";
+} from "../request/representation.ts";
+import { SelectorError } from "../request/selectors.ts";
+import type { CacheKey } from "../store/store.ts";
 
 const NODE = "cn~system:node:edge-1";
 const SEGMENT = /^[A-Za-z0-9._:~%@+=,-]{1,200}$/;

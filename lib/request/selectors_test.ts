@@ -11,7 +11,7 @@ import {
   parseLabelSelector,
   requiredFieldValue,
   SelectorError,
-} from "../lib/request/selectors.ts";
+} from "./selectors.ts";
 
 Deno.test("label selector: parses every requirement form", () => {
   const cases: Array<[string, Array<[string, string, string[]]>]> = [

@@ -4,12 +4,12 @@ import { PassThrough } from "node:stream";
 import { once } from "node:events";
 import zlib from "node:zlib";
 import type { IncomingMessage } from "node:http";
-import { assembleList, itemKeyOf, splitList } from "../lib/cache/list_codec.ts";
-import { Cache } from "../lib/cache/cache.ts";
-import { WriteQueue } from "../lib/cache/write_queue.ts";
-import { tapResponse } from "../lib/cache/response_tap.ts";
-import { openStore } from "../lib/store/open_store.ts";
-import type { CacheKey, Store, WriteOp } from "../lib/store/store.ts";
+import { assembleList, itemKeyOf, splitList } from "./list_codec.ts";
+import { Cache } from "./cache.ts";
+import { WriteQueue } from "./write_queue.ts";
+import { tapResponse } from "./response_tap.ts";
+import { openStore } from "../store/open_store.ts";
+import type { CacheKey, Store, WriteOp } from "../store/store.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -234,7 +234,7 @@ Deno.test("a watch event of an unknown type stops the caching of that watch", as
 Deno.test("eviction removes entries not refreshed for the age, only while online", async () => {
   await withCache(async (cache, store) => {
     let online = false;
-    const { Evictor } = await import("../lib/cache/evictor.ts");
+    const { Evictor } = await import("./evictor.ts");
     const evictor = new Evictor(store, 60_000, () => online);
     const put = (name: string, storedAt: number) =>
       cache.queue.push({
@@ -256,7 +256,7 @@ Deno.test("eviction removes entries not refreshed for the age, only while online
 });
 
 Deno.test("raw watch-event bytes are the object exactly as sent", async () => {
-  const { rawObject } = await import("../lib/cache/response_tap.ts");
+  const { rawObject } = await import("./response_tap.ts");
   const obj = { kind: "Pod", metadata: { name: "a", annotations: { x: '{"y":"}"}' } } };
   const line = JSON.stringify({ type: "MODIFIED", object: obj });
   assertEquals(JSON.parse(dec.decode(rawObject(line)!)), obj);
@@ -277,7 +277,7 @@ Deno.test("an unchanged object is not written again", async () => {
 
 Deno.test("lists are split at the byte level, exactly as a full parse would", async () => {
   const pods = JSON.parse(
-    await Deno.readTextFile(new URL("../../shared/k8s-testdata/core.v1.Pod.json", import.meta.url)),
+    await Deno.readTextFile(new URL("../../../shared/k8s-testdata/core.v1.Pod.json", import.meta.url)),
   );
   const tricky = [
     {
@@ -395,8 +395,8 @@ Deno.test("draining a backlog of cache writes lets other work run between batche
 });
 
 Deno.test("watch lines are read without a full parse in the apiserver's field order, and agree with a full parse", async () => {
-  const { parseWatchLine } = await import("../lib/cache/response_tap.ts");
-  const { itemKeyOf } = await import("../lib/cache/list_codec.ts");
+  const { parseWatchLine } = await import("./response_tap.ts");
+  const { itemKeyOf } = await import("./list_codec.ts");
   const objects = [
     {
       kind: "Pod",
@@ -444,7 +444,7 @@ Deno.test("watch lines are read without a full parse in the apiserver's field or
 });
 
 Deno.test("watch lines that are not one whole event are refused", async () => {
-  const { parseWatchLine, rawObject } = await import("../lib/cache/response_tap.ts");
+  const { parseWatchLine, rawObject } = await import("./response_tap.ts");
   const bad = [
     // The event object lacks its closing brace: once stored with one brace stripped.
     '{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"5"},"data":{"x":"y"}}',
@@ -496,7 +496,7 @@ Deno.test("lists with non-object, nameless or repeated items, or bad separators,
 });
 
 Deno.test("a watch line over the limit stops the caching of that watch, not the stream", async () => {
-  const { LineSplitter } = await import("../lib/cache/line_splitter.ts");
+  const { LineSplitter } = await import("./line_splitter.ts");
   const got: string[] = [];
   let overflow = 0;
   const s = new LineSplitter(10, (l) => got.push(l), (n) => overflow = n);

@@ -3,16 +3,13 @@
  * (tests/testdata/k8s), renamed to be the kubernetes Service's objects.
  */
 import { deepStrictEqual as assertEquals, equal } from "node:assert/strict";
-import { bytesField, concatBytes, K8S_MAGIC, readFields, stringField } from "../lib/protobuf/wire.ts";
-import { envelope, ours } from "./support/k8s_protobuf.ts";
-import {
-  rewriteProtobufBody,
-  rewriteProtobufWatchEvent,
-} from "../lib/rewrite/kubernetes_endpoints_protobuf.ts";
-import { answerRewriteFor } from "../lib/rewrite/answer_rewrite.ts";
-import { parseRequestInfo } from "../lib/request/request_info.ts";
+import { bytesField, concatBytes, K8S_MAGIC, readFields, stringField } from "../protobuf/wire.ts";
+import { envelope, ours } from "../../tests/support/k8s_protobuf.ts";
+import { rewriteProtobufBody, rewriteProtobufWatchEvent } from "./kubernetes_endpoints_protobuf.ts";
+import { answerRewriteFor } from "./answer_rewrite.ts";
+import { parseRequestInfo } from "../request/request_info.ts";
 
-const DATA = new URL("./testdata/k8s/", import.meta.url);
+const DATA = new URL("../../tests/testdata/k8s/", import.meta.url);
 const to = { ip: "192.168.1.10", port: 51003 };
 
 const sub = (data: Uint8Array, n: number) =>

@@ -1,8 +1,8 @@
 /** Reading metadata.name from request bodies, against real wire bytes from Kubernetes' serializers. */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { objectName, protobufRaw } from "../lib/offline/object_name.ts";
+import { objectName, protobufRaw } from "./object_name.ts";
 
-const DATA = new URL("../../shared/k8s-testdata/", import.meta.url);
+const DATA = new URL("../../../shared/k8s-testdata/", import.meta.url);
 
 Deno.test("metadata.name from real protobuf and JSON bodies", async () => {
   for (const type of ["core.v1.Node", "core.v1.ConfigMap", "core.v1.Pod", "coordination.k8s.io.v1.Lease"]) {

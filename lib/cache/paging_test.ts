@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { type PageOptions, paginate, PagingError } from "../lib/cache/paging.ts";
+import { type PageOptions, paginate, PagingError } from "./paging.ts";
 
 interface Item {
   key: string;
