@@ -6,7 +6,7 @@
 import type { TLSSocket } from "node:tls";
 import { log } from "../log.ts";
 import type { ConnectionOptions } from "../http/server_connection.ts";
-import type { HttpLimits, ListenerHandlers, Peer } from "./https_listener.ts";
+import type { HttpLimits, ListenerHandlers, Peer } from "./listener_types.ts";
 import type { BodyBudget } from "../http/body_budget.ts";
 import { H2ServerConnection } from "./h2_connection.ts";
 

@@ -18,6 +18,7 @@ export const LAYERS: Record<string, number> = {
   config: 2,
   files: 3,
   http: 4,
+  http2: 4,
   protobuf: 4,
   request: 4,
   store: 4,
