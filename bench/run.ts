@@ -370,8 +370,8 @@ async function offlineAndMemory(cluster: Cluster, caPem: string, backend: "sqlit
     // has passed (lib/http/reclaim.ts collects 0.5 s after a large answer).
     const settled = async () => {
       await eventually(
-        async () => await adminMetric(admin, "lite_apiserver_write_queue_depth") === 0,
-        "cache write queue drained",
+        async () => await adminMetric(admin, "lite_apiserver_write_queue_bytes") === 0,
+        "cache write queue drained (its last batch written: the depth is 0 while it is)",
       );
       await new Promise((r) => setTimeout(r, 1000));
     };
@@ -507,7 +507,7 @@ async function startup(cluster: Cluster, caPem: string, backend: "sqlite" | "fil
       for (const [ns, n] of NAMESPACES) await listRv(client, `/api/v1/namespaces/${ns}/pods`, n);
       await timeRequests(client, firstPod, 1);
       await eventually(
-        async () => await adminMetric(lite.adminUrl!, "lite_apiserver_write_queue_depth") === 0,
+        async () => await adminMetric(lite.adminUrl!, "lite_apiserver_write_queue_bytes") === 0,
         "queue drained",
       );
     } finally {
