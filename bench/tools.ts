@@ -166,8 +166,7 @@ export async function startNginx(
     keepalive 64;
   }
   server {
-    listen 127.0.0.1:${opts.port} ssl${opts.http2 ? " http2" : ""};
-    http2_max_concurrent_streams 1000;
+    listen 127.0.0.1:${opts.port} ssl;
     ssl_certificate ${opts.cert};
     ssl_certificate_key ${opts.key};
     location / {
@@ -200,7 +199,8 @@ export async function startNginxUpstream(
     nginxConf(
       dir,
       `  server {
-    listen 127.0.0.1:${opts.port} ssl;
+    listen 127.0.0.1:${opts.port} ssl${opts.http2 ? " http2" : ""};
+    http2_max_concurrent_streams 1000;
     ssl_certificate ${opts.cert};
     ssl_certificate_key ${opts.key};
     root ${dir};
