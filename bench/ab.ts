@@ -4,13 +4,15 @@
  * request (less sensitive to a loaded machine than req/s), RSS, and GC pauses when `--trace-gc` is
  * among the flags. Both run with the release V8 flags (deploy/v8-flags); v8flags are added to them.
  * Usage:
- * `deno run -A bench/ab.ts <mainA.ts> <mainB.ts> [rounds] [v8flagsB] [v8flagsA]`
+ * `deno run -A bench/ab.ts <mainA.ts> <mainB.ts> [rounds] [v8flagsB] [v8flagsA] [--cloud=h1]`
+ * The nginx upstream offers h2 (as kube-apiserver does) unless `--cloud=h1`.
  */
 import { freePort, SOURCE_LAUNCH_ARGS, startCluster, startLite, TOKENS } from "../tests/support/harness.ts";
 import { benchPod } from "./pods.ts";
 import { rssOf, startNginxUpstream, wrk } from "./tools.ts";
 
-const [mainA, mainB, roundsArg, flagsB, flagsA] = Deno.args;
+const H2 = !Deno.args.includes("--cloud=h1");
+const [mainA, mainB, roundsArg, flagsB, flagsA] = Deno.args.filter((a) => a !== "--cloud=h1");
 const rounds = Number(roundsArg ?? 3);
 const TOKEN = Object.keys(TOKENS).find((t) => t === "admin-token")!;
 const POD_GET = `/api/v1/namespaces/default/pods/${
@@ -33,6 +35,7 @@ const upstream = await startNginxUpstream({
   cert: cluster.serving.cert,
   key: cluster.serving.key,
   body: JSON.stringify(benchPod("default", 0)),
+  http2: H2,
 });
 const lites = [];
 for (const [name, main, flags] of [["A", mainA, flagsA], ["B", mainB, flagsB]]) {

@@ -3,15 +3,18 @@
  * nginx upstream, V8's sampling heap profiler on (through the inspector) counting every sampled
  * allocation, collected or not, during one wrk run; prints bytes per request for the top sites.
  * Allocation drives GC, a large share of the CPU per request.
- * Usage: `deno run -A bench/alloc_profile.ts [seconds] [connections] [main.ts]`
+ * The upstream offers h2 (as kube-apiserver does) unless `--cloud=h1`.
+ * Usage: `deno run -A bench/alloc_profile.ts [seconds] [connections] [main.ts] [--cloud=h1]`
  */
 import { freePort, SOURCE_LAUNCH_ARGS, startCluster, startLite, TOKENS } from "../tests/support/harness.ts";
 import { benchPod } from "./pods.ts";
 import { startNginxUpstream, wrk } from "./tools.ts";
 
-const SECONDS = Number(Deno.args[0] ?? 4);
-const CONNECTIONS = Number(Deno.args[1] ?? 8);
-const main = Deno.args[2] ?? new URL("../main.ts", import.meta.url).pathname;
+const H2 = !Deno.args.includes("--cloud=h1");
+const args = Deno.args.filter((a) => !a.startsWith("--"));
+const SECONDS = Number(args[0] ?? 4);
+const CONNECTIONS = Number(args[1] ?? 8);
+const main = args[2] ?? new URL("../main.ts", import.meta.url).pathname;
 const TOKEN = Object.keys(TOKENS).find((t) => t === "admin-token")!;
 const POD_GET = `/api/v1/namespaces/default/pods/${
   (benchPod("default", 0).metadata as { name: string }).name
@@ -29,6 +32,7 @@ const upstream = await startNginxUpstream({
   cert: cluster.serving.cert,
   key: cluster.serving.key,
   body: JSON.stringify(benchPod("default", 0)),
+  http2: H2,
 });
 const inspectPort = freePort();
 const lite = await startLite(cluster, {

@@ -187,7 +187,7 @@ export async function startNginx(
  * server can, so that what is measured in front of it is the proxy.
  */
 export async function startNginxUpstream(
-  opts: { port: number; cert: string; key: string; body: string },
+  opts: { port: number; cert: string; key: string; body: string; http2?: boolean },
 ): Promise<Nginx> {
   const dir = await Deno.makeTempDir({ prefix: "bench-nginx-upstream-" });
   await Deno.writeTextFile(`${dir}/object.json`, opts.body);
@@ -199,7 +199,8 @@ export async function startNginxUpstream(
     nginxConf(
       dir,
       `  server {
-    listen 127.0.0.1:${opts.port} ssl;
+    listen 127.0.0.1:${opts.port} ssl${opts.http2 ? " http2" : ""};
+    http2_max_concurrent_streams 1000;
     ssl_certificate ${opts.cert};
     ssl_certificate_key ${opts.key};
     root ${dir};

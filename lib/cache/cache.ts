@@ -10,7 +10,7 @@ import { cacheKeyString } from "./cache_key.ts";
 import { log } from "../log.ts";
 import type { InitialSnapshot } from "./initial_events.ts";
 import type { WatchEvent } from "./watch_event.ts";
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { CacheBudget } from "./cache_budget.ts";
 import { type CacheBounds, DEFAULT_BOUNDS } from "../config/cache_bounds.ts";
 
@@ -77,7 +77,9 @@ export class Cache {
   recordObject(key: CacheKey, body: Uint8Array, contentType: string): void {
     this.recorded++;
     const id = cacheKeyString(key);
-    const digest = createHash("sha1").update(body).digest("base64");
+    // One-shot hash(): no Hash stream object per GET (~5 µs for a 1.6 KB pod either way; a JS
+    // 53-bit hash measured no faster and could be steered into collisions by an object's writer).
+    const digest = hash("sha1", body, "base64");
     const now = Date.now();
     const last = this.#written.get(id);
     if (last && last.digest === digest && now - last.at < REFRESH_MS) {

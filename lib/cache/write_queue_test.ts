@@ -54,3 +54,29 @@ Deno.test("write queue: failed writes are counted with their first and last time
     log.configure({ sink: (l) => console.error(l), repeatWindowMs: 10_000 });
   }
 });
+
+Deno.test("write queue: a large batch written schedules one reclaim collection after the write", async () => {
+  const { setCollector, LARGE_ANSWER_BYTES } = await import("../http/reclaim.ts");
+  let collections = 0;
+  const prev = setCollector(() => collections++);
+  try {
+    const { store, state } = diskStore();
+    state.full = false;
+    const q = new WriteQueue(store, 64 << 20);
+    q.push(put);
+    assertEquals(await q.idle(5000), true, "the small write was applied");
+    const big: WriteOp = {
+      op: "putObject",
+      key: KEY,
+      value: { body: new Uint8Array(LARGE_ANSWER_BYTES), contentType: "application/json", storedAt: 0 },
+    };
+    q.push(big);
+    assertEquals(await q.idle(5000), true, "the large write was applied");
+    assertEquals(state.applied, 2);
+    const deadline = Date.now() + 5000;
+    while (collections === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assertEquals(collections, 1, "one collection within 5 s of the large write");
+  } finally {
+    setCollector(prev);
+  }
+});

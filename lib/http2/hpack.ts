@@ -4,7 +4,12 @@
  * string and the whole decoded list by `maxHeaderListSize` (name + value + 32 per field, as
  * SETTINGS_MAX_HEADER_LIST_SIZE counts), and integers to 2^31.
  */
-import { huffmanDecode, huffmanEncode, HuffmanError, huffmanLength } from "./huffman.ts";
+import {
+  huffmanDecodeInto,
+  huffmanEncodeStringInto,
+  HuffmanError,
+  huffmanLengthOfString,
+} from "./huffman.ts";
 
 export type HeaderField = [name: string, value: string];
 
@@ -28,9 +33,12 @@ const STATIC: readonly HeaderField[] = [
 const STATIC_LEN = STATIC.length - 1;
 const STATIC_BY_PAIR = new Map<string, number>();
 const STATIC_BY_NAME = new Map<string, number>();
+/** Names with a value in the static table: only these need the (allocating) pair lookup. */
+const STATIC_PAIR_NAMES = new Set<string>();
 for (let i = STATIC_LEN; i >= 1; i--) {
   STATIC_BY_PAIR.set(`${STATIC[i][0]}\0${STATIC[i][1]}`, i);
   STATIC_BY_NAME.set(STATIC[i][0], i);
+  if (STATIC[i][1]) STATIC_PAIR_NAMES.add(STATIC[i][0]);
 }
 
 export class HpackError extends Error {
@@ -38,6 +46,31 @@ export class HpackError extends Error {
 }
 
 const latin1 = new TextDecoder("latin1");
+const EMPTY = new Uint8Array(0);
+/**
+ * Reused by the (synchronous) decoder for Huffman strings and the encoder for blocks up to this
+ * size: the common case allocates nothing but the result. Longer strings and blocks get a buffer
+ * of their own for that one call (the decoder's still bounded by maxHeaderListSize).
+ */
+const SCRATCH_BYTES = 4096;
+const DECODE_SCRATCH = new Uint8Array(SCRATCH_BYTES);
+const ENCODE_SCRATCH = new Uint8Array(SCRATCH_BYTES);
+
+/** Where the encoder writes a block: the shared scratch, or a larger buffer of its own. */
+class BlockWriter {
+  buf = ENCODE_SCRATCH;
+  n = 0;
+  reserve(k: number) {
+    if (this.n + k <= this.buf.byteLength) return;
+    const bigger = new Uint8Array(Math.max(this.buf.byteLength * 2, this.n + k));
+    bigger.set(this.buf.subarray(0, this.n));
+    this.buf = bigger;
+  }
+  byte(b: number) {
+    this.reserve(1);
+    this.buf[this.n++] = b;
+  }
+}
 
 function entrySize(f: HeaderField): number {
   return f[0].length + f[1].length + 32;
@@ -102,81 +135,104 @@ export class HpackDecoder {
    * Decodes one complete header block. Throws HpackError (a COMPRESSION_ERROR) on bad input or
    * when the list exceeds the bound; the table is then out of step and the connection must end.
    */
+  // The block being decoded and the read position: fields, not closures, so a decode allocates
+  // only its fields (this runs for every response head).
+  #block: Uint8Array = EMPTY;
+  #pos = 0;
+
   decode(block: Uint8Array): HeaderField[] {
+    this.#block = block;
+    this.#pos = 0;
+    try {
+      return this.#decode();
+    } finally {
+      this.#block = EMPTY;
+    }
+  }
+
+  #decode(): HeaderField[] {
+    const block = this.#block;
     const out: HeaderField[] = [];
     let listSize = 0;
-    let pos = 0;
     let fieldsSeen = false;
-    const int = (prefixBits: number): number => {
-      if (pos >= block.byteLength) throw new HpackError("header block truncated");
-      const max = (1 << prefixBits) - 1;
-      let v = block[pos++] & max;
-      if (v < max) return v;
-      let shift = 0;
-      for (;;) {
-        if (pos >= block.byteLength) throw new HpackError("integer truncated");
-        const b = block[pos++];
-        v += (b & 0x7f) * 2 ** shift;
-        shift += 7;
-        if (v > 0x7fffffff) throw new HpackError("integer too large");
-        if (!(b & 0x80)) return v;
-      }
-    };
-    const str = (): string => {
-      if (pos >= block.byteLength) throw new HpackError("header block truncated");
-      const huff = (block[pos] & 0x80) !== 0;
-      const len = int(7);
-      if (len > block.byteLength - pos) throw new HpackError("string truncated");
-      const raw = block.subarray(pos, pos + len);
-      pos += len;
-      if (!huff) {
-        if (len > this.maxHeaderListSize) throw new HpackError("header list too large");
-        return latin1.decode(raw);
-      }
-      try {
-        return latin1.decode(huffmanDecode(raw, this.maxHeaderListSize));
-      } catch (e) {
-        if (e instanceof HuffmanError) throw new HpackError(e.message);
-        throw e;
-      }
-    };
-    const lookup = (index: number): HeaderField => {
-      if (index === 0) throw new HpackError("index 0");
-      if (index <= STATIC_LEN) return STATIC[index];
-      const f = this.table.entries[index - STATIC_LEN - 1];
-      if (!f) throw new HpackError(`index ${index} beyond the tables`);
-      return f;
-    };
-    const emit = (f: HeaderField) => {
-      listSize += entrySize(f);
-      if (listSize > this.maxHeaderListSize) throw new HpackError("header list too large");
-      out.push(f);
-      fieldsSeen = true;
-    };
-    while (pos < block.byteLength) {
-      const b = block[pos];
+    while (this.#pos < block.byteLength) {
+      const b = block[this.#pos];
+      let f: HeaderField;
       if (b & 0x80) {
-        emit(lookup(int(7)));
+        f = this.#lookup(this.#int(7));
       } else if (b & 0x40) {
-        const idx = int(6);
-        const name = idx ? lookup(idx)[0] : str();
-        const f: HeaderField = [name, str()];
-        emit(f);
+        const idx = this.#int(6);
+        const name = idx ? this.#lookup(idx)[0] : this.#str();
+        f = [name, this.#str()];
         this.table.add(f);
       } else if (b & 0x20) {
         // Table size updates come first in a block (section 4.2).
         if (fieldsSeen) throw new HpackError("table size update after a field");
-        const size = int(5);
+        const size = this.#int(5);
         if (size > this.maxTableSize) throw new HpackError("table size update over the announced limit");
         this.table.resize(size);
+        continue;
       } else {
         // Literal without indexing (0000) or never indexed (0001).
-        const idx = int(4);
-        const name = idx ? lookup(idx)[0] : str();
-        emit([name, str()]);
+        const idx = this.#int(4);
+        const name = idx ? this.#lookup(idx)[0] : this.#str();
+        f = [name, this.#str()];
       }
+      listSize += entrySize(f);
+      if (listSize > this.maxHeaderListSize) throw new HpackError("header list too large");
+      out.push(f);
+      fieldsSeen = true;
     }
     return out;
+  }
+
+  #int(prefixBits: number): number {
+    const block = this.#block;
+    if (this.#pos >= block.byteLength) throw new HpackError("header block truncated");
+    const max = (1 << prefixBits) - 1;
+    let v = block[this.#pos++] & max;
+    if (v < max) return v;
+    let shift = 0;
+    for (;;) {
+      if (this.#pos >= block.byteLength) throw new HpackError("integer truncated");
+      const b = block[this.#pos++];
+      v += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (v > 0x7fffffff) throw new HpackError("integer too large");
+      if (!(b & 0x80)) return v;
+    }
+  }
+
+  #str(): string {
+    const block = this.#block;
+    if (this.#pos >= block.byteLength) throw new HpackError("header block truncated");
+    const huff = (block[this.#pos] & 0x80) !== 0;
+    const len = this.#int(7);
+    const from = this.#pos;
+    if (len > block.byteLength - from) throw new HpackError("string truncated");
+    this.#pos += len;
+    if (!huff) {
+      if (len > this.maxHeaderListSize) throw new HpackError("header list too large");
+      return latin1.decode(block.subarray(from, from + len));
+    }
+    // Huffman output is at most 8/5 of its input, and never more than the list bound.
+    const most = Math.min(this.maxHeaderListSize, Math.ceil((len * 8) / 5));
+    const out = most <= DECODE_SCRATCH.byteLength ? DECODE_SCRATCH : new Uint8Array(most);
+    try {
+      const n = huffmanDecodeInto(block, from, from + len, out, most);
+      return latin1.decode(out.subarray(0, n));
+    } catch (e) {
+      if (e instanceof HuffmanError) throw new HpackError(e.message);
+      throw e;
+    }
+  }
+
+  #lookup(index: number): HeaderField {
+    if (index === 0) throw new HpackError("index 0");
+    if (index <= STATIC_LEN) return STATIC[index];
+    const f = this.table.entries[index - STATIC_LEN - 1];
+    if (!f) throw new HpackError(`index ${index} beyond the tables`);
+    return f;
   }
 }
 
@@ -208,10 +264,10 @@ export class HpackEncoder {
   }
 
   encode(fields: readonly HeaderField[], opts: EncodeOptions = {}): Uint8Array {
-    const out: number[] = [];
+    const out = new BlockWriter();
     // The smallest size first when it went down and up again, then the final one (section 4.2).
-    const ups = this.#sizeUpdates.splice(0);
-    if (ups.length) {
+    if (this.#sizeUpdates.length) {
+      const ups = this.#sizeUpdates.splice(0);
       const min = Math.min(...ups);
       const last = ups[ups.length - 1];
       pushInt(out, 0x20, 5, min);
@@ -233,11 +289,12 @@ export class HpackEncoder {
       if (!found.name) pushStr(out, name, this.huffman);
       pushStr(out, value, this.huffman);
     }
-    return Uint8Array.from(out);
+    // A copy: the scratch is reused by the next block.
+    return out.buf.slice(0, out.n);
   }
 
   #find(name: string, value: string): { pair: number; name: number } {
-    const s = STATIC_BY_PAIR.get(`${name}\0${value}`);
+    const s = STATIC_PAIR_NAMES.has(name) ? STATIC_BY_PAIR.get(`${name}\0${value}`) : undefined;
     if (s) return { pair: s, name: s };
     let nameIdx = STATIC_BY_NAME.get(name) ?? 0;
     const ents = this.table.entries;
@@ -250,29 +307,31 @@ export class HpackEncoder {
   }
 }
 
-function pushInt(out: number[], first: number, prefixBits: number, v: number) {
+function pushInt(out: BlockWriter, first: number, prefixBits: number, v: number) {
   const max = (1 << prefixBits) - 1;
   if (v < max) {
-    out.push(first | v);
+    out.byte(first | v);
     return;
   }
-  out.push(first | max);
+  out.byte(first | max);
   v -= max;
   while (v >= 128) {
-    out.push((v % 128) | 0x80);
+    out.byte((v % 128) | 0x80);
     v = Math.floor(v / 128);
   }
-  out.push(v);
+  out.byte(v);
 }
 
-function pushStr(out: number[], s: string, huffman: boolean) {
-  const raw = Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
-  if (huffman && huffmanLength(raw) <= raw.byteLength) {
-    const h = huffmanEncode(raw);
-    pushInt(out, 0x80, 7, h.byteLength);
-    for (const b of h) out.push(b);
+/** A string literal: its latin1 bytes (char code & 0xff), Huffman-coded when that is shorter. */
+function pushStr(out: BlockWriter, s: string, huffman: boolean) {
+  const h = huffman ? huffmanLengthOfString(s) : Infinity;
+  if (h <= s.length) {
+    pushInt(out, 0x80, 7, h);
+    out.reserve(h);
+    out.n = huffmanEncodeStringInto(s, out.buf, out.n);
   } else {
-    pushInt(out, 0, 7, raw.byteLength);
-    for (const b of raw) out.push(b);
+    pushInt(out, 0, 7, s.length);
+    out.reserve(s.length);
+    for (let i = 0; i < s.length; i++) out.buf[out.n++] = s.charCodeAt(i) & 0xff;
   }
 }

@@ -146,3 +146,24 @@ Deno.test("encoder: a table size change is announced first; sensitive fields are
   assertEquals(d.entries, [["x-a", "1"]]);
   assertEquals(d.table.maxSize, 100);
 });
+
+Deno.test("encoder and decoder reuse their scratch: earlier results stay intact; blocks and strings beyond it round-trip", () => {
+  const e = new HpackEncoder();
+  const d = new HpackDecoder();
+  const first: HeaderField[] = [[":status", "200"], ["x-a", "first value"], ["authorization", "Bearer one"]];
+  const a = e.encode(first, { sensitive: (n) => n === "authorization" });
+  const aCopy = a.slice();
+  const fa = d.decode(a);
+  // A second block, larger than the 4 KiB scratch, with a long Huffman-coded and a raw value.
+  const big = "x".repeat(6000);
+  const raw = "\u00ff".repeat(5000); // no shorter in Huffman: sent raw
+  const second: HeaderField[] = [["x-big", big], ["x-raw", raw], ["x-a", "second"]];
+  const b = e.encode(second);
+  assertEquals(a, aCopy, "the first block is not overwritten by the second");
+  assertEquals(fa, first);
+  assertEquals(d.decode(b), second);
+  assertEquals(fa, first, "decoded strings are not views of the scratch");
+  // A long Huffman string within a small header-list bound is refused.
+  const small = new HpackDecoder({ maxHeaderListSize: 100 });
+  assertThrows(() => small.decode(new HpackEncoder().encode([["x-big", big]])), HpackError);
+});

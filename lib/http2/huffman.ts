@@ -32,11 +32,26 @@ export class HuffmanError extends Error {}
 /** Decodes `src`; throws HuffmanError on invalid input or when the result would exceed `maxLen`. */
 export function huffmanDecode(src: Uint8Array, maxLen: number): Uint8Array {
   const out = new Uint8Array(Math.min(maxLen, Math.ceil((src.byteLength * 8) / 5)));
+  return out.subarray(0, huffmanDecodeInto(src, 0, src.byteLength, out, out.byteLength));
+}
+
+/**
+ * Decodes `src[from, to)` into `out` (no allocation: the HPACK decoder passes a reused buffer);
+ * returns the decoded length. Throws HuffmanError on invalid input or when the result would
+ * exceed `maxLen` (at most `out.byteLength`).
+ */
+export function huffmanDecodeInto(
+  src: Uint8Array,
+  from: number,
+  to: number,
+  out: Uint8Array,
+  maxLen: number,
+): number {
   let n = 0;
   let node = 0;
   let depth = 0;
   let allOnes = true;
-  for (let i = 0; i < src.byteLength; i++) {
+  for (let i = from; i < to; i++) {
     const b = src[i];
     for (let bit = 7; bit >= 0; bit--) {
       const one = (b >>> bit) & 1;
@@ -47,7 +62,7 @@ export function huffmanDecode(src: Uint8Array, maxLen: number): Uint8Array {
       const s = sym[node];
       if (s >= 0) {
         if (s === 256) throw new HuffmanError("EOS in a Huffman string");
-        if (n >= out.byteLength) throw new HuffmanError("Huffman string too long");
+        if (n >= maxLen) throw new HuffmanError("Huffman string too long");
         out[n++] = s;
         node = 0;
         depth = 0;
@@ -57,7 +72,7 @@ export function huffmanDecode(src: Uint8Array, maxLen: number): Uint8Array {
   }
   if (depth > 7) throw new HuffmanError("Huffman padding longer than 7 bits");
   if (!allOnes) throw new HuffmanError("Huffman padding is not the EOS prefix");
-  return out.subarray(0, n);
+  return n;
 }
 
 export function huffmanLength(src: Uint8Array): number {
@@ -84,4 +99,32 @@ export function huffmanEncode(src: Uint8Array): Uint8Array {
   }
   if (accBits > 0) out[n++] = (acc * 2 ** (8 - accBits)) | ((1 << (8 - accBits)) - 1);
   return out;
+}
+
+/** huffmanLength of a latin1 string's bytes (each char code & 0xff), without making the bytes. */
+export function huffmanLengthOfString(src: string): number {
+  let bits = 0;
+  for (let i = 0; i < src.length; i++) bits += HUFFMAN_LENGTHS[src.charCodeAt(i) & 0xff];
+  return Math.ceil(bits / 8);
+}
+
+/** huffmanEncode of a latin1 string's bytes into `out` at `at`; returns the end offset. */
+export function huffmanEncodeStringInto(src: string, out: Uint8Array, at: number): number {
+  let acc = 0;
+  let accBits = 0;
+  let n = at;
+  for (let i = 0; i < src.length; i++) {
+    const c = src.charCodeAt(i) & 0xff;
+    const len = HUFFMAN_LENGTHS[c];
+    acc = acc * 2 ** len + HUFFMAN_CODES[c];
+    accBits += len;
+    while (accBits >= 8) {
+      accBits -= 8;
+      const byte = Math.floor(acc / 2 ** accBits);
+      out[n++] = byte;
+      acc -= byte * 2 ** accBits;
+    }
+  }
+  if (accBits > 0) out[n++] = (acc * 2 ** (8 - accBits)) | ((1 << (8 - accBits)) - 1);
+  return n;
 }

@@ -8,7 +8,8 @@ import type { UpstreamAgents } from "../upstream/agents.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { RequestSpec } from "../upstream/connection.ts";
 import type { UpstreamResponse } from "../upstream/response.ts";
-import { type InFlight, type InFlightSet, track } from "./deadlines.ts";
+import { type AbandonReason, type InFlight, type InFlightSet, track } from "./deadlines.ts";
+import type { UpstreamCall, UpstreamPool } from "../upstream/pool.ts";
 import { hasStreamedBody } from "./request_body.ts";
 import { endToEnd, preferJson } from "./headers.ts";
 
@@ -62,61 +63,77 @@ export function upstreamRequest(ctx: RequestContext, ep: Endpoint): RequestSpec 
 }
 
 export function attempt(ctx: RequestContext, ep: Endpoint, deps: AttemptDeps): Attempt {
-  const isRead = ctx.req.method === "GET" || ctx.req.method === "HEAD";
-  const pool = deps.agents.agentFor(ctx.identity);
-  const started = performance.now();
-  const call = pool.request(ep, upstreamRequest(ctx, ep));
-  let settled = false;
-  let resolveOutcome!: (o: AttemptOutcome) => void;
-  const outcome = new Promise<AttemptOutcome>((r) => (resolveOutcome = r));
-  const settle = (o: AttemptOutcome, abortCall: boolean): boolean => {
-    if (settled) return false;
-    settled = true;
-    entry.deadline = 0;
-    if (o.kind !== "answered") deps.inflight.delete(entry);
-    if (abortCall) call.abort();
-    resolveOutcome(o);
+  return new AttemptRun(ctx, ep, deps);
+}
+
+/**
+ * One attempt's state machine: it is its own in-flight entry and its own Attempt, so a request
+ * allocates this object and its outcome promise, not a closure per callback (this is per GET).
+ */
+class AttemptRun implements InFlight, Attempt {
+  readonly outcome: Promise<AttemptOutcome>;
+  readonly pool: UpstreamPool;
+  deadline: number;
+  responding = false;
+  #settled = false;
+  #resolve!: (o: AttemptOutcome) => void;
+  readonly #isRead: boolean;
+  readonly #started: number;
+  readonly #call: UpstreamCall;
+
+  constructor(readonly ctx: RequestContext, ep: Endpoint, readonly deps: AttemptDeps) {
+    this.#isRead = ctx.req.method === "GET" || ctx.req.method === "HEAD";
+    this.pool = deps.agents.agentFor(ctx.identity);
+    this.#started = performance.now();
+    this.#call = this.pool.request(ep, upstreamRequest(ctx, ep));
+    this.outcome = new Promise<AttemptOutcome>((r) => (this.#resolve = r));
+    this.deadline = this.#started + (this.#isRead ? deps.backendTimeoutMs : deps.writeTimeoutMs);
+    track(deps.inflight, this);
+    this.#call.response.then(
+      (response) => {
+        const upstreamMs = performance.now() - this.#started;
+        if (!this.#settle({ kind: "answered", response, entry: this, upstreamMs }, false)) response.destroy();
+      },
+      (error) => this.#settle({ kind: "failed", error }, false),
+    );
+  }
+
+  #settle(o: AttemptOutcome, abortCall: boolean): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    this.deadline = 0;
+    if (o.kind !== "answered") this.deps.inflight.delete(this);
+    if (abortCall) this.#call.abort();
+    this.#resolve(o);
     return true;
-  };
+  }
 
   // A read with no head in time: the cache answers if it can; if it holds nothing for this read,
   // waiting on for a slow but healthy upstream beats a 503.
-  const slow = async () => {
+  async #slow() {
     let sendCached: (() => void) | undefined;
     try {
-      sendCached = await deps.slowRead(ctx);
+      sendCached = await this.deps.slowRead(this.ctx);
     } catch {
       sendCached = undefined;
     }
-    if (sendCached) settle({ kind: "slow", sendCached }, true);
-  };
+    if (sendCached) this.#settle({ kind: "slow", sendCached }, true);
+  }
 
-  const entry: InFlight = {
-    ctx,
-    pool,
-    deadline: started + (isRead ? deps.backendTimeoutMs : deps.writeTimeoutMs),
-    responding: false,
-    expire: () => isRead ? void slow() : void settle({ kind: "timed-out" }, true),
-    // Reads waiting on a vanished upstream go to the cache; a write keeps its chance to complete.
-    abandon: (reason) => {
-      if (isRead || reason === "shutdown") settle({ kind: "offline" }, true);
-    },
-    end: () => call.abort(),
-  };
-  track(deps.inflight, entry);
+  expire(): void {
+    if (this.#isRead) void this.#slow();
+    else this.#settle({ kind: "timed-out" }, true);
+  }
 
-  call.response.then(
-    (response) => {
-      const upstreamMs = performance.now() - started;
-      if (!settle({ kind: "answered", response, entry, upstreamMs }, false)) response.destroy();
-    },
-    (error) => settle({ kind: "failed", error }, false),
-  );
+  // Reads waiting on a vanished upstream go to the cache; a write keeps its chance to complete.
+  abandon(reason: AbandonReason): void {
+    if (this.#isRead || reason === "shutdown") this.#settle({ kind: "offline" }, true);
+  }
 
-  return {
-    outcome,
-    cancel: () => {
-      if (!settle({ kind: "client-gone" }, true)) call.abort();
-    },
-  };
+  /** An own function, not a method: relay.ts takes it off the entry before replacing it. */
+  end = (): void => this.#call.abort();
+
+  cancel(): void {
+    if (!this.#settle({ kind: "client-gone" }, true)) this.#call.abort();
+  }
 }
