@@ -65,9 +65,9 @@ const MAX_DRAIN = 64 * 1024;
 /** A closing connection whose peer does not close in this time is destroyed. */
 const LINGER_MS = 2000;
 /**
- * A closing connection's peer may send this much more (the rest of a refused body) before it is
- * destroyed: enough for the answer to be read by a client that sent a little too much (Go reads
- * 256 KiB after a handler that did not read the body), never a flood read at full speed.
+ * A closing connection's peer may send this much more (the rest of a refused body), read and
+ * dropped, before its reads stop: enough for a client that sent a little too much (Go reads 256 KiB
+ * after a handler that did not read the body), never a flood read at full speed.
  */
 const MAX_LINGER_BYTES = 256 * 1024;
 const DEFAULT_MAX_PIPELINED_REQUESTS = 32;
@@ -148,7 +148,10 @@ class Connection implements ResponseSink {
     if (this.state === RESPONDING || this.state === CLOSING) {
       if (this.state === CLOSING) {
         this.lingered += chunk.length;
-        if (this.lingered > MAX_LINGER_BYTES) this.socket.destroy();
+        // Past the allowance: stop reading (the client's writes block) rather than reset at once,
+        // which would discard our answer from a client that has not read it yet; the linger
+        // deadline destroys the connection if the client does not close.
+        if (this.lingered > MAX_LINGER_BYTES) this.gate.stop();
         return;
       }
       this.pending = this.pending ? join(this.pending, chunk) : chunk;
