@@ -7,8 +7,8 @@
  * - Anonymous connections are capped (`--max-anonymous-connections`): one more takes the seat of
  *   the oldest idle anonymous connection (else the oldest busy one), so the rest of the capacity
  *   stays for the node's own components and a slowloris only churns itself.
- * - A full table takes a seat back for a newcomer: the oldest handshake pending for longer than a
- *   grace period, else the oldest idle anonymous connection, else the oldest busy one. Handshakes
+ * - A full table takes a seat back for a newcomer: the oldest idle anonymous connection, else the
+ *   oldest busy one, else the oldest handshake pending for longer than a grace period. Handshakes
  *   younger than the grace are spared while they hold at most half the seats, so a verified
  *   client's new connection finishes its handshake however fast anonymous ones churn around it.
  * - Privileged seats are never taken back; when they fill the table, a newcomer may still shake
@@ -130,24 +130,25 @@ export class Seats {
     let busy: Seat | undefined;
     let youngest: Seat | undefined;
     let youngCount = 0;
-    let victim: Seat | undefined;
+    let stale: Seat | undefined;
     const graceFrom = this.now() - HANDSHAKE_GRACE_MS;
     // Insertion order is age: the first of each kind is the oldest.
     for (const s of this.#seats) {
       if (s === except || s.kind === "privileged") continue;
       if (s.kind === "pending") {
         if (anonymousOnly) continue;
-        if ((s.since ?? 0) <= graceFrom) {
-          victim = s;
-          break;
+        if ((s.since ?? 0) <= graceFrom) stale ??= s;
+        else {
+          youngest ??= s;
+          youngCount++;
         }
-        youngest ??= s;
-        youngCount++;
       } else if (!s.busy()) idle ??= s;
       else busy ??= s;
     }
     const takeYoung = young || youngCount > this.limits.max / 2;
-    victim ??= idle ?? busy ?? (takeYoung ? youngest : undefined);
+    // Connections known to be anonymous go before handshakes still pending: on a loaded machine a
+    // verified client's handshake can outlast the grace while anonymous ones churn around it.
+    const victim = idle ?? busy ?? stale ?? (takeYoung ? youngest : undefined);
     if (!victim) return false;
     this.release(victim);
     this.#evicted++;

@@ -56,6 +56,23 @@ Deno.test("a full table: a stale handshake goes first, young ones are spared up 
   assertEquals(seats.size, 4);
 });
 
+Deno.test("a full table: anonymous connections go before a handshake that outlasted the grace", () => {
+  // On a loaded machine kubelet's handshake can take longer than the grace while a slowloris churns.
+  let now = 0;
+  const seats = new Seats({ max: 3, maxAnonymous: 3 }, () => now);
+  const kubelet = seat("kubelet");
+  seats.admit(kubelet);
+  const slow1 = seat("slow1", true), slow2 = seat("slow2", true);
+  for (const s of [slow1, slow2]) {
+    seats.admit(s);
+    seats.settle(s, "anonymous");
+  }
+  now = HANDSHAKE_GRACE_MS * 3;
+  const next = seat("next");
+  assertEquals(seats.admit(next), true);
+  assertEquals([kubelet.evicted, slow1.evicted, slow2.evicted], [false, true, false]);
+});
+
 Deno.test("young handshakes over half the seats give way, oldest first", () => {
   const seats = new Seats({ max: 4, maxAnonymous: 4 }, () => 0);
   const ps = [seat("p0"), seat("p1"), seat("p2"), seat("p3")];
