@@ -15,6 +15,7 @@ import { log } from "../log.ts";
 import type { Socket } from "node:net";
 import { type ConnectionOptions, serveConnection, type ServedConnection } from "../http/server_connection.ts";
 import { BodyBudget } from "../http/body_budget.ts";
+import { connectionClosed } from "../http/reclaim.ts";
 import { type Seat, Seats } from "./seats.ts";
 import { AcceptWatchdog } from "./accept_watchdog.ts";
 import type { ServerRequest } from "../http/request.ts";
@@ -234,7 +235,10 @@ export async function startListener(
       return;
     }
     seatOf.set(raw, seat);
-    raw.once("close", () => seats.release(seat));
+    raw.once("close", () => {
+      seats.release(seat);
+      connectionClosed();
+    });
     const evicted = seats.takeEvicted();
     if (evicted) evictionLog(evicted, seats);
   };

@@ -15,6 +15,7 @@ import { describeIdentity } from "../identity/resolve.ts";
 import { type InFlight, type InFlightSet, track } from "./deadlines.ts";
 import { type AnswerBounds, logSlowReader, type SlowReader } from "./slow_reader.ts";
 import { WatchFrames, watchFramingOf } from "./watch_frames.ts";
+import { passed } from "../http/reclaim.ts";
 
 const EMPTY = new Uint8Array();
 
@@ -109,6 +110,8 @@ function relayBody(
     drainsAtArm = drains;
   };
   const release = () => {
+    // Dropped unsent: garbage for the collector (reclaim.ts) to give back.
+    passed(queued);
     queue = [];
     next = 0;
     queued = 0;
