@@ -114,7 +114,8 @@ export class UpstreamHealth {
     if (unreachable) e.known = true;
     if (e.healthy && (decisive || e.consecutiveFailures >= this.#opts.failures)) {
       e.healthy = false;
-      log.warn("upstream endpoint unhealthy", { endpoint: e.url, reason });
+      // Rate-limited per kind: an endpoint that flaps must not flood the log.
+      log.warn("upstream endpoint unhealthy", { endpoint: e.url, reason }, "upstream.endpoint-unhealthy");
     }
   }
 
@@ -146,7 +147,9 @@ export class UpstreamHealth {
           e.lastLatencyMs = performance.now() - started;
           e.consecutiveFailures = 0;
           e.lastError = undefined;
-          if (!e.healthy) log.info("upstream endpoint healthy", { endpoint: e.url });
+          if (!e.healthy) {
+            log.info("upstream endpoint healthy", { endpoint: e.url }, "upstream.endpoint-healthy");
+          }
           e.healthy = true;
         } else this.#fail(e, reason ?? "unknown", unreachable);
         resolve();
@@ -221,8 +224,13 @@ export class UpstreamHealth {
     this.#online = online;
     this.transitions++;
     this.changedAt = Date.now();
-    if (online) log.info("upstream reachable again: online, serving from the cloud");
-    else log.warn("upstream unreachable: offline, serving reads from the cache");
+    if (online) {
+      log.info("upstream reachable again: online, serving from the cloud", undefined, "upstream.online");
+    } else {log.warn(
+        "upstream unreachable: offline, serving reads from the cache",
+        undefined,
+        "upstream.offline",
+      );}
     this.#changes.emit("change", online);
   }
 

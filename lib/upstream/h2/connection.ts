@@ -442,10 +442,9 @@ export class H2Connection {
     // An answer already complete: the server merely stops reading our body (RFC 9113 8.1).
     if (code === ErrorCode.NO_ERROR && s.res?.complete) return this.#closeStream(s);
     const refused = code === ErrorCode.REFUSED_STREAM;
-    this.#closeStream(
-      s,
-      streamError(`the upstream reset the stream: ${errorName(code)}`, "ECONNRESET", refused),
-    );
+    // `streamReset`: the connection is alive, so the endpoint is reachable (no health failure).
+    const err = streamError(`the upstream reset the stream: ${errorName(code)}`, "ECONNRESET", refused);
+    this.#closeStream(s, Object.assign(err, { streamReset: true }));
   }
 
   #onHeaders(f: Frame) {
