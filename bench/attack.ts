@@ -20,6 +20,7 @@
 import { type Cluster, type LiteLauncher, startCluster, startLite } from "../tests/support/harness.ts";
 import type { CertPair } from "../tests/support/pki.ts";
 import { PROBES, SHIPPED, UNIT_ENV } from "./run.ts";
+import { type H2Mode, type HostileH2, startHostileH2 } from "../tests/support/hostile_h2.ts";
 
 const ATTACK_MS = 15_000;
 const AFTER_MS = 10_000;
@@ -345,6 +346,35 @@ async function bodiesToStuckUpstream(ctx: Ctx): Promise<string> {
   }`;
 }
 
+/** GETs as fast as 8 keep-alive clients can send them, each answer read (the cloud resets them). */
+async function rapidRequests(ctx: Ctx): Promise<string> {
+  const statuses = new Map<string, number>();
+  let sent = 0;
+  await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+    const client = Deno.createHttpClient({ caCerts: [ctx.caPem], http2: false });
+    try {
+      while (Date.now() < ctx.until) {
+        sent++;
+        let s: string;
+        try {
+          const r = await fetch(
+            `https://127.0.0.1:${ctx.port}/api/v1/namespaces/reset/configmaps/c${k}-${sent}`,
+            { client, signal: AbortSignal.timeout(Math.max(1, ctx.until - Date.now())) },
+          );
+          await r.body?.cancel();
+          s = String(r.status);
+        } catch {
+          s = "error";
+        }
+        statuses.set(s, (statuses.get(s) ?? 0) + 1);
+      }
+    } finally {
+      client.close();
+    }
+  }));
+  return `${sent} requests; answers: ${[...statuses].map(([s, n]) => `${n}× ${s}`).join(", ")}`;
+}
+
 /** n plain TCP connections that never start TLS, held until the attack ends. */
 async function rawTcpFlood(ctx: Ctx, n: number): Promise<string> {
   const conns: Deno.Conn[] = [];
@@ -491,6 +521,8 @@ interface Case {
   what: string;
   /** The hostile upstream instead of the simulated apiserver. */
   hostile?: boolean;
+  /** A hostile HTTP/2 cloud (bench/attack_h2.ts) in this mode instead of the simulated apiserver. */
+  h2?: H2Mode;
   extra?: string[];
   launcher?: LiteLauncher;
   /** A 1 MiB tmpfs as the cache dir (needs root); the case is skipped without it. */
@@ -548,6 +580,31 @@ export const CASES: Case[] = [
     run: bodiesToStuckUpstream,
   },
   {
+    name: "h2-no-window",
+    what: "HTTP/2 cloud that never grants window: 40 × 3 MB POSTs stall (--write-timeout 5s)",
+    h2: "no-window",
+    extra: ["--write-timeout", "5s"],
+    run: bodiesToStuckUpstream,
+  },
+  {
+    name: "h2-flood",
+    what:
+      "HTTP/2 cloud sending 64 KiB events on 40 streams (20 watches, 20 GETs) as the windows allow; clients never read",
+    h2: "flood",
+    run: async (ctx) =>
+      (await Promise.all([
+        slowReaders(ctx, "/api/v1/namespaces/flood/configmaps?watch=1", 20),
+        slowReaders(ctx, "/api/v1/namespaces/big/configmaps", 20),
+      ])).join("; "),
+  },
+  {
+    name: "h2-rapid-reset",
+    what:
+      "HTTP/2 cloud that resets every stream (REFUSED_STREAM, CANCEL, or after the head); 8 clients as fast as they can",
+    h2: "rapid-reset",
+    run: rapidRequests,
+  },
+  {
     name: "raw-tcp-flood",
     what: "1,100 TCP connections that never start TLS; lite-apiserver's file limit 1,024",
     launcher: LOW_FILES,
@@ -601,6 +658,9 @@ async function trimmed(pid: number): Promise<number> {
     args: ["-p", String(pid), "-batch", "-ex", "call (int)malloc_trim(0)"],
     stdout: "null",
     stderr: "null",
+    // The call can block on an arena lock a stopped thread holds: bounded (the process is killed
+    // right after this measurement anyway).
+    signal: AbortSignal.timeout(10_000),
   }).output().catch(() => undefined);
   return r?.success ? mem(pid).rss : NaN;
 }
@@ -710,6 +770,9 @@ interface Result {
   afterMB: number;
   /** RSS once glibc was asked to give back the free memory it keeps (malloc_trim via gdb); NaN without gdb. */
   afterTrimMB: number;
+  /** RSS, and the peak so far, when the attack time ended (before the attackers' last reads). */
+  atEndMB: number;
+  peakAtEndMB: number;
   kubelet: string;
   kubeletOk: boolean;
   recoveryMs: number;
@@ -766,12 +829,20 @@ async function inWorker(name: string, ctx: Ctx): Promise<string> {
   }
 }
 
-async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertPair): Promise<Result> {
+async function runCase(
+  c: Case,
+  cluster: Cluster,
+  hostile: Hostile,
+  rogue: CertPair,
+  hostilePair: CertPair,
+): Promise<Result> {
   const disk = c.smallDisk ? await tinyDisk() : undefined;
   const empty = {
     peakMB: NaN,
     afterMB: NaN,
     afterTrimMB: NaN,
+    atEndMB: NaN,
+    peakAtEndMB: NaN,
     kubelet: "-",
     kubeletOk: false,
     recoveryMs: NaN,
@@ -785,10 +856,11 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
       skipped: "needs root (tmpfs)",
     };
   }
+  const h2: HostileH2 | undefined = c.h2 ? startHostileH2(hostilePair, c.h2) : undefined;
   const lite = await startLite(cluster, {
     env: UNIT_ENV,
     launcher: c.launcher ?? SHIPPED,
-    upstream: c.hostile ? hostile.url : undefined,
+    upstream: h2?.url ?? (c.hostile ? hostile.url : undefined),
     cacheDir: disk?.dir,
     extra: [...PROBES, ...(c.extra ?? [])],
   });
@@ -810,11 +882,14 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
     const from = lite.lines.length;
     ctx.until = Date.now() + ATTACK_MS;
     const prober = kubeletProber(ctx);
+    // RSS and its high-water mark when the attack time ends (before the attackers' last reads).
+    const atEnd = sleep(ctx.until - Date.now()).then(() => mem(lite.child.pid));
     let note = await inWorker(c.name, ctx);
     // kubelet is probed for the whole attack time, also when the attacker is done early.
     await sleep(ctx.until - Date.now());
     const probes = await prober.stop();
     if (c.fault) await cluster.apiserver.setFault("none");
+    if (h2) note += `; the cloud saw ${h2.streams} streams (${h2.resets} reset)`;
     if (c.countUpstream) {
       note += `; ${cluster.apiserver.requests.length - upstreamBefore} reached the apiserver`;
     }
@@ -830,6 +905,7 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
     await sleep(AFTER_MS);
     const after = mem(lite.child.pid).rss;
     const afterTrim = await trimmed(lite.child.pid);
+    const end = await atEnd;
     const ok = probes.filter((p) => p.ok);
     const codes = new Map<number, number>();
     for (const p of probes) if (!p.ok) codes.set(p.status, (codes.get(p.status) ?? 0) + 1);
@@ -840,6 +916,8 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
       peakMB: peak / MB,
       afterMB: after / MB,
       afterTrimMB: afterTrim / MB,
+      atEndMB: end.rss / MB,
+      peakAtEndMB: end.hwm / MB,
       kubelet: `${ok.length}/${probes.length} answered, worst ${Math.round(worst)} ms${
         fails ? `; ${fails}` : ""
       }`,
@@ -850,6 +928,7 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
     };
   } finally {
     await lite.kill("SIGKILL");
+    await h2?.close();
     await Deno.remove(lite.cacheDir, { recursive: true }).catch(() => {});
     await disk?.close();
   }
@@ -902,13 +981,14 @@ async function main(args: string[]): Promise<number> {
   }
   const cases = wanted ? CASES.filter((c) => wanted.includes(c.name)) : CASES;
   const cluster = await startCluster();
-  const hostile = startHostile(await cluster.pki.server("hostile-upstream"));
+  const hostilePair = await cluster.pki.server("hostile-upstream");
+  const hostile = startHostile(hostilePair);
   const rogue = await cluster.pki.rogue("intruder");
   const results: Result[] = [];
   try {
     for (const c of cases) {
       console.error(`attack: ${c.name}: ${c.what}`);
-      const r = await runCase(c, cluster, hostile, rogue);
+      const r = await runCase(c, cluster, hostile, rogue, hostilePair);
       console.error(`attack: ${c.name}: ${JSON.stringify(r)}`);
       results.push(r);
     }
