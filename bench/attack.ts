@@ -708,7 +708,7 @@ function kubeletProber(ctx: Ctx): { stop(): Promise<Probe[]> } {
   };
 }
 
-/** Ms until a new anonymous connection gets an answer to GET /version (each try 1 s), or NaN after 10 s. */
+/** Ms until a new anonymous connection gets any HTTP answer to GET /version (each try 1 s), or NaN after 10 s. */
 async function recovery(port: number, caPem: string): Promise<number> {
   const t0 = performance.now();
   while (performance.now() - t0 < 10_000) {
@@ -719,7 +719,8 @@ async function recovery(port: number, caPem: string): Promise<number> {
         signal: AbortSignal.timeout(1000),
       });
       await r.body?.cancel();
-      if (r.status === 200) return performance.now() - t0;
+      // Any HTTP answer proves the listener accepts (a 503 from a cloud still offline too).
+      if (r.status > 0) return performance.now() - t0;
     } catch {
       /* not yet */
     } finally {
