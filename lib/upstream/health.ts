@@ -115,7 +115,11 @@ export class UpstreamHealth {
     if (e.healthy && (decisive || e.consecutiveFailures >= this.#opts.failures)) {
       e.healthy = false;
       // Rate-limited per kind: an endpoint that flaps must not flood the log.
-      log.warn("upstream endpoint unhealthy", { endpoint: e.url, reason }, "upstream.endpoint-unhealthy");
+      log.warn(
+        "upstream endpoint unhealthy",
+        { endpoint: e.url, reason },
+        `upstream.endpoint-unhealthy:${e.url}`,
+      );
     }
   }
 
@@ -148,7 +152,7 @@ export class UpstreamHealth {
           e.consecutiveFailures = 0;
           e.lastError = undefined;
           if (!e.healthy) {
-            log.info("upstream endpoint healthy", { endpoint: e.url }, "upstream.endpoint-healthy");
+            log.info("upstream endpoint healthy", { endpoint: e.url }, `upstream.endpoint-healthy:${e.url}`);
           }
           e.healthy = true;
         } else this.#fail(e, reason ?? "unknown", unreachable);
@@ -224,13 +228,8 @@ export class UpstreamHealth {
     this.#online = online;
     this.transitions++;
     this.changedAt = Date.now();
-    if (online) {
-      log.info("upstream reachable again: online, serving from the cloud", undefined, "upstream.online");
-    } else {log.warn(
-        "upstream unreachable: offline, serving reads from the cache",
-        undefined,
-        "upstream.offline",
-      );}
+    if (online) log.info("upstream reachable again: online, serving from the cloud");
+    else log.warn("upstream unreachable: offline, serving reads from the cache");
     this.#changes.emit("change", online);
   }
 
