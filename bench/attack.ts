@@ -4,7 +4,8 @@
  * process per case, in front of the simulated apiserver or, where the case needs an upstream that
  * misbehaves (floods a watch, sends an endless answer, never reads a body), a hostile one.
  *
- * For each case it prints: peak RSS (VmHWM), RSS 10 s after the attack ended, what kubelet (its
+ * For each case it prints: peak RSS (VmHWM), RSS 10 s after the attack ended (and, with gdb, after
+ * glibc gave back the free memory it keeps: what of it was live), what kubelet (its
  * client certificate, a new connection per probe, every 250 ms during the attack) saw, whether the
  * listener answers a new connection within 1 s of the attack ending, and the most WARN/ERROR log
  * lines of one kind in any one second. Targets: peak <= 150 MB, <= 100 MB 10 s after, kubelet
@@ -19,6 +20,7 @@
 import { type Cluster, type LiteLauncher, startCluster, startLite } from "../tests/support/harness.ts";
 import type { CertPair } from "../tests/support/pki.ts";
 import { PROBES, SHIPPED, UNIT_ENV } from "./run.ts";
+import { type H2Mode, type HostileH2, startHostileH2 } from "../tests/support/hostile_h2.ts";
 
 const ATTACK_MS = 15_000;
 const AFTER_MS = 10_000;
@@ -344,6 +346,35 @@ async function bodiesToStuckUpstream(ctx: Ctx): Promise<string> {
   }`;
 }
 
+/** GETs as fast as 8 keep-alive clients can send them, each answer read (the cloud resets them). */
+async function rapidRequests(ctx: Ctx): Promise<string> {
+  const statuses = new Map<string, number>();
+  let sent = 0;
+  await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+    const client = Deno.createHttpClient({ caCerts: [ctx.caPem], http2: false });
+    try {
+      while (Date.now() < ctx.until) {
+        sent++;
+        let s: string;
+        try {
+          const r = await fetch(
+            `https://127.0.0.1:${ctx.port}/api/v1/namespaces/reset/configmaps/c${k}-${sent}`,
+            { client, signal: AbortSignal.timeout(Math.max(1, ctx.until - Date.now())) },
+          );
+          await r.body?.cancel();
+          s = String(r.status);
+        } catch {
+          s = "error";
+        }
+        statuses.set(s, (statuses.get(s) ?? 0) + 1);
+      }
+    } finally {
+      client.close();
+    }
+  }));
+  return `${sent} requests; answers: ${[...statuses].map(([s, n]) => `${n}× ${s}`).join(", ")}`;
+}
+
 /** n plain TCP connections that never start TLS, held until the attack ends. */
 async function rawTcpFlood(ctx: Ctx, n: number): Promise<string> {
   const conns: Deno.Conn[] = [];
@@ -490,6 +521,8 @@ interface Case {
   what: string;
   /** The hostile upstream instead of the simulated apiserver. */
   hostile?: boolean;
+  /** A hostile HTTP/2 cloud (bench/attack_h2.ts) in this mode instead of the simulated apiserver. */
+  h2?: H2Mode;
   extra?: string[];
   launcher?: LiteLauncher;
   /** A 1 MiB tmpfs as the cache dir (needs root); the case is skipped without it. */
@@ -547,6 +580,31 @@ export const CASES: Case[] = [
     run: bodiesToStuckUpstream,
   },
   {
+    name: "h2-no-window",
+    what: "HTTP/2 cloud that never grants window: 40 × 3 MB POSTs stall (--write-timeout 5s)",
+    h2: "no-window",
+    extra: ["--write-timeout", "5s"],
+    run: bodiesToStuckUpstream,
+  },
+  {
+    name: "h2-flood",
+    what:
+      "HTTP/2 cloud sending 64 KiB events on 40 streams (20 watches, 20 GETs) as the windows allow; clients never read",
+    h2: "flood",
+    run: async (ctx) =>
+      (await Promise.all([
+        slowReaders(ctx, "/api/v1/namespaces/flood/configmaps?watch=1", 20),
+        slowReaders(ctx, "/api/v1/namespaces/big/configmaps", 20),
+      ])).join("; "),
+  },
+  {
+    name: "h2-rapid-reset",
+    what:
+      "HTTP/2 cloud that resets every stream (REFUSED_STREAM, CANCEL, or after the head); 8 clients as fast as they can",
+    h2: "rapid-reset",
+    run: rapidRequests,
+  },
+  {
     name: "raw-tcp-flood",
     what: "1,100 TCP connections that never start TLS; lite-apiserver's file limit 1,024",
     launcher: LOW_FILES,
@@ -588,6 +646,23 @@ function mem(pid: number): { rss: number; hwm: number } {
   } catch {
     return { rss: NaN, hwm: NaN };
   }
+}
+
+/**
+ * RSS after glibc's malloc_trim(0) in the process (gdb attaches for a moment): tells memory still
+ * in use from freed memory that glibc keeps in its arenas (no API short of FFI gives it back, and
+ * the release binary has no --allow-ffi). NaN when gdb is missing or cannot attach.
+ */
+async function trimmed(pid: number): Promise<number> {
+  const r = await new Deno.Command("gdb", {
+    args: ["-p", String(pid), "-batch", "-ex", "call (int)malloc_trim(0)"],
+    stdout: "null",
+    stderr: "null",
+    // The call can block on an arena lock a stopped thread holds: bounded (the process is killed
+    // right after this measurement anyway).
+    signal: AbortSignal.timeout(10_000),
+  }).output().catch(() => undefined);
+  return r?.success ? mem(pid).rss : NaN;
 }
 
 interface Probe {
@@ -633,7 +708,7 @@ function kubeletProber(ctx: Ctx): { stop(): Promise<Probe[]> } {
   };
 }
 
-/** Ms until a new anonymous connection gets an answer to GET /version (each try 1 s), or NaN after 10 s. */
+/** Ms until a new anonymous connection gets any HTTP answer to GET /version (each try 1 s), or NaN after 10 s. */
 async function recovery(port: number, caPem: string): Promise<number> {
   const t0 = performance.now();
   while (performance.now() - t0 < 10_000) {
@@ -644,7 +719,8 @@ async function recovery(port: number, caPem: string): Promise<number> {
         signal: AbortSignal.timeout(1000),
       });
       await r.body?.cancel();
-      if (r.status === 200) return performance.now() - t0;
+      // Any HTTP answer proves the listener accepts (a 503 from a cloud still offline too).
+      if (r.status > 0) return performance.now() - t0;
     } catch {
       /* not yet */
     } finally {
@@ -693,6 +769,11 @@ interface Result {
   name: string;
   peakMB: number;
   afterMB: number;
+  /** RSS once glibc was asked to give back the free memory it keeps (malloc_trim via gdb); NaN without gdb. */
+  afterTrimMB: number;
+  /** RSS, and the peak so far, when the attack time ended (before the attackers' last reads). */
+  atEndMB: number;
+  peakAtEndMB: number;
   kubelet: string;
   kubeletOk: boolean;
   recoveryMs: number;
@@ -749,9 +830,25 @@ async function inWorker(name: string, ctx: Ctx): Promise<string> {
   }
 }
 
-async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertPair): Promise<Result> {
+async function runCase(
+  c: Case,
+  cluster: Cluster,
+  hostile: Hostile,
+  rogue: CertPair,
+  hostilePair: CertPair,
+): Promise<Result> {
   const disk = c.smallDisk ? await tinyDisk() : undefined;
-  const empty = { peakMB: NaN, afterMB: NaN, kubelet: "-", kubeletOk: false, recoveryMs: NaN, note: "" };
+  const empty = {
+    peakMB: NaN,
+    afterMB: NaN,
+    afterTrimMB: NaN,
+    atEndMB: NaN,
+    peakAtEndMB: NaN,
+    kubelet: "-",
+    kubeletOk: false,
+    recoveryMs: NaN,
+    note: "",
+  };
   if (c.smallDisk && !disk) {
     return {
       name: c.name,
@@ -760,10 +857,11 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
       skipped: "needs root (tmpfs)",
     };
   }
+  const h2: HostileH2 | undefined = c.h2 ? startHostileH2(hostilePair, c.h2) : undefined;
   const lite = await startLite(cluster, {
     env: UNIT_ENV,
     launcher: c.launcher ?? SHIPPED,
-    upstream: c.hostile ? hostile.url : undefined,
+    upstream: h2?.url ?? (c.hostile ? hostile.url : undefined),
     cacheDir: disk?.dir,
     extra: [...PROBES, ...(c.extra ?? [])],
   });
@@ -785,9 +883,14 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
     const from = lite.lines.length;
     ctx.until = Date.now() + ATTACK_MS;
     const prober = kubeletProber(ctx);
+    // RSS and its high-water mark when the attack time ends (before the attackers' last reads).
+    const atEnd = sleep(ctx.until - Date.now()).then(() => mem(lite.child.pid));
     let note = await inWorker(c.name, ctx);
+    // kubelet is probed for the whole attack time, also when the attacker is done early.
+    await sleep(ctx.until - Date.now());
     const probes = await prober.stop();
     if (c.fault) await cluster.apiserver.setFault("none");
+    if (h2) note += `; the cloud saw ${h2.streams} streams (${h2.resets} reset)`;
     if (c.countUpstream) {
       note += `; ${cluster.apiserver.requests.length - upstreamBefore} reached the apiserver`;
     }
@@ -802,6 +905,8 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
     const peak = mem(lite.child.pid).hwm;
     await sleep(AFTER_MS);
     const after = mem(lite.child.pid).rss;
+    const afterTrim = await trimmed(lite.child.pid);
+    const end = await atEnd;
     const ok = probes.filter((p) => p.ok);
     const codes = new Map<number, number>();
     for (const p of probes) if (!p.ok) codes.set(p.status, (codes.get(p.status) ?? 0) + 1);
@@ -811,6 +916,9 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
       name: c.name,
       peakMB: peak / MB,
       afterMB: after / MB,
+      afterTrimMB: afterTrim / MB,
+      atEndMB: end.rss / MB,
+      peakAtEndMB: end.hwm / MB,
       kubelet: `${ok.length}/${probes.length} answered, worst ${Math.round(worst)} ms${
         fails ? `; ${fails}` : ""
       }`,
@@ -821,6 +929,7 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
     };
   } finally {
     await lite.kill("SIGKILL");
+    await h2?.close();
     await Deno.remove(lite.cacheDir, { recursive: true }).catch(() => {});
     await disk?.close();
   }
@@ -829,12 +938,12 @@ async function runCase(c: Case, cluster: Cluster, hostile: Hostile, rogue: CertP
 function table(results: Result[]): string {
   const mark = (ok: boolean) => ok ? "✓" : "✗";
   const out = [
-    "| case | peak RSS (≤150 MB) | RSS 10 s after (≤100 MB) | kubelet (every probe answered) | listener back (≤1 s) | log lines/s per kind (≤1) | what the attacker saw |",
-    "|---|---|---|---|---|---|---|",
+    "| case | peak RSS (≤150 MB) | RSS 10 s after (≤100 MB) | after malloc_trim | kubelet (every probe answered) | listener back (≤1 s) | log lines/s per kind (≤1) | what the attacker saw |",
+    "|---|---|---|---|---|---|---|---|",
   ];
   for (const r of results) {
     if (r.skipped) {
-      out.push(`| ${r.name} | skipped: ${r.skipped} | | | | | |`);
+      out.push(`| ${r.name} | skipped: ${r.skipped} | | | | | | |`);
       continue;
     }
     const rec = Number.isNaN(r.recoveryMs) ? "no (10 s)" : `${Math.round(r.recoveryMs)} ms`;
@@ -844,7 +953,9 @@ function table(results: Result[]): string {
     out.push(
       `| ${r.name} | ${mark(r.peakMB <= 150)} ${r.peakMB.toFixed(0)} MB | ${mark(r.afterMB <= 100)} ${
         r.afterMB.toFixed(0)
-      } MB | ${mark(r.kubeletOk)} ${r.kubelet} | ${mark(r.recoveryMs <= 1000)} ${rec} | ${
+      } MB | ${Number.isNaN(r.afterTrimMB) ? "-" : `${r.afterTrimMB.toFixed(0)} MB`} | ${
+        mark(r.kubeletOk)
+      } ${r.kubelet} | ${mark(r.recoveryMs <= 1000)} ${rec} | ${
         mark(r.log.maxPerSecond <= 1)
       } ${log} | ${r.note} |`,
     );
@@ -871,13 +982,14 @@ async function main(args: string[]): Promise<number> {
   }
   const cases = wanted ? CASES.filter((c) => wanted.includes(c.name)) : CASES;
   const cluster = await startCluster();
-  const hostile = startHostile(await cluster.pki.server("hostile-upstream"));
+  const hostilePair = await cluster.pki.server("hostile-upstream");
+  const hostile = startHostile(hostilePair);
   const rogue = await cluster.pki.rogue("intruder");
   const results: Result[] = [];
   try {
     for (const c of cases) {
       console.error(`attack: ${c.name}: ${c.what}`);
-      const r = await runCase(c, cluster, hostile, rogue);
+      const r = await runCase(c, cluster, hostile, rogue, hostilePair);
       console.error(`attack: ${c.name}: ${JSON.stringify(r)}`);
       results.push(r);
     }

@@ -52,21 +52,76 @@ export function tapResponse(cache: Cache, plan: CachePlan, ures: TappedResponse)
   const chunks: Uint8Array[] = [];
   let size = 0;
   let complete = false;
+  /** Bytes this tap holds in the shared budget. */
+  let held = 0;
+  let gaveUp = false;
+  const release = () => {
+    tapHeld -= held;
+    held = 0;
+  };
+  const giveUp = (why: string) => {
+    gaveUp = true;
+    chunks.length = 0;
+    release();
+    stop();
+    log.debug(`response not cached: ${why}`, { bytes: size });
+  };
   source.on("data", (c: Uint8Array) => {
+    if (gaveUp) return;
     size += c.byteLength;
-    if (size <= MAX_BODY) chunks.push(c);
+    // Held until the answer ends: while its client reads slowly, a large list waits here in
+    // full. Over the size limit, or over what all taps together may hold, it is not cached.
+    if (size > MAX_BODY) return giveUp("too large to cache");
+    if (tapHeld + c.byteLength > tapBudget) return giveUp("the answers being cached hold too much memory");
+    chunks.push(c);
+    held += c.byteLength;
+    tapHeld += c.byteLength;
   });
   source.on("end", () => {
     complete = true;
-    if (size > MAX_BODY) return log.debug("response too large to cache", { bytes: size });
+    release();
+    if (gaveUp) return;
     const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+    chunks.length = 0;
     if (plan.kind === "list") cache.recordListPage(plan.key, body, "application/json", plan.requestContinue);
     else if (!plan.wholeListOnly || !isPartialList(body)) cache.recordObject(objectKey, body, contentType);
   });
-  // A response cut short must not be cached.
-  ures.on("aborted", () => {
-    if (!complete) chunks.length = 0;
+  // A response cut short must not be cached, and what it held is released at once.
+  let uresEnded = false;
+  ures.on("end", () => uresEnded = true);
+  const cut = () => {
+    if (complete) return;
+    gaveUp = true;
+    chunks.length = 0;
+    release();
+  };
+  ures.on("aborted", cut);
+  // Closed without its end (destroyed: the client left, the answer was cut). After a normal end a
+  // gzip body may still be decoding: that one ends on its own.
+  ures.on("close", () => {
+    if (!uresEnded) cut();
   });
+}
+
+/**
+ * The bytes all taps of whole bodies (objects, lists) may hold together: each holds its answer until
+ * it ends, so many large lists read slowly (or never) would otherwise each hold up to MAX_BODY.
+ * Over it, an answer is relayed but not cached.
+ */
+export const TAP_BUDGET_BYTES = 64 << 20;
+let tapBudget = TAP_BUDGET_BYTES;
+let tapHeld = 0;
+
+/** Bytes held by all taps now (for tests and metrics). */
+export function tapBytesHeld(): number {
+  return tapHeld;
+}
+
+/** Tests: set the budget; returns the previous one. */
+export function setTapBudget(bytes: number): number {
+  const prev = tapBudget;
+  tapBudget = bytes;
+  return prev;
 }
 
 const enc = new TextEncoder();

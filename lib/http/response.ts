@@ -9,7 +9,7 @@ import { type Duplex, Writable } from "node:stream";
 import type { OutgoingHttpHeaders } from "node:http";
 import { encodeChunk, LAST_CHUNK } from "./body.ts";
 import { statusText } from "./status_text.ts";
-import { answered } from "./reclaim.ts";
+import { answered, passed } from "./reclaim.ts";
 
 /** The connection a response writes through. */
 export interface ResponseSink {
@@ -206,7 +206,6 @@ export class ServerResponse extends Writable {
   override _final(cb: (err?: Error | null) => void): void {
     if (this.#taken || this.#ended) return cb();
     const finish = () => {
-      answered(this.#bytes);
       cb();
       const complete = this.#framing !== "length" || this.#written === this.#length;
       this.#sink.finished(complete && !this.#overflow, this.#close || this.#framing === "close");
@@ -260,6 +259,7 @@ export class ServerResponse extends Writable {
       } else if (this.#framing === "chunked") body = encodeChunk(body);
     }
     this.#bytes += body.length;
+    passed(body.length);
     if (!this.#headOut) return this.#sendHead(body, cb);
     if (body.length === 0) return cb();
     this.#sink.send(body, cb);

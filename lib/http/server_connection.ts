@@ -12,6 +12,7 @@ import type { BodyBudget } from "./body_budget.ts";
 import { HttpError } from "./errors.ts";
 import { type HeadLimits, NEED_MORE, type RequestHead, RequestHeadParser } from "./head_parser.ts";
 import { type ReadGate, readGate } from "./read_gate.ts";
+import { passed } from "./reclaim.ts";
 import { ServerRequest } from "./request.ts";
 import { type ResponseSink, ServerResponse } from "./response.ts";
 import { statusText } from "./status_text.ts";
@@ -146,6 +147,8 @@ class Connection implements ResponseSink {
 
   private receive(chunk: Uint8Array): void {
     if (this.state === RESPONDING || this.state === CLOSING) {
+      // Pipelined or lingering bytes: garbage soon (reclaim.ts counts them).
+      passed(chunk.length);
       if (this.state === CLOSING) {
         this.lingered += chunk.length;
         // Past the allowance: stop reading (the client's writes block) rather than reset at once,
@@ -277,6 +280,8 @@ class Connection implements ResponseSink {
 
   private body(chunk: Uint8Array): void {
     this.bodyBytes += chunk.length;
+    // Body bytes are garbage once forwarded: reclaim.ts collects after bulk (a flood of bodies).
+    passed(chunk.length);
     this.bodyLast = performance.now();
     this.bodyDeadline();
     if (this.discard) this.dropped += chunk.length;

@@ -20,6 +20,7 @@ import {
 } from "../http/server_connection.ts";
 import type { Timers } from "../timers.ts";
 import { BodyBudget } from "../http/body_budget.ts";
+import { connectionClosed } from "../http/reclaim.ts";
 import { type Seat, Seats } from "./seats.ts";
 import { AcceptWatchdog } from "./accept_watchdog.ts";
 import { statusText } from "../http/status_text.ts";
@@ -195,7 +196,10 @@ export async function startListener(
       return;
     }
     seatOf.set(raw, seat);
-    raw.once("close", () => seats.release(seat));
+    raw.once("close", () => {
+      seats.release(seat);
+      connectionClosed();
+    });
     const evicted = seats.takeEvicted();
     if (evicted) evictionLog(evicted, seats);
   };

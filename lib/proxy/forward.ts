@@ -49,7 +49,11 @@ export function forward(ctx: RequestContext, deps: ForwardDeps): void {
           ctx.res.closeAfter();
           return sendStatus(ctx.res, 502, `the cloud kube-apiserver answered wrongly: ${o.error.message}`);
         }
-        deps.health.reportFailure(url, o.error.message);
+        // A stream the cloud reset (HTTP/2 RST_STREAM) came over a live connection: the endpoint is
+        // reachable, and a cloud resetting one client's streams must not take everyone offline.
+        if (!(o.error as { streamReset?: boolean }).streamReset) {
+          deps.health.reportFailure(url, o.error.message);
+        }
         log.debug("upstream attempt failed", { endpoint: url, error: o.error.message });
         if (shouldFailOver(o.error, i, endpoints.length, replayable)) return tryEndpoint(i + 1);
         if (isRead || ctx.plan) return deps.unreachable(ctx, o.error.message);

@@ -15,6 +15,8 @@ import { describeIdentity } from "../identity/resolve.ts";
 import { type InFlight, type InFlightSet, track } from "./deadlines.ts";
 import { type AnswerBounds, logSlowReader, type SlowReader } from "./slow_reader.ts";
 import { WatchFrames, watchFramingOf } from "./watch_frames.ts";
+import { passed } from "../http/reclaim.ts";
+import { type LagBudget, lagBudget } from "./lag_budget.ts";
 
 const EMPTY = new Uint8Array();
 
@@ -28,6 +30,8 @@ export interface RelayDeps {
   bounds: AnswerBounds;
   /** A client met its bound (its watch was ended, or its answer cut): for /metrics. */
   slowReader?(ctx: RequestContext, what: SlowReader): void;
+  /** All relays' queues together (lag_budget.ts); the process's one budget by default. */
+  lagBudget?: LagBudget;
 }
 
 export function relay(
@@ -108,7 +112,12 @@ function relayBody(
     entry.deadline = performance.now() + slowReaderTimeoutMs;
     drainsAtArm = drains;
   };
+  const budget = deps.lagBudget ?? lagBudget;
   const release = () => {
+    // Dropped unsent: garbage for the collector (reclaim.ts) to give back.
+    passed(queued);
+    budget.adjust(-queued);
+    budget.leave(laggard);
     queue = [];
     next = 0;
     queued = 0;
@@ -164,7 +173,9 @@ function relayBody(
     if (blocked) {
       queue.push(out);
       queued += out.byteLength;
-      if (queued + res.writableLength > bound) tooSlow("bytes");
+      // Over the process's budget, the largest queue (maybe this one) goes.
+      budget.adjust(out.byteLength);
+      if (!gaveUp && queued + res.writableLength > bound) tooSlow("bytes");
     } else if (!res.write(out)) {
       blocked = true;
       // Any answer but a watch waits for its client: pausing the body stops the cloud's socket for
@@ -182,6 +193,7 @@ function relayBody(
       const c = queue[next];
       queue[next++] = EMPTY; // sent: no longer held here
       queued -= c.byteLength;
+      budget.adjust(-c.byteLength);
       blocked = !res.write(c);
     }
     if (next === queue.length) {
@@ -201,6 +213,13 @@ function relayBody(
     if (!res.writableFinished && res.writableEnded) arm();
   };
   res.on("drain", onDrain);
+  const laggard = {
+    get queued() {
+      return queued;
+    },
+    evict: () => tooSlow("bytes"),
+  };
+  budget.join(laggard);
 
   const onData = (c: Uint8Array) => {
     const out = frames ? frames.push(c) : c;

@@ -114,7 +114,12 @@ export class UpstreamHealth {
     if (unreachable) e.known = true;
     if (e.healthy && (decisive || e.consecutiveFailures >= this.#opts.failures)) {
       e.healthy = false;
-      log.warn("upstream endpoint unhealthy", { endpoint: e.url, reason });
+      // Rate-limited per kind: an endpoint that flaps must not flood the log.
+      log.warn(
+        "upstream endpoint unhealthy",
+        { endpoint: e.url, reason },
+        `upstream.endpoint-unhealthy:${e.url}`,
+      );
     }
   }
 
@@ -146,7 +151,9 @@ export class UpstreamHealth {
           e.lastLatencyMs = performance.now() - started;
           e.consecutiveFailures = 0;
           e.lastError = undefined;
-          if (!e.healthy) log.info("upstream endpoint healthy", { endpoint: e.url });
+          if (!e.healthy) {
+            log.info("upstream endpoint healthy", { endpoint: e.url }, `upstream.endpoint-healthy:${e.url}`);
+          }
           e.healthy = true;
         } else this.#fail(e, reason ?? "unknown", unreachable);
         resolve();

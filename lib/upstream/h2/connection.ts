@@ -447,12 +447,11 @@ export class H2Connection {
     // An answer already complete: the server merely stops reading our body (RFC 9113 8.1).
     if (code === ErrorCode.NO_ERROR && s.res?.complete) return this.#closeStream(s);
     const refused = code === ErrorCode.REFUSED_STREAM;
-    this.#closeStream(
-      s,
-      new LiteError("ECONNRESET", `the upstream reset the stream: ${errorName(code)}`, {
-        retryable: refused,
-      }),
-    );
+    // `streamReset`: the connection is alive, so the endpoint is reachable (no health failure).
+    const err = new LiteError("ECONNRESET", `the upstream reset the stream: ${errorName(code)}`, {
+      retryable: refused,
+    });
+    this.#closeStream(s, Object.assign(err, { streamReset: true }));
   }
 
   #onHeaders(f: Frame) {
