@@ -368,7 +368,13 @@ Deno.test("a slow but healthy upstream: waited for when nothing is cached, the c
     from = cluster.apiserver.requests.length;
     const second = await c.json(path);
     assertEquals([second.status, second.headers.get("x-lite-apiserver-source")], [200, "cache"]);
-    assertEquals(upstreamSaw(from).map((r) => r.status), [0], "the upstream had not answered yet");
+    // Never answered by the upstream. (A GET that fails before any answer byte may be sent once more on a
+    // fresh connection, the keep-alive race of HTTP/1.1 and a refused stream of HTTP/2: seen once over h2.)
+    const saw = upstreamSaw(from).map((r) => r.status);
+    assert(
+      saw.length >= 1 && saw.length <= 2 && saw.every((s) => s === 0),
+      `the upstream had not answered yet: ${saw}`,
+    );
     assertEquals(
       lite.lines.some((l) => /upstream unreachable: offline/.test(l)),
       false,
